@@ -1,0 +1,39 @@
+"""redkit: a Redis toolkit for Flask, Django and Starlette/FastAPI.
+
+``from redkit import Redkit`` for blocking code, ``from redkit.asyncio import Redkit`` for asyncio.
+"""
+
+from __future__ import annotations
+
+from .client import Redkit
+from .errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    InvalidKeyError,
+    MissingDependencyError,
+    RedkitConnectionError,
+    RedkitError,
+    RedkitTimeoutError,
+    ResponseError,
+    SerializationError,
+    SignatureError,
+)
+from .settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigurationError",
+    "InvalidKeyError",
+    "MissingDependencyError",
+    "Redkit",
+    "RedkitConnectionError",
+    "RedkitError",
+    "RedkitTimeoutError",
+    "ResponseError",
+    "SerializationError",
+    "Settings",
+    "SignatureError",
+    "__version__",
+]

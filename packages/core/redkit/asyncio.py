@@ -1,0 +1,78 @@
+"""The asyncio entry point: ``from redkit.asyncio import Redkit``.
+
+Same names and parameters as :class:`redkit.Redkit`; methods that talk to Redis are coroutines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from .base import KitBase
+from .cache.api import AsyncCache
+from .connection import make_client
+from .executor import AsyncExecutor
+from .ops import Batch, command
+from .settings import Settings
+
+__all__ = ["Redkit"]
+
+
+class Redkit(KitBase):
+    """redkit over an asyncio redis-py client. Create one per event loop and share it."""
+
+    def __init__(self, settings: Settings | None = None, **options: Any) -> None:
+        health = self._setup(settings, options)
+        self.client: Any = make_client(self.settings, asyncio=True)
+        """The underlying redis-py asyncio client."""
+        self._executor = AsyncExecutor(self.client, health, self.settings.is_cluster)
+        self.cache = AsyncCache(self._cache_core, self._executor)
+        """Cache-aside: :class:`redkit.cache.AsyncCache`."""
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Redkit:
+        """A client for ``url``; ``options`` are settings."""
+        return cls(Settings.from_url(url, **options))
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Redkit:
+        """A client configured from ``REDKIT_URL`` (then ``REDIS_URL``) and ``REDKIT_*``."""
+        return cls(Settings.from_env(**options))
+
+    @classmethod
+    def from_settings(cls, mapping: Mapping[str, Any]) -> Redkit:
+        """A client from a settings mapping with case-insensitive keys."""
+        return cls(Settings.from_mapping(mapping))
+
+    async def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(await self._executor.run(Batch.one(command("PING"))))
+
+    async def scan(self, match: str = "*") -> AsyncIterator[str]:
+        """Iterate over this prefix's keys matching ``match`` (relative to the prefix)."""
+        prefix = f"{self.settings.prefix}:"
+        async for key in self._executor.scan(prefix + match):
+            yield key.decode()[len(prefix) :]
+
+    async def clear(self) -> int:
+        """Delete every key under this client's prefix; returns the count."""
+        return await self._executor.delete_matching(self.keyspace.pattern())
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self.client.aclose()
+
+    async def __aenter__(self) -> Redkit:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,47 @@
+"""What the sync and the async ``Redkit`` share: settings, keyspace, serializer, breaker, stats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .breaker import CircuitBreaker
+from .cache.core import CacheCore
+from .executor import Health
+from .keys import Keyspace
+from .serializers import Serializer, make_serializer
+from .settings import Settings, redact_url
+from .stats import Stats
+
+__all__ = ["KitBase"]
+
+
+class KitBase:
+    """State shared by :class:`redkit.Redkit` and :class:`redkit.asyncio.Redkit`."""
+
+    settings: Settings
+    keyspace: Keyspace
+    serializer: Serializer
+    stats: Stats
+    breaker: CircuitBreaker
+
+    def _setup(self, settings: Settings | None, options: Mapping[str, Any]) -> Health:
+        if settings is None:
+            settings = Settings.from_mapping(options) if options else Settings()
+        elif options:
+            settings = settings.replace(**options)
+        self.settings = settings
+        self.keyspace = Keyspace(settings.prefix, settings.max_key_length)
+        self.serializer = make_serializer(settings.serializer, settings.secret_key)
+        self.stats = Stats()
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self._cache_core = CacheCore(
+            settings, self.keyspace, self.serializer, self.stats, settings.is_cluster
+        )
+        return Health(self.breaker, self.stats, redact_url(settings.url))
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__module__}.{type(self).__qualname__} "
+            f"url={redact_url(self.settings.url)!r} prefix={self.settings.prefix!r}>"
+        )

@@ -1,0 +1,304 @@
+"""``kit.cache``: the sync :class:`Cache` and the async :class:`AsyncCache`.
+
+Both are thin shells: each method hands a spec or flow from :class:`~redkit.cache.core.CacheCore` to
+its executor. Their public names and signatures are the same (a test checks it).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from ..executor import AsyncExecutor, SyncExecutor
+from .core import CacheCore
+from .decorator import KeyBuilder, KeySpec, TagSpec
+
+__all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Cache:
+    """Cache-aside over Redis with TTLs, jitter, tags, stampede protection and fail-open.
+
+    Reached as ``kit.cache``. Keys are any str, bytes or int (escaped, and hashed when long).
+    Values are anything the configured serializer accepts (JSON types by default).
+    """
+
+    def __init__(self, core: CacheCore, executor: SyncExecutor) -> None:
+        self._core = core
+        self._x = executor
+
+    def get(self, key: object, default: Any = None) -> Any:
+        """The cached value of ``key``, or ``default`` on a miss (or when Redis is unreachable
+        and fail-open is on)."""
+        return self._x.drive(self._core.get(key, default))
+
+    def set(
+        self,
+        key: object,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> bool:
+        """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter). Returns False
+        when Redis was unreachable and fail-open is on."""
+        return self._x.drive(self._core.set(key, value, ttl, tags))
+
+    def delete(self, key: object) -> bool:
+        """Remove ``key``; True if it existed. Raises when Redis is unreachable."""
+        return self._x.run(self._core.delete_many([key])) > 0
+
+    def delete_many(self, keys: Iterable[object]) -> int:
+        """Remove several keys in one round trip; returns how many existed."""
+        return self._x.run(self._core.delete_many(keys))
+
+    def get_many(self, keys: Iterable[object]) -> dict[Any, Any]:
+        """The cached values of ``keys`` that are present, as a dict (misses are left out)."""
+        return self._x.drive(self._core.get_many(keys))
+
+    def set_many(
+        self,
+        mapping: Mapping[Any, Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> bool:
+        """Store several entries in one round trip (two when tagged)."""
+        return self._x.drive(self._core.set_many(mapping, ttl, tags))
+
+    def get_or_set(
+        self,
+        key: object,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Any:
+        """The cached value of ``key``; on a miss ``loader()`` runs in exactly one caller across
+        all processes and its value is stored, the others wait for it (see ``docs/cache.md``)."""
+        return self._x.drive(
+            self._core.get_or_set(key, loader, ttl, tags, stale_ttl, early_refresh)
+        )
+
+    def touch(self, key: object, ttl: float | None = None) -> bool:
+        """Give an existing entry a new lifetime; False when it does not exist."""
+        return self._x.drive(self._core.touch(key, ttl))
+
+    def incr(self, key: object, delta: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``delta`` to an integer entry (created at 0 with ``ttl``)."""
+        return self._x.run(self._core.incr(key, delta, ttl))
+
+    def invalidate(self, tags: Iterable[str]) -> int:
+        """Make every entry carrying any of ``tags`` miss, in one round trip whatever their
+        number. Returns the number of tags. Raises when Redis is unreachable."""
+        return self._x.run(self._core.invalidate(tags))
+
+    def clear(self) -> int:
+        """Delete every cache entry and tag of this prefix (SCAN + UNLINK); returns the count."""
+        return self._x.delete_matching(self._core.keys.pattern("cache"))
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        key: KeySpec = None,
+        tags: TagSpec = None,
+        *,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+        """Decorate a sync function so its result is cached (``get_or_set`` per call).
+
+        ``key``: a template over the parameters (``"user:{user_id}"``) or a callable; by default
+        the function's name and a hash of its arguments. ``tags``: templates or a callable.
+        The wrapper gains ``.invalidate(*args, **kwargs)`` and ``.key_for(*args, **kwargs)``.
+        """
+
+        def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+            if inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"{func.__qualname__} is async: decorate it with the cache of "
+                    "redkit.asyncio.Redkit"
+                )
+            return CachedFunction(self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh)
+
+        return decorate
+
+
+class _Wrapper(Generic[P, R]):
+    def __init__(
+        self,
+        cache: Any,
+        func: Callable[P, Any],
+        keys: KeyBuilder,
+        ttl: float | None,
+        stale_ttl: float | None,
+        early_refresh: float | None,
+    ) -> None:
+        self._cache = cache
+        self._keys = keys
+        self._ttl = ttl
+        self._stale_ttl = stale_ttl
+        self._early = early_refresh
+        self.__wrapped__ = func
+        functools.update_wrapper(self, func)
+
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key a call with these arguments uses."""
+        return self._keys.key_for(self._keys.bind(args, kwargs))
+
+    def _plan(self, args: Any, kwargs: Any) -> tuple[str, list[str]]:
+        arguments = self._keys.bind(args, kwargs)
+        return self._keys.key_for(arguments), self._keys.tags_for(arguments)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # behave like a function when used as a method
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+
+class CachedFunction(_Wrapper[P, R]):
+    """A sync function whose results are cached; call it as the function itself."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key, tags = self._plan(args, kwargs)
+        func = self.__wrapped__
+        result: R = self._cache.get_or_set(
+            key,
+            lambda: func(*args, **kwargs),
+            self._ttl,
+            tags,
+            stale_ttl=self._stale_ttl,
+            early_refresh=self._early,
+        )
+        return result
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the entry of a call with these arguments."""
+        deleted: bool = self._cache.delete(self.key_for(*args, **kwargs))
+        return deleted
+
+
+class AsyncCachedFunction(_Wrapper[P, R]):
+    """An async function whose results are cached; await it as the function itself."""
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key, tags = self._plan(args, kwargs)
+        func = self.__wrapped__
+        result: R = await self._cache.get_or_set(
+            key,
+            lambda: func(*args, **kwargs),
+            self._ttl,
+            tags,
+            stale_ttl=self._stale_ttl,
+            early_refresh=self._early,
+        )
+        return result
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the entry of a call with these arguments."""
+        deleted: bool = await self._cache.delete(self.key_for(*args, **kwargs))
+        return deleted
+
+
+class AsyncCache:
+    """The asyncio twin of :class:`Cache` (``redkit.asyncio.Redkit().cache``); same methods,
+    awaited."""
+
+    def __init__(self, core: CacheCore, executor: AsyncExecutor) -> None:
+        self._core = core
+        self._x = executor
+
+    async def get(self, key: object, default: Any = None) -> Any:
+        """The cached value of ``key``, or ``default`` on a miss."""
+        return await self._x.drive(self._core.get(key, default))
+
+    async def set(
+        self,
+        key: object,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> bool:
+        """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter)."""
+        return await self._x.drive(self._core.set(key, value, ttl, tags))
+
+    async def delete(self, key: object) -> bool:
+        """Remove ``key``; True if it existed."""
+        return await self._x.run(self._core.delete_many([key])) > 0
+
+    async def delete_many(self, keys: Iterable[object]) -> int:
+        """Remove several keys in one round trip; returns how many existed."""
+        return await self._x.run(self._core.delete_many(keys))
+
+    async def get_many(self, keys: Iterable[object]) -> dict[Any, Any]:
+        """The cached values of ``keys`` that are present."""
+        return await self._x.drive(self._core.get_many(keys))
+
+    async def set_many(
+        self,
+        mapping: Mapping[Any, Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> bool:
+        """Store several entries in one round trip (two when tagged)."""
+        return await self._x.drive(self._core.set_many(mapping, ttl, tags))
+
+    async def get_or_set(
+        self,
+        key: object,
+        loader: Callable[[], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Any:
+        """Like :meth:`Cache.get_or_set`; ``loader`` may be sync or async."""
+        return await self._x.drive(
+            self._core.get_or_set(key, loader, ttl, tags, stale_ttl, early_refresh)
+        )
+
+    async def touch(self, key: object, ttl: float | None = None) -> bool:
+        """Give an existing entry a new lifetime."""
+        return await self._x.drive(self._core.touch(key, ttl))
+
+    async def incr(self, key: object, delta: int = 1, ttl: float | None = None) -> int:
+        """Atomically add ``delta`` to an integer entry."""
+        return await self._x.run(self._core.incr(key, delta, ttl))
+
+    async def invalidate(self, tags: Iterable[str]) -> int:
+        """Make every entry carrying any of ``tags`` miss, in one round trip."""
+        return await self._x.run(self._core.invalidate(tags))
+
+    async def clear(self) -> int:
+        """Delete every cache entry and tag of this prefix."""
+        return await self._x.delete_matching(self._core.keys.pattern("cache"))
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        key: KeySpec = None,
+        tags: TagSpec = None,
+        *,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
+        """Decorate an async function so its result is cached (see :meth:`Cache.cached`)."""
+
+        def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"{func.__qualname__} is not async: decorate it with the cache of "
+                    "redkit.Redkit"
+                )
+            return AsyncCachedFunction(
+                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh
+            )
+
+        return decorate

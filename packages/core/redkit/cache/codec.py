@@ -1,0 +1,80 @@
+"""How a cache entry is laid out in Redis (pure, no I/O).
+
+* ``b"-12"`` / ``b"42"``: a bare integer, so ``incr`` works on values written by ``set``;
+* ``b"\\x00" + payload``: a value with no metadata (the common case: one GET, one decode);
+* ``b"\\x01" + len(meta) (4 bytes) + meta (JSON) + payload``: a value with tag versions (``t``),
+  loader duration in ms for early refresh (``d``) and its stale-while-revalidate window in ms (``s``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SerializationError
+from ..serializers import Serializer
+
+__all__ = ["Entry", "decode", "encode"]
+
+PLAIN = b"\x00"
+WITH_META = b"\x01"
+_DIGITS = frozenset(b"-0123456789")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded cache entry."""
+
+    value: Any
+    tags: dict[str, str] = field(default_factory=dict)
+    duration_ms: int = 0
+    stale_ms: int = 0
+
+
+def encode(
+    serializer: Serializer,
+    value: Any,
+    tags: dict[str, str] | None = None,
+    duration_ms: int = 0,
+    stale_ms: int = 0,
+) -> bytes:
+    """Bytes to store for ``value``; raises ``SerializationError`` for what cannot be stored."""
+    if not tags and not duration_ms and not stale_ms:
+        if type(value) is int:
+            return str(value).encode()
+        return PLAIN + serializer.dumps(value)
+    meta: dict[str, Any] = {}
+    if tags:
+        meta["t"] = tags
+    if duration_ms:
+        meta["d"] = duration_ms
+    if stale_ms:
+        meta["s"] = stale_ms
+    head = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
+    return WITH_META + len(head).to_bytes(4, "big") + head + serializer.dumps(value)
+
+
+def decode(serializer: Serializer, raw: bytes) -> Entry:
+    """The :class:`Entry` stored as ``raw``."""
+    kind = raw[:1]
+    if kind == PLAIN:
+        return Entry(serializer.loads(raw[1:]))
+    if kind == WITH_META:
+        size = int.from_bytes(raw[1:5], "big")
+        try:
+            meta = json.loads(raw[5 : 5 + size])
+        except ValueError as exc:
+            raise SerializationError(f"corrupt cache entry metadata: {exc}") from None
+        return Entry(
+            serializer.loads(raw[5 + size :]),
+            meta.get("t", {}),
+            int(meta.get("d", 0)),
+            int(meta.get("s", 0)),
+        )
+    if raw and raw[0] in _DIGITS:
+        try:
+            return Entry(int(raw))
+        except ValueError:
+            pass
+    raise SerializationError("not a redkit cache entry (written by something else?)")

@@ -1,0 +1,424 @@
+"""The cache's logic, written once as pure spec builders and flow generators.
+
+``Cache`` and ``AsyncCache`` only hand these to their executor. Nothing here does I/O: a flow yields
+:class:`~redkit.ops.Batch` (one round trip), :class:`~redkit.ops.Sleep` or :class:`~redkit.ops.Load`
+(call the user's loader) and receives the result.
+
+Tag invalidation uses version keys: each tag has a key holding a random version; an entry records
+the versions of its tags as they were *before* its loader ran, and is valid only while all of them
+are unchanged. Invalidating a tag writes a new version: one command per tag, however many entries
+carry it, and entries and tags may live in different cluster slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidKeyError, RedkitConnectionError
+from ..keys import Keyspace
+from ..ops import Batch, Call, Flow, Load, Script, Sleep, command, script
+from ..ops import first as _first
+from ..serializers import Serializer
+from ..settings import Settings
+from ..stats import Stats
+from .codec import Entry, decode, encode
+
+__all__ = ["MISSING", "CacheCore"]
+
+log = logging.getLogger("redkit.cache")
+
+FETCH = Script.load("cache_fetch")
+STORE = Script.load("cache_store")
+RELEASE = Script.load("cache_release")
+INCR = Script.load("cache_incr")
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+_FIRST_WAIT = 0.002  # first poll of a waiter; doubles up to _MAX_WAIT
+_MAX_WAIT = 0.05
+_FRESH, _STALE, _INVALID = 0, 1, 2
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _seconds(name: str, value: float | None, default: float, allow_zero: bool = False) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, (str, bytes)):
+        raise TypeError("tags must be a list of strings, not a single string")
+    out = tuple(dict.fromkeys(tags))
+    for t in out:
+        if not isinstance(t, str) or not t:
+            raise InvalidKeyError(f"tags must be non-empty strings, got {t!r}")
+    return out
+
+
+class CacheCore:
+    """Key building, entry encoding and the flows of ``kit.cache`` (shared by sync and async)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keyspace: Keyspace,
+        serializer: Serializer,
+        stats: Stats,
+        cluster: bool,
+    ) -> None:
+        self.settings = settings
+        self.keys = keyspace
+        self.serializer = serializer
+        self.stats = stats
+        self.cluster = cluster
+        self._fail_open_logged = False
+
+    # -- keys -----------------------------------------------------------------------------------
+    def entry_key(self, key: object) -> str:
+        """The Redis key of cache entry ``key``."""
+        return self.keys.tagged("cache", key)
+
+    def lock_key(self, key: object) -> str:
+        return self.keys.tagged("cache", key, "lock")
+
+    def tag_key(self, tag: str) -> str:
+        return self.keys.tagged("cache:tag", tag)
+
+    # -- lifetimes ------------------------------------------------------------------------------
+    def lifetime_ms(self, ttl: float | None) -> int:
+        """Entry lifetime in ms: ``ttl`` (or the default) plus up to ``cache_jitter`` of it."""
+        seconds = _seconds("ttl", ttl, self.settings.cache_ttl)
+        jitter = self.settings.cache_jitter
+        if jitter:
+            seconds *= 1.0 + random.random() * jitter  # noqa: S311 - spreading, not security
+        return _ms(seconds)
+
+    def _tag_ms(self, lifetime_ms: int) -> int:
+        return max(_ms(self.settings.cache_tag_ttl), lifetime_ms)
+
+    # -- failure policy -------------------------------------------------------------------------
+    def failed_open(self, exc: RedkitConnectionError) -> None:
+        """Count a call answered without Redis; raise instead when fail-open is off."""
+        if not self.settings.cache_fail_open:
+            raise exc
+        self.stats.incr("cache_fail_open")
+
+    # -- reads ----------------------------------------------------------------------------------
+    def _decode(self, raw: bytes) -> Entry:
+        return decode(self.serializer, raw)
+
+    def _needs_check(self, entry: Entry) -> bool:
+        return bool(entry.tags) or entry.stale_ms > 0
+
+    def _check_calls(self, key: str, entry: Entry) -> list[Call]:
+        calls = [command("GET", self.tag_key(t)) for t in entry.tags]
+        if entry.stale_ms:
+            calls.append(command("PTTL", key))
+        return calls
+
+    def _check_reply(self, entry: Entry, replies: Sequence[Any]) -> bool:
+        """True when ``entry`` is valid now, given replies to :meth:`_check_calls`."""
+        versions = replies[: len(entry.tags)]
+        for (_, want), have in zip(entry.tags.items(), versions):
+            if have is None or have.decode() != want:
+                return False
+        if entry.stale_ms:
+            pttl = replies[len(entry.tags)]
+            return pttl < 0 or pttl > entry.stale_ms
+        return True
+
+    def get(self, key: object, default: Any) -> Flow[Any]:
+        """Flow of ``cache.get``: one GET; a second round trip only for tagged entries."""
+        k = self.entry_key(key)
+        try:
+            raw = yield Batch.one(command("GET", k))
+            if raw is None:
+                self.stats.incr("cache_misses")
+                return default
+            entry = self._decode(raw)
+            if self._needs_check(entry):
+                ok = yield Batch(tuple(self._check_calls(k, entry)))
+                if not self._check_reply(entry, ok):
+                    self.stats.incr("cache_misses")
+                    return default
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+            return default
+        self.stats.incr("cache_hits")
+        return entry.value
+
+    def get_many(self, keys: Iterable[object]) -> Flow[dict[Any, Any]]:
+        """Flow of ``cache.get_many``: one MGET (pipelined GETs on a cluster), then one round trip
+        to check tag versions of the tagged entries, if any."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rkeys = [self.entry_key(k) for k in wanted]
+        try:
+            if self.cluster:
+                raws = yield Batch(tuple(command("GET", k) for k in rkeys), list)
+            else:
+                raws = yield Batch.one(command("MGET", *rkeys))
+            found: dict[Any, Any] = {}
+            checks: list[tuple[Any, Entry, int, int]] = []
+            calls: list[Call] = []
+            for user_key, rkey, raw in zip(wanted, rkeys, raws):
+                if raw is None:
+                    continue
+                entry = self._decode(raw)
+                if self._needs_check(entry):
+                    more = self._check_calls(rkey, entry)
+                    checks.append((user_key, entry, len(calls), len(calls) + len(more)))
+                    calls.extend(more)
+                else:
+                    found[user_key] = entry.value
+            if calls:
+                replies = yield Batch(tuple(calls), list)
+                for user_key, entry, start, end in checks:
+                    if self._check_reply(entry, replies[start:end]):
+                        found[user_key] = entry.value
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+            return {}
+        self.stats.incr("cache_hits", len(found))
+        self.stats.incr("cache_misses", len(wanted) - len(found))
+        # keep the caller's order
+        return {k: found[k] for k in wanted if k in found}
+
+    # -- writes ---------------------------------------------------------------------------------
+    def _tag_versions(self, tags: Sequence[str], new: str) -> Batch[list[str]]:
+        """One round trip that reads each tag's version, creating the ones that do not exist."""
+        tag_ms = _ms(self.settings.cache_tag_ttl)
+        calls = tuple(
+            command("SET", self.tag_key(t), new, "NX", "GET", "PX", tag_ms, get=True) for t in tags
+        )
+        return Batch(calls, lambda replies: [new if r is None else r.decode() for r in replies])
+
+    def _extend_tags(self, tags: Sequence[str], lifetime_ms: int) -> list[Call]:
+        # tag keys must outlive every entry carrying them; GT only ever lengthens
+        if lifetime_ms <= _ms(self.settings.cache_tag_ttl):
+            return []
+        return [command("PEXPIRE", self.tag_key(t), lifetime_ms, "GT") for t in tags]
+
+    def set(
+        self, key: object, value: Any, ttl: float | None, tags: Iterable[str] | None
+    ) -> Flow[bool]:
+        """Flow of ``cache.set``: one SET (plus one round trip for tag versions when tagged)."""
+        return self.set_many({key: value}, ttl, tags)
+
+    def set_many(
+        self, mapping: Mapping[Any, Any], ttl: float | None, tags: Iterable[str] | None
+    ) -> Flow[bool]:
+        """Flow of ``cache.set_many``: one pipelined round trip (two when tagged)."""
+        tag_list = _tags(tags)
+        items = [(self.entry_key(k), v) for k, v in mapping.items()]
+        if not items:
+            return True
+        lifetimes = [self.lifetime_ms(ttl) for _ in items]
+        # serialize everything before touching Redis: a bad value writes nothing
+        if not tag_list:
+            payloads = [encode(self.serializer, v) for _, v in items]
+        else:
+            for _, v in items:
+                self.serializer.dumps(v)
+        try:
+            if tag_list:
+                versions = yield self._tag_versions(tag_list, secrets.token_hex(8))
+                meta = dict(zip(tag_list, versions))
+                payloads = [encode(self.serializer, v, meta) for _, v in items]
+            calls = [
+                command("SET", k, p, "PX", ms) for (k, _), p, ms in zip(items, payloads, lifetimes)
+            ]
+            calls += self._extend_tags(tag_list, max(lifetimes))
+            yield Batch(tuple(calls), list)
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+            return False
+        return True
+
+    def delete_many(self, keys: Iterable[object]) -> Batch[int]:
+        """One round trip that deletes entries (UNLINK); returns how many existed. Invalidation is
+        never silently skipped: it raises when Redis is unreachable."""
+        calls = tuple(command("UNLINK", self.entry_key(k)) for k in dict.fromkeys(keys))
+        return Batch(calls, lambda replies: sum(int(r) for r in replies))
+
+    def touch(self, key: object, ttl: float | None) -> Flow[bool]:
+        """Flow of ``cache.touch``: give an existing entry a new lifetime."""
+        try:
+            done = yield Batch.one(command("PEXPIRE", self.entry_key(key), self.lifetime_ms(ttl)))
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+            return False
+        return bool(done)
+
+    def incr(self, key: object, delta: int, ttl: float | None) -> Batch[int]:
+        """One script call: add ``delta`` to an integer entry (created at 0) that keeps a TTL."""
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        return Batch.one(script(INCR, [self.entry_key(key)], [delta, self.lifetime_ms(ttl)]), int)
+
+    def invalidate(self, tags: Iterable[str]) -> Batch[int]:
+        """One round trip: a new version for each tag; every entry carrying one of them misses."""
+        tag_list = _tags(tags)
+        tag_ms = _ms(self.settings.cache_tag_ttl)
+        new = secrets.token_hex(8)
+        calls = tuple(command("SET", self.tag_key(t), new, "PX", tag_ms) for t in tag_list)
+        return Batch(calls, len)
+
+    # -- get_or_set -----------------------------------------------------------------------------
+    def get_or_set(
+        self,
+        key: object,
+        loader: Callable[[], Any],
+        ttl: float | None,
+        tags: Iterable[str] | None,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+    ) -> Flow[Any]:
+        """Flow of ``cache.get_or_set``: a hit is one round trip; on a miss exactly one caller
+        (cluster-wide) runs ``loader`` and stores its value in a second round trip, while the
+        others poll briefly for it (or get the stale value during stale-while-revalidate)."""
+        s = self.settings
+        tag_list = _tags(tags)
+        lifetime = _seconds("ttl", ttl, s.cache_ttl)
+        stale_ms = int(_seconds("stale_ttl", stale_ttl, s.cache_stale_ttl, allow_zero=True) * 1000)
+        beta = _seconds("early_refresh", early_refresh, s.cache_early_refresh, allow_zero=True)
+        ek, lk = self.entry_key(key), self.lock_key(key)
+        token = secrets.token_hex(8)
+        fetch_args = [token, _ms(s.cache_lock_ttl), stale_ms]
+        force = False
+        stale: Any = MISSING
+        deadline: float | None = None
+        delay = _FIRST_WAIT
+        while True:
+            calls = (script(FETCH, [ek, lk], [*fetch_args, "1" if force else "0"]),)
+            try:
+                if tag_list:
+                    reply, versions = yield Batch(
+                        (*calls, *self._tag_versions(tag_list, token).calls),
+                        lambda r: (r[0], [token if v is None else v.decode() for v in r[1:]]),
+                    )
+                else:
+                    reply, versions = (yield Batch(calls, _first)), []
+            except RedkitConnectionError as exc:
+                self.failed_open(exc)
+                return (yield Load(loader))
+            raw, pttl, acquired = reply[0], int(reply[1]), int(reply[2]) == 1
+            current = dict(zip(tag_list, versions))
+            if raw is not None:
+                entry = self._decode(raw)
+                state = self._judge(entry, pttl, current)
+                if state == _FRESH and not self._refresh_early(entry, pttl, beta):
+                    if not acquired:
+                        self.stats.incr("cache_hits")
+                        return entry.value
+                    # we forced the lock but someone refreshed meanwhile: use theirs, let go
+                    yield from self._release(lk, token)
+                    self.stats.incr("cache_hits")
+                    return entry.value
+                if state != _INVALID:
+                    stale = entry.value
+                if not acquired and not force:
+                    force = True  # ask again, this time taking the lock if it is free
+                    continue
+            if acquired:
+                self.stats.incr("cache_misses")
+                return (
+                    yield from self._load_and_store(
+                        ek, lk, token, loader, lifetime, stale_ms, current
+                    )
+                )
+            if stale is not MISSING:
+                self.stats.incr("cache_stale_hits")
+                return stale
+            # someone else is loading: wait for their value, bounded by cache_lock_wait
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + s.cache_lock_wait
+            elif now >= deadline:
+                self.stats.incr("cache_lock_timeouts")
+                log.warning("redkit: waited %.1fs for another caller's loader; loading", s.cache_lock_wait)
+                return (yield Load(loader))
+            yield Sleep(min(delay, max(deadline - now, 0.0)))
+            delay = min(delay * 2, _MAX_WAIT)
+            force = False
+
+    def _judge(self, entry: Entry, pttl: int, current: Mapping[str, str]) -> int:
+        for tag, version in entry.tags.items():
+            if current.get(tag, version) != version:
+                return _INVALID
+        if not set(entry.tags) <= set(current):
+            # the entry carries tags this call did not name: its versions were not read
+            return _INVALID
+        if entry.stale_ms and 0 <= pttl <= entry.stale_ms:
+            return _STALE
+        return _FRESH
+
+    def _refresh_early(self, entry: Entry, pttl: int, beta: float) -> bool:
+        if not beta or not entry.duration_ms or pttl < 0:
+            return False
+        remaining = pttl - entry.stale_ms
+        # XFetch (Vattani et al., 2015): refresh with a probability that grows as expiry nears
+        gap = -entry.duration_ms * beta * math.log(1.0 - random.random())  # noqa: S311
+        if gap >= remaining:
+            self.stats.incr("cache_early_refreshes")
+            return True
+        return False
+
+    def _release(self, lock_key: str, token: str) -> Flow[None]:
+        try:
+            yield Batch.one(script(RELEASE, [lock_key], [token]))
+        except RedkitConnectionError:
+            pass  # the lock expires by itself
+
+    def _load_and_store(
+        self,
+        ek: str,
+        lk: str,
+        token: str,
+        loader: Callable[[], Any],
+        lifetime: float,
+        stale_ms: int,
+        versions: dict[str, str],
+    ) -> Flow[Any]:
+        started = time.monotonic()
+        try:
+            value = yield Load(loader)
+        except BaseException:
+            yield from self._release(lk, token)
+            raise
+        self.stats.incr("cache_loads")
+        if value is None and self.settings.cache_negative_ttl is None:
+            yield from self._release(lk, token)
+            return None
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if value is None:
+            lifetime = self.settings.cache_negative_ttl or lifetime
+        try:
+            payload = encode(self.serializer, value, versions, duration_ms, stale_ms)
+        except BaseException:
+            yield from self._release(lk, token)
+            raise
+        ms = self.lifetime_ms(lifetime) + stale_ms
+        calls = [script(STORE, [ek, lk], [token, payload, ms])]
+        calls += self._extend_tags(list(versions), ms)
+        try:
+            yield Batch(tuple(calls), list)
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+        return value

@@ -1,0 +1,82 @@
+"""The synchronous entry point, :class:`Redkit`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from .base import KitBase
+from .cache.api import Cache
+from .connection import make_client
+from .executor import SyncExecutor
+from .ops import Batch, command
+from .settings import Settings
+
+__all__ = ["Redkit"]
+
+
+class Redkit(KitBase):
+    """redkit over a blocking redis-py client. Thread-safe; create one per process and share it.
+
+    ``Redkit()`` uses ``memory://``; most code calls :meth:`from_url`, :meth:`from_env` or
+    :meth:`from_settings`. Keyword ``options`` are :class:`~redkit.settings.Settings` fields.
+    ``redkit.asyncio.Redkit`` has the same methods, awaited.
+    """
+
+    def __init__(self, settings: Settings | None = None, **options: Any) -> None:
+        health = self._setup(settings, options)
+        self.client: Any = make_client(self.settings, asyncio=False)
+        """The underlying redis-py client, for commands redkit does not wrap."""
+        self._executor = SyncExecutor(self.client, health, self.settings.is_cluster)
+        self.cache = Cache(self._cache_core, self._executor)
+        """Cache-aside: :class:`redkit.cache.Cache`."""
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Redkit:
+        """A client for ``url`` (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+        ``redis+cluster://``, ``memory://``); ``options`` are settings."""
+        return cls(Settings.from_url(url, **options))
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Redkit:
+        """A client configured from ``REDKIT_URL`` (then ``REDIS_URL``) and ``REDKIT_*``."""
+        return cls(Settings.from_env(**options))
+
+    @classmethod
+    def from_settings(cls, mapping: Mapping[str, Any]) -> Redkit:
+        """A client from a settings mapping with case-insensitive keys (e.g. a framework's
+        config section)."""
+        return cls(Settings.from_mapping(mapping))
+
+    def ping(self) -> bool:
+        """True when Redis answers (raises ``RedkitConnectionError`` when it does not)."""
+        return bool(self._executor.run(Batch.one(command("PING"))))
+
+    def scan(self, match: str = "*") -> Iterator[str]:
+        """Iterate over this prefix's keys matching ``match`` (relative to the prefix), by SCAN."""
+        prefix = f"{self.settings.prefix}:"
+        for key in self._executor.scan(prefix + match):
+            yield key.decode()[len(prefix) :]
+
+    def clear(self) -> int:
+        """Delete every key under this client's prefix (SCAN + UNLINK); returns the count."""
+        return self._executor.delete_matching(self.keyspace.pattern())
+
+    def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.client.close()
+
+    def __enter__(self) -> Redkit:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

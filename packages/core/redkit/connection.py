@@ -1,0 +1,197 @@
+"""Build redis-py clients (sync or asyncio) from :class:`~redkit.settings.Settings`.
+
+redis-py does the talking: pooling, health checks, TLS, Sentinel and Cluster. This module only maps
+redkit's URL forms and options onto it, and keeps ``memory://`` servers (fakeredis with Lua) shared
+per name inside one process, so a sync and an async client of ``memory://app`` see the same data.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .errors import ConfigurationError, MissingDependencyError
+from .settings import Settings, redact_url
+
+__all__ = ["make_client", "memory_server"]
+
+_servers: dict[str, Any] = {}
+_servers_lock = threading.Lock()
+
+
+def memory_server(name: str) -> Any:
+    """The process-wide fakeredis server named ``name`` (created on first use)."""
+    try:
+        import fakeredis
+    except ImportError:
+        raise MissingDependencyError("fakeredis[lua]", "memory") from None
+    with _servers_lock:
+        server = _servers.get(name)
+        if server is None:
+            server = _servers[name] = fakeredis.FakeServer()
+        return server
+
+
+def _retry(settings: Settings, asyncio: bool) -> Any:
+    backoff = ExponentialBackoff(cap=settings.retry_backoff_cap, base=settings.retry_backoff_base)
+    if asyncio:
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        return AsyncRetry(backoff, settings.retry_attempts)
+    return Retry(backoff, settings.retry_attempts)
+
+
+def _common(settings: Settings, asyncio: bool) -> dict[str, Any]:
+    return {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "health_check_interval": settings.health_check_interval,
+        "retry": _retry(settings, asyncio),
+        "retry_on_timeout": False,  # a timed-out write may have run: never re-send blindly
+    }
+
+
+def _auth(settings: Settings, username: str | None, password: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    user = settings.username or username
+    pw = settings.password or password
+    if user:
+        out["username"] = user
+    if pw:
+        out["password"] = pw
+    return out
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hostinfo = netloc.rpartition("@")[2]
+    hosts = []
+    for item in hostinfo.split(","):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":") if item.count(":") == 1 or "]" in item else (item, "", "")
+        if not host:
+            host, port = item, ""
+        host = host.strip("[]")
+        try:
+            hosts.append((host, int(port) if port else default_port))
+        except ValueError:
+            raise ConfigurationError(f"invalid port in {item!r}") from None
+    if not hosts:
+        raise ConfigurationError("the URL names no host")
+    return hosts
+
+
+def _userinfo(netloc: str) -> tuple[str | None, str | None]:
+    if "@" not in netloc:
+        return None, None
+    userinfo = netloc.rpartition("@")[0]
+    if ":" in userinfo:
+        user, _, pw = userinfo.partition(":")
+        return (unquote(user) or None), (unquote(pw) or None)
+    return None, unquote(userinfo) or None
+
+
+def _ssl(settings: Settings) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "ssl_cert_reqs": settings.ssl_cert_reqs,
+        "ssl_check_hostname": settings.ssl_check_hostname and settings.ssl_cert_reqs == "required",
+    }
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if getattr(settings, name):
+            opts[name] = getattr(settings, name)
+    return opts
+
+
+def make_client(settings: Settings, *, asyncio: bool) -> Any:
+    """A redis-py client (``redis.Redis``, ``redis.asyncio.Redis``, a Sentinel-managed or a cluster
+    client, or fakeredis for ``memory://``). Raises ``ConfigurationError`` for a bad URL."""
+    url = settings.url
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    common = _common(settings, asyncio)
+    try:
+        if scheme == "memory":
+            server = memory_server(parts.netloc + parts.path)
+            import fakeredis
+
+            cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
+            return cls(server=server)
+        if scheme in ("redis", "rediss", "unix"):
+            if asyncio:
+                from redis.asyncio import Redis as AsyncRedis
+
+                base: Any = AsyncRedis
+            else:
+                from redis import Redis
+
+                base = Redis
+            extra = _auth(settings, None, None)
+            if scheme == "rediss":
+                extra.update(_ssl(settings))
+            return base.from_url(
+                url, max_connections=settings.max_connections, **common, **extra
+            )
+        if scheme == "redis+sentinel":
+            return _sentinel(settings, parts, common, asyncio)
+        if scheme == "redis+cluster":
+            return _cluster(settings, parts, common, asyncio)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+    raise ConfigurationError(f"unsupported URL {redact_url(url)!r}")  # pragma: no cover
+
+
+def _sentinel(settings: Settings, parts: Any, common: dict[str, Any], asyncio: bool) -> Any:
+    # redis+sentinel://[user:password@]host:26379[,host2:26379]/service_name[/db][?ssl=true]
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        raise ConfigurationError("redis+sentinel:// URLs need the service name as path: /mymaster")
+    service = unquote(segments[0])
+    db = int(segments[1]) if len(segments) > 1 else 0
+    query = dict(parse_qsl(parts.query))
+    user, pw = _userinfo(parts.netloc)
+    kwargs: dict[str, Any] = {"db": db, **_auth(settings, user, pw), **common}
+    if query.get("ssl", "").lower() in ("1", "true", "yes"):
+        kwargs.update({"ssl": True, **_ssl(settings)})
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+    }
+    if settings.sentinel_password:
+        sentinel_kwargs["password"] = settings.sentinel_password
+    hosts = _hosts(parts.netloc, 26379)
+    if asyncio:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
+    else:
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
+    return sentinel.master_for(service, max_connections=settings.max_connections)
+
+
+def _cluster(settings: Settings, parts: Any, common: dict[str, Any], asyncio: bool) -> Any:
+    # redis+cluster://[user:password@]host:7000[,host2:7001][?ssl=true]
+    user, pw = _userinfo(parts.netloc)
+    query = dict(parse_qsl(parts.query))
+    kwargs: dict[str, Any] = {**_auth(settings, user, pw), **common}
+    kwargs.pop("health_check_interval", None)
+    if query.get("ssl", "").lower() in ("1", "true", "yes"):
+        kwargs.update({"ssl": True, **_ssl(settings)})
+    hosts = _hosts(parts.netloc, 6379)
+    if asyncio:
+        from redis.asyncio.cluster import ClusterNode as AsyncNode
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+        return AsyncCluster(startup_nodes=[AsyncNode(h, p) for h, p in hosts], **kwargs)
+    from redis.cluster import ClusterNode, RedisCluster
+
+    return RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        max_connections=settings.max_connections,
+        **kwargs,
+    )

@@ -1,0 +1,330 @@
+"""Executors run :mod:`redkit.ops` specs over a redis-py client: one sync, one async.
+
+They hold the only I/O in redkit's core: pipelining a batch, ``EVALSHA`` with reload on ``NOSCRIPT``,
+wrapping redis-py errors in redkit's, feeding the circuit breaker and the outage log, and driving
+flow generators. Everything they run is built by pure code shared by both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import redis.exceptions as rex
+
+from .breaker import CircuitBreaker
+from .errors import (
+    RedkitConnectionError,
+    RedkitError,
+    RedkitTimeoutError,
+    ResponseError,
+)
+from .ops import Batch, Call, Flow, Load, Sleep, command
+from .stats import Stats
+
+__all__ = ["AsyncExecutor", "Health", "SyncExecutor", "wrap_error"]
+
+log = logging.getLogger("redkit")
+T = TypeVar("T")
+_DELETE_BATCH = 500
+
+
+def _chunks(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def wrap_error(exc: BaseException) -> RedkitError:
+    """Translate a redis-py exception into redkit's hierarchy (the original becomes the cause)."""
+    if isinstance(exc, RedkitError):
+        return exc
+    if isinstance(exc, (rex.TimeoutError, TimeoutError)):
+        err: RedkitError = RedkitTimeoutError(f"Redis call timed out: {exc}")
+    elif isinstance(exc, (rex.ConnectionError, ConnectionError, OSError)):
+        err = RedkitConnectionError(f"Redis is unreachable: {exc}")
+    elif isinstance(exc, rex.RedisError):
+        err = ResponseError(f"Redis error: {exc}")
+    else:  # pragma: no cover - only redis errors are passed in
+        err = RedkitError(str(exc))
+    err.__cause__ = exc
+    return err
+
+
+_CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+class Health:
+    """Breaker plus outage bookkeeping: one warning when Redis goes away, one info when it's back."""
+
+    def __init__(self, breaker: CircuitBreaker, stats: Stats, where: str) -> None:
+        self.breaker = breaker
+        self.stats = stats
+        self.where = where
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_down(self) -> bool:
+        """True between a connection failure and the next successful call."""
+        return self._down_since is not None
+
+    def ok(self) -> None:
+        self.breaker.record_success()
+        if self._down_since is not None:
+            with self._lock:
+                if self._down_since is not None:
+                    took = time.monotonic() - self._down_since
+                    self._down_since = None
+                    log.warning("redkit: Redis at %s is reachable again after %.1fs", self.where, took)
+
+    def failed(self, exc: BaseException) -> None:
+        self.stats.incr("connection_errors")
+        if self.breaker.record_failure():
+            self.stats.incr("breaker_opened")
+        if self._down_since is None:
+            with self._lock:
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning("redkit: Redis at %s is unreachable: %s", self.where, exc)
+
+
+def _has_noscript(replies: Sequence[Any]) -> bool:
+    return any(isinstance(r, rex.NoScriptError) for r in replies)
+
+
+def _raise_reply_errors(replies: list[Any]) -> list[Any]:
+    for r in replies:
+        if isinstance(r, Exception):
+            raise wrap_error(r)
+    return replies
+
+
+class _Base:
+    def __init__(self, client: Any, health: Health, cluster: bool) -> None:
+        self.client = client
+        self.health = health
+        self.cluster = cluster
+        self.stats = health.stats
+
+    def _count(self, calls: Sequence[Call]) -> None:
+        self.stats.incr("round_trips")
+        self.stats.incr("commands", len(calls))
+
+
+class SyncExecutor(_Base):
+    """Runs batches and flows with a blocking redis-py client."""
+
+    def run(self, batch: Batch[T]) -> T:
+        """Send one batch (one round trip) and return its parsed reply."""
+        return batch.parse(self._execute(batch.calls))
+
+    def drive(self, flow: Flow[T]) -> T:
+        """Run a flow generator to completion, feeding each step's result back into it."""
+        send: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = flow.send(send) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            send, error = None, None
+            try:
+                if isinstance(step, Batch):
+                    send = self.run(step)
+                elif isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                elif isinstance(step, Load):
+                    send = step.fn()
+                    if inspect.isawaitable(send):
+                        close = getattr(send, "close", None)
+                        if close is not None:
+                            close()
+                        raise TypeError(
+                            "the loader returned an awaitable: use redkit.asyncio.Redkit for "
+                            "async loaders and functions"
+                        )
+            except Exception as exc:
+                error = exc
+
+    def scan(self, match: str, count: int = 1000) -> Iterator[bytes]:
+        """Iterate over keys matching ``match`` with ``SCAN`` (every node of a cluster)."""
+        self.health.breaker.before_call()
+        try:
+            yield from self.client.scan_iter(match=match, count=count)
+        except _CONNECTION_ERRORS as exc:
+            self.health.failed(exc)
+            raise wrap_error(exc) from exc
+
+    def delete_matching(self, match: str) -> int:
+        """``UNLINK`` every key matching ``match``, in batches; returns how many were removed."""
+        removed = 0
+        for chunk in _chunks(self.scan(match), _DELETE_BATCH):
+            removed += sum(self._execute([command("UNLINK", k) for k in chunk]))
+        return removed
+
+    def _execute(self, calls: Sequence[Call]) -> list[Any]:
+        self.health.breaker.before_call()
+        self._count(calls)
+        try:
+            if len(calls) == 1:
+                replies = [self._one(calls[0])]
+            else:
+                replies = self._pipeline(calls)
+        except _CONNECTION_ERRORS as exc:
+            self.health.failed(exc)
+            raise wrap_error(exc) from exc
+        except rex.RedisError as exc:
+            self.health.ok()
+            raise wrap_error(exc) from exc
+        self.health.ok()
+        return _raise_reply_errors(replies)
+
+    def _one(self, call: Call) -> Any:
+        if call.script is None:
+            return self.client.execute_command(*call.args, **(call.options or {}))
+        try:
+            return self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+        except rex.NoScriptError:
+            self._load(call)
+            return self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+
+    def _load(self, call: Call) -> None:
+        assert call.script is not None
+        if self.cluster:
+            self.client.script_load(call.script.source)
+        else:
+            self.client.execute_command("SCRIPT", "LOAD", call.script.source)
+        self.stats.incr("script_loads")
+
+    def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args, **(call.options or {}))
+            else:
+                pipe.evalsha(call.script.sha, call.numkeys, *call.args)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if _has_noscript(replies):
+            # Scripts that answered NOSCRIPT did not run: load them and run just those again.
+            for i, (call, reply) in enumerate(zip(calls, replies)):
+                if isinstance(reply, rex.NoScriptError):
+                    try:
+                        replies[i] = self._one(call)
+                    except rex.ResponseError as exc:
+                        replies[i] = exc
+        return replies
+
+
+class AsyncExecutor(_Base):
+    """Runs batches and flows with an asyncio redis-py client (same specs as the sync one)."""
+
+    async def run(self, batch: Batch[T]) -> T:
+        """Send one batch (one round trip) and return its parsed reply."""
+        return batch.parse(await self._execute(batch.calls))
+
+    async def drive(self, flow: Flow[T]) -> T:
+        """Run a flow generator to completion, feeding each step's result back into it."""
+        send: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = flow.send(send) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            send, error = None, None
+            try:
+                if isinstance(step, Batch):
+                    send = await self.run(step)
+                elif isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                elif isinstance(step, Load):
+                    send = step.fn()
+                    if inspect.isawaitable(send):
+                        send = await send
+            except Exception as exc:
+                error = exc
+
+    async def scan(self, match: str, count: int = 1000) -> AsyncIterator[bytes]:
+        """Iterate over keys matching ``match`` with ``SCAN`` (every node of a cluster)."""
+        self.health.breaker.before_call()
+        try:
+            async for key in self.client.scan_iter(match=match, count=count):
+                yield key
+        except _CONNECTION_ERRORS as exc:
+            self.health.failed(exc)
+            raise wrap_error(exc) from exc
+
+    async def delete_matching(self, match: str) -> int:
+        """``UNLINK`` every key matching ``match``, in batches; returns how many were removed."""
+        removed = 0
+        chunk: list[bytes] = []
+        async for key in self.scan(match):
+            chunk.append(key)
+            if len(chunk) >= _DELETE_BATCH:
+                removed += sum(await self._execute([command("UNLINK", k) for k in chunk]))
+                chunk = []
+        if chunk:
+            removed += sum(await self._execute([command("UNLINK", k) for k in chunk]))
+        return removed
+
+    async def _execute(self, calls: Sequence[Call]) -> list[Any]:
+        self.health.breaker.before_call()
+        self._count(calls)
+        try:
+            if len(calls) == 1:
+                replies = [await self._one(calls[0])]
+            else:
+                replies = await self._pipeline(calls)
+        except _CONNECTION_ERRORS as exc:
+            self.health.failed(exc)
+            raise wrap_error(exc) from exc
+        except rex.RedisError as exc:
+            self.health.ok()
+            raise wrap_error(exc) from exc
+        self.health.ok()
+        return _raise_reply_errors(replies)
+
+    async def _one(self, call: Call) -> Any:
+        if call.script is None:
+            return await self.client.execute_command(*call.args, **(call.options or {}))
+        try:
+            return await self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+        except rex.NoScriptError:
+            await self._load(call)
+            return await self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+
+    async def _load(self, call: Call) -> None:
+        assert call.script is not None
+        if self.cluster:
+            await self.client.script_load(call.script.source)
+        else:
+            await self.client.execute_command("SCRIPT", "LOAD", call.script.source)
+        self.stats.incr("script_loads")
+
+    async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args, **(call.options or {}))
+            else:
+                pipe.evalsha(call.script.sha, call.numkeys, *call.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if _has_noscript(replies):
+            for i, (call, reply) in enumerate(zip(calls, replies)):
+                if isinstance(reply, rex.NoScriptError):
+                    try:
+                        replies[i] = await self._one(call)
+                    except rex.ResponseError as exc:
+                        replies[i] = exc
+        return replies

@@ -1,0 +1,92 @@
+"""Operations as data: what to send to Redis and how to read the reply, with no I/O.
+
+A :class:`Batch` is one round trip: one or more calls (commands or Lua scripts) plus a pure function
+that parses the replies. A multi-step flow (get-or-set with a stampede lock, ...) is a generator that
+yields steps (:class:`Batch`, :class:`Sleep`, :class:`Load`) and receives their results; the sync and
+the async executor drive the same generator, so the logic exists once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Generic, TypeVar, Union
+
+__all__ = ["Batch", "Call", "Flow", "Load", "Script", "Sleep", "Step", "command", "script"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script shipped as package data (``redkit/scripts/<name>.lua``), called by SHA."""
+
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def load(cls, name: str) -> Script:
+        """Read ``redkit/scripts/<name>.lua`` from the installed package."""
+        source = resources.files("redkit").joinpath("scripts", f"{name}.lua").read_text("utf-8")
+        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis' id
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One command (``args``) or one script call (``script`` with ``args`` = keys + argv)."""
+
+    args: tuple[Any, ...]
+    script: Script | None = None
+    numkeys: int = 0
+    options: dict[str, Any] | None = None
+
+
+def command(*args: Any, **options: Any) -> Call:
+    """A plain Redis command: ``command("GET", key)``. ``options`` go to redis-py's reply
+    parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool)."""
+    return Call(args, None, 0, options or None)
+
+
+def script(s: Script, keys: Sequence[str], argv: Sequence[Any] = ()) -> Call:
+    """A script call; the executor sends ``EVALSHA`` and loads the script on ``NOSCRIPT``."""
+    return Call((*keys, *argv), s, len(keys))
+
+
+def first(replies: list[Any]) -> Any:
+    return replies[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[T]):
+    """One round trip: ``calls`` are pipelined (no MULTI) and ``parse`` reads their replies."""
+
+    calls: tuple[Call, ...]
+    parse: Callable[[list[Any]], T] = list  # type: ignore[assignment]
+
+    @classmethod
+    def one(cls, call: Call, parse: Callable[[Any], T] | None = None) -> Batch[T]:
+        """A batch of a single call; ``parse`` receives its reply alone."""
+        if parse is None:
+            return cls((call,), first)
+        return cls((call,), lambda replies: parse(replies[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Pause the flow (``time.sleep`` or ``asyncio.sleep``)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Call user code (a loader). The async executor awaits the result when it is awaitable."""
+
+    fn: Callable[[], Any]
+
+
+Step = Union[Batch[Any], Sleep, Load]
+Flow = Generator[Step, Any, T]

@@ -1,0 +1,309 @@
+"""One frozen settings object holding every redkit option, with its documented default.
+
+Settings come from keyword arguments (:meth:`Settings.from_url`), a mapping such as a framework's
+config (:meth:`Settings.from_mapping`, case-insensitive keys, string values coerced), or the
+environment (:meth:`Settings.from_env`). Invalid values raise :class:`~redkit.errors.ConfigurationError`
+at construction, so a typo never surfaces as a failure in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULT_URL", "SCHEMES", "Settings", "redact_url"]
+
+DEFAULT_URL = "memory://"
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memory")
+SERIALIZERS = ("json", "msgpack", "pickle")
+SSL_CERT_REQS = ("required", "optional", "none")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+    if ":" not in userinfo:  # redis://secret@host: a lone userinfo is a password in redis URLs
+        user = ""
+    netloc = f"{user}:***@{hostinfo}"
+    query = "&".join(
+        f"{k}=***" if "password" in k.lower() else f"{k}={v}"
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every redkit option. All fields have defaults; see ``docs/configuration.md``.
+
+    Durations are in seconds (floats allowed); sizes in bytes.
+    """
+
+    # -- connection ---------------------------------------------------------------------------
+    url: str = DEFAULT_URL
+    """Where Redis is: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+    ``redis+cluster://`` or ``memory://`` (embedded, in-process)."""
+    prefix: str = "redkit"
+    """First segment of every key redkit writes; lets many apps share one Redis database."""
+    username: str | None = None
+    """ACL user name (overrides one given in the URL)."""
+    password: str | None = field(default=None, repr=False)
+    """Password (overrides one given in the URL). Never shown in ``repr`` or errors."""
+    socket_timeout: float = 5.0
+    """Seconds to wait for a reply before the call fails with ``RedkitTimeoutError``."""
+    socket_connect_timeout: float = 2.0
+    """Seconds to wait for a TCP/TLS connection to open."""
+    health_check_interval: float = 30.0
+    """Idle pooled connections are PINGed before use when idle this long (0 disables)."""
+    max_connections: int = 64
+    """Upper bound of the connection pool (per process, per client)."""
+    retry_attempts: int = 3
+    """Retries of a call that failed on a connection error, with capped exponential backoff."""
+    retry_backoff_base: float = 0.008
+    """First retry delay; doubled each retry up to ``retry_backoff_cap``."""
+    retry_backoff_cap: float = 0.25
+    """Largest delay between two retries."""
+    breaker_threshold: int = 3
+    """Consecutive connection failures that open the circuit breaker (0 disables the breaker)."""
+    breaker_cooldown: float = 5.0
+    """Seconds the breaker stays open (calls fail fast) before one probe call is let through."""
+    ssl_cert_reqs: str = "required"
+    """TLS certificate verification for ``rediss://``: ``required`` (default), ``optional``, ``none``."""
+    ssl_ca_certs: str | None = None
+    """CA bundle used to verify the server certificate (system store when unset)."""
+    ssl_certfile: str | None = None
+    """Client certificate for mutual TLS."""
+    ssl_keyfile: str | None = None
+    """Private key of the client certificate."""
+    ssl_check_hostname: bool = True
+    """Check that the server certificate matches the host name (when certificates are required)."""
+    sentinel_password: str | None = field(default=None, repr=False)
+    """Password of the Sentinel processes themselves, when they require one."""
+
+    # -- serialization ------------------------------------------------------------------------
+    serializer: str = "json"
+    """``json`` (orjson when installed), ``msgpack``, or ``pickle`` (needs ``secret_key``)."""
+    secret_key: str | None = field(default=None, repr=False)
+    """HMAC key that signs pickled payloads. Required by, and only used by, ``serializer="pickle"``."""
+    max_key_length: int = 200
+    """User-supplied key parts longer than this (in bytes, after escaping) are hashed."""
+
+    # -- cache --------------------------------------------------------------------------------
+    cache_ttl: float = 300.0
+    """Default time to live of a cache entry. Every entry has one."""
+    cache_jitter: float = 0.1
+    """Fraction of the TTL added at random (0.1 = up to +10%) so entries written together expire
+    apart."""
+    cache_negative_ttl: float | None = None
+    """When set, a loader result of ``None`` is cached for this long ("not found" caching)."""
+    cache_stale_ttl: float = 0.0
+    """Stale-while-revalidate window: an expired entry is still served for this long while one
+    caller refreshes it (0 disables)."""
+    cache_early_refresh: float = 0.0
+    """Probabilistic early refresh (XFetch) strength ``beta``; 1.0 is the usual value, 0 disables."""
+    cache_lock_ttl: float = 30.0
+    """Lifetime of the stampede lock held by the one caller that runs a loader."""
+    cache_lock_wait: float = 10.0
+    """How long other callers wait for that loader before running the loader themselves."""
+    cache_tag_ttl: float = 30 * 24 * 3600.0
+    """Minimum lifetime of a tag version key (extended to outlive every entry carrying the tag)."""
+    cache_fail_open: bool = True
+    """When Redis is unreachable: ``True`` calls the loader and returns its value (logged, counted);
+    ``False`` raises ``RedkitConnectionError``."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={redact_url(self.url)!r}" if f.name == "url" else f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.repr
+        )
+        return f"Settings({shown})"
+
+    @property
+    def scheme(self) -> str:
+        """The URL scheme, lower-cased (``redis``, ``memory``, ...)."""
+        return urlsplit(self.url).scheme.lower()
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when keys of one operation may live on different nodes (Redis Cluster)."""
+        return self.scheme == "redis+cluster"
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (validated like the original)."""
+        return Settings.from_mapping({**_as_dict(self), **changes})
+
+    # -- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Settings:
+        """Settings for ``url``; query parameters naming a setting (``?prefix=shop``) apply too,
+        and keyword ``options`` win over both."""
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError("url must be a non-empty string")
+        parts = urlsplit(url)
+        query_opts: dict[str, Any] = {}
+        kept: list[str] = []
+        names = {f.name for f in fields(cls)}
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key.lower() in names and key.lower() != "url":
+                query_opts[key.lower()] = value
+            else:
+                kept.append(f"{key}={value}")
+        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+        return cls.from_mapping({**query_opts, **options, "url": clean})
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
+        """Settings from a mapping with case-insensitive keys (``{"URL": ..., "PREFIX": ...}``);
+        string values are coerced to each field's type. Unknown keys are an error."""
+        by_name = {f.name: f for f in fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for raw_key, raw in mapping.items():
+            key = str(raw_key).lower()
+            if key not in by_name:
+                raise ConfigurationError(
+                    f"unknown redkit setting {raw_key!r}; known settings: {', '.join(sorted(by_name))}"
+                )
+            values[key] = _coerce(key, hints[key], raw)
+        try:
+            return cls(**values)
+        except TypeError as exc:  # pragma: no cover - guarded by the loop above
+            raise ConfigurationError(str(exc)) from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Settings:
+        """Settings from the environment: the URL from ``REDKIT_URL``, then ``REDIS_URL``
+        (default ``memory://``), and any ``REDKIT_<SETTING>`` variable (``REDKIT_PREFIX=shop``)."""
+        env = os.environ if environ is None else environ
+        url = env.get("REDKIT_URL") or env.get("REDIS_URL") or DEFAULT_URL
+        names = {f.name for f in fields(cls)} - {"url"}
+        from_env = {
+            k[len("REDKIT_") :].lower(): v
+            for k, v in env.items()
+            if k.startswith("REDKIT_") and k[len("REDKIT_") :].lower() in names
+        }
+        return cls.from_url(url, **{**from_env, **options})
+
+
+def _as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    target = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigurationError(f"setting {name!r} cannot be None")
+    if isinstance(value, str) and optional and value.strip().lower() in {"", "none", "null"}:
+        return None
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if target is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        type_name = getattr(target, "__name__", str(target))
+        raise ConfigurationError(
+            f"setting {name!r} expects {type_name}, got {type(value).__name__} {value!r}"
+        ) from None
+    return value
+
+
+def _validate(s: Settings) -> None:
+    def positive(name: str, allow_zero: bool = False) -> None:
+        value = getattr(s, name)
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigurationError(f"setting {name!r} must be a number, got NaN")
+        if value < 0 or (value == 0 and not allow_zero) or value == math.inf:
+            bound = ">= 0" if allow_zero else "> 0"
+            raise ConfigurationError(f"setting {name!r} must be finite and {bound}, got {value!r}")
+
+    scheme = s.scheme
+    if scheme not in SCHEMES:
+        raise ConfigurationError(
+            f"unsupported URL scheme {scheme!r} in {redact_url(s.url)!r}; "
+            f"use one of {', '.join(x + '://' for x in SCHEMES)}"
+        )
+    if not s.prefix or any(c in s.prefix for c in "{}*?[] \n\r\t"):
+        raise ConfigurationError(
+            f"prefix must be non-empty without braces, glob characters or spaces: {s.prefix!r}"
+        )
+    for name in ("socket_timeout", "socket_connect_timeout", "retry_backoff_cap", "cache_ttl"):
+        positive(name)
+    for name in (
+        "health_check_interval",
+        "retry_backoff_base",
+        "breaker_cooldown",
+        "cache_jitter",
+        "cache_stale_ttl",
+        "cache_early_refresh",
+        "cache_lock_wait",
+    ):
+        positive(name, allow_zero=True)
+    positive("cache_lock_ttl")
+    positive("cache_tag_ttl")
+    if s.cache_negative_ttl is not None:
+        positive("cache_negative_ttl")
+    for name in ("max_connections", "max_key_length"):
+        if getattr(s, name) < 1:
+            raise ConfigurationError(f"setting {name!r} must be >= 1")
+    if s.max_key_length < 64:
+        raise ConfigurationError("setting 'max_key_length' must be >= 64 (room for the hash)")
+    for name in ("retry_attempts", "breaker_threshold"):
+        if getattr(s, name) < 0:
+            raise ConfigurationError(f"setting {name!r} must be >= 0")
+    if s.cache_jitter > 1:
+        raise ConfigurationError("setting 'cache_jitter' is a fraction of the TTL: 0 to 1")
+    if s.serializer not in SERIALIZERS:
+        raise ConfigurationError(
+            f"unknown serializer {s.serializer!r}; use one of {', '.join(SERIALIZERS)}"
+        )
+    if s.serializer == "pickle" and not s.secret_key:
+        raise ConfigurationError(
+            "serializer 'pickle' requires secret_key: pickled payloads are HMAC-signed so that "
+            "whoever can write to Redis cannot run code in your processes"
+        )
+    if s.ssl_cert_reqs not in SSL_CERT_REQS:
+        raise ConfigurationError(f"ssl_cert_reqs must be one of {', '.join(SSL_CERT_REQS)}")
