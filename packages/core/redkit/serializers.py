@@ -101,9 +101,13 @@ class JsonSerializer:
     def dumps(self, value: Any) -> bytes:
         if _orjson is not None:
             try:
-                return _orjson.dumps(value, option=_ORJSON_OPTS)
+                data: bytes = _orjson.dumps(value, option=_ORJSON_OPTS)
             except (TypeError, _orjson.JSONEncodeError) as exc:
                 raise _unserializable(value, self.name, exc) from None
+            # orjson writes NaN and infinities as null; plain json refuses them: so do we
+            if b"null" in data and find_unserializable(value) is not None:
+                raise _unserializable(value, self.name, None)
+            return data
         try:
             return json.dumps(
                 value, ensure_ascii=False, allow_nan=False, separators=(",", ":"),

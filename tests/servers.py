@@ -1,0 +1,78 @@
+"""Private redis-server processes for tests that kill, restart or reconfigure a server.
+
+They listen on loopback (or a unix socket) only, keep nothing on disk, and are killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """One redis-server we own. ``stop()`` kills it (SIGKILL), ``start()`` brings it back."""
+
+    def __init__(self, port: int | None = None, *extra: str) -> None:
+        if REDIS_SERVER is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("redis-server is not installed (CI must provide it)")
+            pytest.skip("redis-server is not installed")
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="redkit-redis-"))
+        self.unixsocket = str(self.dir / "redis.sock")
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisProcess:
+        args = [
+            str(REDIS_SERVER),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--unixsocket", self.unixsocket,
+            "--unixsocketperm", "700",
+            *self.extra,
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
