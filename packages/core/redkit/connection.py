@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from .errors import ConfigurationError, MissingDependencyError
@@ -37,12 +38,14 @@ def memory_server(name: str) -> Any:
 
 
 def _retry(settings: Settings, asyncio: bool) -> Any:
+    # Only connection errors are retried: a call that timed out may have run on the server, and
+    # sending it again could apply a write twice.
     backoff = ExponentialBackoff(cap=settings.retry_backoff_cap, base=settings.retry_backoff_base)
     if asyncio:
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        return AsyncRetry(backoff, settings.retry_attempts)
-    return Retry(backoff, settings.retry_attempts)
+        return AsyncRetry(backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,))
+    return Retry(backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,))
 
 
 def _common(settings: Settings, asyncio: bool) -> dict[str, Any]:
@@ -51,7 +54,6 @@ def _common(settings: Settings, asyncio: bool) -> dict[str, Any]:
         "socket_connect_timeout": settings.socket_connect_timeout,
         "health_check_interval": settings.health_check_interval,
         "retry": _retry(settings, asyncio),
-        "retry_on_timeout": False,  # a timed-out write may have run: never re-send blindly
     }
 
 

@@ -11,6 +11,7 @@ import hmac
 import json
 import math
 import pickle
+import uuid
 from typing import Any, Protocol
 
 from .errors import MissingDependencyError, SerializationError, SignatureError
@@ -66,6 +67,8 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
             if not math.isfinite(item):
                 return f"{where} is {item!r}, which JSON cannot represent"
             continue
+        if isinstance(item, uuid.UUID):
+            continue  # written as its string form, with or without orjson
         if type(item) in (dict, list, tuple):
             if id(item) in seen:
                 return f"{where} contains itself (circular reference)"
@@ -94,7 +97,8 @@ def _unserializable(value: Any, serializer: str, exc: Exception | None) -> Seria
 
 
 class JsonSerializer:
-    """Strict JSON: only JSON's own types, the same with or without orjson installed."""
+    """Strict JSON: only JSON's own types (and ``uuid.UUID``, written as a string), the same with
+    or without orjson installed. Tuples come back as lists."""
 
     name = "json"
 
@@ -126,6 +130,8 @@ class JsonSerializer:
 
 
 def _reject(obj: Any) -> Any:
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
     raise TypeError(type(obj).__name__)
 
 

@@ -157,16 +157,16 @@ class Settings:
         and keyword ``options`` win over both."""
         if not isinstance(url, str) or not url:
             raise ConfigurationError("url must be a non-empty string")
-        parts = urlsplit(url)
+        base, _, query = url.partition("?")
         query_opts: dict[str, Any] = {}
         kept: list[str] = []
         names = {f.name for f in fields(cls)}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        for key, value in parse_qsl(query, keep_blank_values=True):
             if key.lower() in names and key.lower() != "url":
                 query_opts[key.lower()] = value
             else:
                 kept.append(f"{key}={value}")
-        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(kept), parts.fragment))
+        clean = f"{base}?{'&'.join(kept)}" if kept else base
         return cls.from_mapping({**query_opts, **options, "url": clean})
 
     @classmethod

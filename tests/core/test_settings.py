@@ -1,0 +1,168 @@
+"""Settings: constructors, coercion, validation, URL forms and secret redaction (no Redis needed)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import redkit
+import redkit.asyncio
+from redkit import ConfigurationError, Settings
+from redkit.settings import redact_url
+
+
+def test_defaults_are_documented_values() -> None:
+    s = Settings()
+    assert s.url == "memory://"
+    assert s.prefix == "redkit"
+    assert s.serializer == "json"
+    assert s.cache_ttl == 300
+    assert s.cache_fail_open is True
+    assert s.ssl_cert_reqs == "required"
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Settings().prefix = "x"  # type: ignore[misc]
+
+
+def test_from_url_applies_query_settings_and_keyword_options_win() -> None:
+    s = Settings.from_url("redis://h:6380/2?prefix=shop&cache_ttl=60&socket_timeout=1.5")
+    assert (s.prefix, s.cache_ttl, s.socket_timeout) == ("shop", 60.0, 1.5)
+    assert s.url == "redis://h:6380/2"
+    s = Settings.from_url("redis://h/0?prefix=shop", prefix="other")
+    assert s.prefix == "other"
+
+
+def test_from_mapping_is_case_insensitive_and_coerces_strings() -> None:
+    s = Settings.from_mapping(
+        {"URL": "redis://x", "PREFIX": "app", "CACHE_FAIL_OPEN": "false", "MAX_CONNECTIONS": "8",
+         "cache_negative_ttl": "none"}
+    )
+    assert s.url == "redis://x"
+    assert s.prefix == "app"
+    assert s.cache_fail_open is False
+    assert s.max_connections == 8
+    assert s.cache_negative_ttl is None
+
+
+def test_from_env_prefers_redkit_url_then_redis_url() -> None:
+    assert Settings.from_env({"REDIS_URL": "redis://a", "REDKIT_URL": "redis://b"}).url == "redis://b"
+    assert Settings.from_env({"REDIS_URL": "redis://a"}).url == "redis://a"
+    assert Settings.from_env({}).url == "memory://"
+    s = Settings.from_env({"REDIS_URL": "redis://a", "REDKIT_PREFIX": "p", "REDKIT_CACHE_TTL": "9"})
+    assert (s.prefix, s.cache_ttl) == ("p", 9.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "http://x"}, "unsupported URL scheme"),
+        ({"prefix": "a*b"}, "prefix"),
+        ({"prefix": "{x}"}, "prefix"),
+        ({"prefix": ""}, "prefix"),
+        ({"cache_ttl": 0}, "cache_ttl"),
+        ({"cache_ttl": math.nan}, "NaN"),
+        ({"socket_timeout": -1}, "socket_timeout"),
+        ({"cache_jitter": 2}, "cache_jitter"),
+        ({"serializer": "yaml"}, "unknown serializer"),
+        ({"serializer": "pickle"}, "secret_key"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"cache_fail_open": "maybe"}, "expects bool"),
+        ({"max_connections": "many"}, "expects int"),
+        ({"max_connections": 2.5}, "expects int"),
+        ({"no_such_setting": 1}, "unknown redkit setting"),
+        ({"ssl_cert_reqs": "sometimes"}, "ssl_cert_reqs"),
+    ],
+)
+def test_invalid_settings_raise_configuration_error(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_mapping(options)
+
+
+def test_replace_validates() -> None:
+    s = Settings(prefix="a")
+    assert s.replace(prefix="b").prefix == "b"
+    with pytest.raises(ConfigurationError):
+        s.replace(cache_ttl=-5)
+
+
+SECRET = "s3cr3t-P4ss"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://user:{SECRET}@127.0.0.1:1/0",
+        f"redis://:{SECRET}@127.0.0.1:1/0",
+        f"rediss://default:{SECRET}@127.0.0.1:1",
+        f"redis+sentinel://:{SECRET}@127.0.0.1:1/mymaster",
+    ],
+)
+def test_passwords_never_appear_in_repr_or_errors(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert SECRET not in redact_url(url)
+    s = Settings.from_url(url, secret_key="hmac-key", socket_connect_timeout=0.2, retry_attempts=0)
+    assert SECRET not in repr(s)
+    assert "hmac-key" not in repr(s)
+    if url.startswith(("redis://", "rediss://")):
+        kit = redkit.Redkit(s)
+        assert SECRET not in repr(kit)
+        with pytest.raises(redkit.RedkitConnectionError) as info:
+            kit.ping()
+        text = f"{info.value} {info.value.__cause__} {info.value!r}"
+        assert SECRET not in text
+        assert SECRET not in caplog.text
+        kit.close()
+
+
+def test_password_setting_is_hidden_too() -> None:
+    s = Settings(url="redis://h", password=SECRET, username="app")
+    assert SECRET not in repr(s)
+    assert "app" in repr(s)
+
+
+def test_tls_verifies_certificates_by_default() -> None:
+    kit = redkit.Redkit.from_url("rediss://127.0.0.1:1/0")
+    kwargs = kit.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] == "required"
+    assert kwargs["ssl_check_hostname"] is True
+    kit.close()
+
+
+def test_url_forms_build_the_matching_clients() -> None:
+    from redis.cluster import RedisCluster
+    from redis.sentinel import SentinelManagedConnection
+
+    kit = redkit.Redkit.from_url("redis+sentinel://127.0.0.1:26379,127.0.0.2:26380/mymaster/3")
+    pool = kit.client.connection_pool
+    assert pool.service_name == "mymaster"
+    assert pool.connection_class is SentinelManagedConnection
+    assert pool.connection_kwargs["db"] == 3
+    hosts = [(c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
+             for c in pool.sentinel_manager.sentinels]
+    assert hosts == [("127.0.0.1", 26379), ("127.0.0.2", 26380)]
+    kit.close()
+
+    kit = redkit.Redkit.from_url("unix:///tmp/redis.sock?db=2")
+    assert kit.client.connection_pool.connection_kwargs["path"] == "/tmp/redis.sock"
+    kit.close()
+
+    with pytest.raises(ConfigurationError, match="service name"):
+        redkit.Redkit.from_url("redis+sentinel://127.0.0.1:26379")
+    assert RedisCluster is not None  # cluster clients connect at once: see test_cluster.py
+
+
+async def test_async_twin_accepts_the_same_constructors() -> None:
+    kit = redkit.asyncio.Redkit.from_settings({"url": "memory://parity", "prefix": "p"})
+    assert kit.settings.prefix == "p"
+    assert await kit.ping() is True
+    await kit.aclose()
+    await kit.aclose()  # idempotent
+
+
+def test_sync_context_manager_closes() -> None:
+    with redkit.Redkit.from_url("memory://cm") as kit:
+        assert kit.ping()
+    assert kit._closed
