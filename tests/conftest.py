@@ -1,5 +1,6 @@
 """Fixtures: every integration test runs against a real Redis (``REDIS_URL``, default
-``redis://127.0.0.1:6379/15``) and the embedded ``memory://`` backend, in sync and async mode.
+``redis://127.0.0.1:6379/15``), a real three-node Redis Cluster started for the session, and the
+embedded ``memory://`` backend, in sync and async mode.
 
 Each test gets its own key prefix (``rktest:<random>``) and deletes its keys afterwards, so the
 suite also runs as an ACL user limited to ``~rktest:*``. With ``CI=true`` a missing Redis fails the
@@ -44,17 +45,29 @@ def backend_url(backend: str) -> str:
     return f"memory://{uuid.uuid4().hex}"
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """A real three-primary Redis Cluster of private redis-server processes (loopback only)."""
+    from tests.servers import RedisCluster
+
+    cluster = RedisCluster().start()
+    yield cluster.url
+    cluster.cleanup()
+
+
 def new_prefix() -> str:
     return f"rktest:{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "memory", "cluster"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-def url(backend: str) -> str:
+def url(backend: str, request: pytest.FixtureRequest) -> str:
+    if backend == "cluster":
+        return str(request.getfixturevalue("redis_cluster"))
     return backend_url(backend)
 
 

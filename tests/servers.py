@@ -21,10 +21,23 @@ REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node also a free bus port (port + 10000)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not cluster or (port < 55000 and _bindable(port + 10000)):
+            return port
 
 
 class RedisProcess:
@@ -48,13 +61,20 @@ class RedisProcess:
     def start(self) -> RedisProcess:
         args = [
             str(REDIS_SERVER),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.dir),
-            "--unixsocket", self.unixsocket,
-            "--unixsocketperm", "700",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--unixsocket",
+            self.unixsocket,
+            "--unixsocketperm",
+            "700",
             *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,3 +96,48 @@ class RedisProcess:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCluster:
+    """Three primaries (no replicas) on loopback, built with ``redis-cli --cluster create``."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [
+            RedisProcess(free_port(cluster=True), "--cluster-enabled", "yes") for _ in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> RedisCluster:
+        if REDIS_CLI is None:
+            pytest.skip("redis-cli is not installed")
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            [
+                str(REDIS_CLI),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            infos = [redis.Redis(port=n.port).cluster("info") for n in self.nodes]
+            if all(i.get("cluster_state") == "ok" for i in infos):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the test cluster did not become ready")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()

@@ -107,7 +107,7 @@ async def test_get_or_set_with_async_loader(make_kit: Kits) -> None:
         async def aloader() -> int:
             return 1
 
-        with pytest.raises(TypeError, match="redkit.asyncio"):
+        with pytest.raises(TypeError, match=r"redkit\.asyncio"):
             kit.cache.get_or_set("k", aloader)
         assert kit.cache.get("k") is None
         return

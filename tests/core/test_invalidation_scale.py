@@ -13,7 +13,9 @@ async def _tag_many(kit: Any, count: int, tag: str) -> None:
     batch = 1000
     for start in range(0, count, batch):
         await call(
-            kit.cache.set_many({f"e{i}": i for i in range(start, min(count, start + batch))}, tags=[tag])
+            kit.cache.set_many(
+                {f"e{i}": i for i in range(start, min(count, start + batch))}, tags=[tag]
+            )
         )
 
 

@@ -24,7 +24,8 @@ def test_unsafe_characters_are_percent_escaped() -> None:
 def test_long_parts_are_hashed_and_distinct() -> None:
     a = escape_part("x" * 1000, 200)
     b = escape_part("x" * 1001, 200)
-    assert len(a) <= 200 and len(b) <= 200
+    assert len(a) <= 200
+    assert len(b) <= 200
     assert a != b
     assert "~" in a
 

@@ -1,4 +1,4 @@
-"""Lua scripts are package data, called by SHA, and reloaded after SCRIPT FLUSH (also in pipelines)."""
+"""Lua scripts are package data, called by SHA, reloaded after SCRIPT FLUSH (also pipelined)."""
 
 from __future__ import annotations
 

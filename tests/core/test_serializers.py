@@ -19,7 +19,19 @@ from redkit.serializers import (
     find_unserializable,
 )
 
-VALUES: list[Any] = [None, True, 0, -5, 2**40, 1.25, "", "ümlaut 🙂", [], {}, {"a": [1, {"b": None}]}]
+VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    -5,
+    2**40,
+    1.25,
+    "",
+    "ümlaut 🙂",
+    [],
+    {},
+    {"a": [1, {"b": None}]},
+]
 
 
 @pytest.mark.parametrize("value", VALUES)
@@ -46,14 +58,16 @@ def test_json_errors_name_type_and_path(value: Any, where: str) -> None:
     assert isinstance(info.value, TypeError)  # also catchable as TypeError
 
 
-def test_uuids_are_written_as_strings_with_or_without_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uuids_are_written_as_strings_with_or_without_orjson(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import redkit.serializers as mod
 
     u = uuid.uuid4()
     assert JsonSerializer().loads(JsonSerializer().dumps({"u": u})) == {"u": str(u)}
     monkeypatch.setattr(mod, "_orjson", None)
     assert JsonSerializer().loads(JsonSerializer().dumps({"u": u})) == {"u": str(u)}
-    with pytest.raises(SerializationError, match="datetime.date"):
+    with pytest.raises(SerializationError, match=r"datetime\.date"):
         JsonSerializer().dumps([datetime.date(2020, 1, 1)])
     with pytest.raises(SerializationError, match="nan"):
         JsonSerializer().dumps(math.nan)

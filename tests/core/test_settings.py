@@ -1,4 +1,4 @@
-"""Settings: constructors, coercion, validation, URL forms and secret redaction (no Redis needed)."""
+"""Settings: constructors, coercion, validation, URL forms and secret redaction."""
 
 from __future__ import annotations
 
@@ -38,8 +38,13 @@ def test_from_url_applies_query_settings_and_keyword_options_win() -> None:
 
 def test_from_mapping_is_case_insensitive_and_coerces_strings() -> None:
     s = Settings.from_mapping(
-        {"URL": "redis://x", "PREFIX": "app", "CACHE_FAIL_OPEN": "false", "MAX_CONNECTIONS": "8",
-         "cache_negative_ttl": "none"}
+        {
+            "URL": "redis://x",
+            "PREFIX": "app",
+            "CACHE_FAIL_OPEN": "false",
+            "MAX_CONNECTIONS": "8",
+            "cache_negative_ttl": "none",
+        }
     )
     assert s.url == "redis://x"
     assert s.prefix == "app"
@@ -49,7 +54,9 @@ def test_from_mapping_is_case_insensitive_and_coerces_strings() -> None:
 
 
 def test_from_env_prefers_redkit_url_then_redis_url() -> None:
-    assert Settings.from_env({"REDIS_URL": "redis://a", "REDKIT_URL": "redis://b"}).url == "redis://b"
+    assert (
+        Settings.from_env({"REDIS_URL": "redis://a", "REDKIT_URL": "redis://b"}).url == "redis://b"
+    )
     assert Settings.from_env({"REDIS_URL": "redis://a"}).url == "redis://a"
     assert Settings.from_env({}).url == "memory://"
     s = Settings.from_env({"REDIS_URL": "redis://a", "REDKIT_PREFIX": "p", "REDKIT_CACHE_TTL": "9"})
@@ -101,7 +108,9 @@ SECRET = "s3cr3t-P4ss"
         f"redis+sentinel://:{SECRET}@127.0.0.1:1/mymaster",
     ],
 )
-def test_passwords_never_appear_in_repr_or_errors(url: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_passwords_never_appear_in_repr_or_errors(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     assert SECRET not in redact_url(url)
     s = Settings.from_url(url, secret_key="hmac-key", socket_connect_timeout=0.2, retry_attempts=0)
     assert SECRET not in repr(s)
@@ -140,8 +149,10 @@ def test_url_forms_build_the_matching_clients() -> None:
     assert pool.service_name == "mymaster"
     assert pool.connection_class is SentinelManagedConnection
     assert pool.connection_kwargs["db"] == 3
-    hosts = [(c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
-             for c in pool.sentinel_manager.sentinels]
+    hosts = [
+        (c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])
+        for c in pool.sentinel_manager.sentinels
+    ]
     assert hosts == [("127.0.0.1", 26379), ("127.0.0.2", 26380)]
     kit.close()
 

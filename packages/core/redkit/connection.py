@@ -44,7 +44,9 @@ def _retry(settings: Settings, asyncio: bool) -> Any:
     if asyncio:
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        return AsyncRetry(backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,))
+        return AsyncRetry(
+            backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,)
+        )
     return Retry(backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,))
 
 
@@ -74,7 +76,9 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     for item in hostinfo.split(","):
         if not item:
             continue
-        host, _, port = item.rpartition(":") if item.count(":") == 1 or "]" in item else (item, "", "")
+        host, _, port = (
+            item.rpartition(":") if item.count(":") == 1 or "]" in item else (item, "", "")
+        )
         if not host:
             host, port = item, ""
         host = host.strip("[]")
@@ -134,9 +138,7 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             extra = _auth(settings, None, None)
             if scheme == "rediss":
                 extra.update(_ssl(settings))
-            return base.from_url(
-                url, max_connections=settings.max_connections, **common, **extra
-            )
+            return base.from_url(url, max_connections=settings.max_connections, **common, **extra)
         if scheme == "redis+sentinel":
             return _sentinel(settings, parts, common, asyncio)
         if scheme == "redis+cluster":
@@ -168,11 +170,11 @@ def _sentinel(settings: Settings, parts: Any, common: dict[str, Any], asyncio: b
     if asyncio:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
+        sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
     else:
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
     return sentinel.master_for(service, max_connections=settings.max_connections)
 
 
@@ -193,7 +195,7 @@ def _cluster(settings: Settings, parts: Any, common: dict[str, Any], asyncio: bo
     from redis.cluster import ClusterNode, RedisCluster
 
     return RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts],  # type: ignore[no-untyped-call]
         max_connections=settings.max_connections,
         **kwargs,
     )

@@ -1,8 +1,8 @@
 """Executors run :mod:`redkit.ops` specs over a redis-py client: one sync, one async.
 
-They hold the only I/O in redkit's core: pipelining a batch, ``EVALSHA`` with reload on ``NOSCRIPT``,
-wrapping redis-py errors in redkit's, feeding the circuit breaker and the outage log, and driving
-flow generators. Everything they run is built by pure code shared by both.
+They hold the only I/O in redkit's core: pipelining a batch, ``EVALSHA`` with reload on
+``NOSCRIPT``, wrapping redis-py errors in redkit's, feeding the circuit breaker and the outage log,
+and driving flow generators. Everything they run is built by pure code shared by both.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ _CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, ConnectionError, Ti
 
 
 class Health:
-    """Breaker plus outage bookkeeping: one warning when Redis goes away, one info when it's back."""
+    """Breaker plus outage bookkeeping: one warning when Redis goes away, one when it is back."""
 
     def __init__(self, breaker: CircuitBreaker, stats: Stats, where: str) -> None:
         self.breaker = breaker
@@ -86,7 +86,9 @@ class Health:
                 if self._down_since is not None:
                     took = time.monotonic() - self._down_since
                     self._down_since = None
-                    log.warning("redkit: Redis at %s is reachable again after %.1fs", self.where, took)
+                    log.warning(
+                        "redkit: Redis at %s is reachable again after %.1fs", self.where, took
+                    )
 
     def failed(self, exc: BaseException) -> None:
         self.stats.incr("connection_errors")
@@ -177,10 +179,7 @@ class SyncExecutor(_Base):
         self.health.breaker.before_call()
         self._count(calls)
         try:
-            if len(calls) == 1:
-                replies = [self._one(calls[0])]
-            else:
-                replies = self._pipeline(calls)
+            replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
         except _CONNECTION_ERRORS as exc:
             self.health.failed(exc)
             raise wrap_error(exc) from exc
@@ -213,7 +212,8 @@ class SyncExecutor(_Base):
             if call.script is None:
                 pipe.execute_command(*call.args, **(call.options or {}))
             else:
-                pipe.evalsha(call.script.sha, call.numkeys, *call.args)
+                # EVALSHA as a raw command: cluster pipelines route it by its keys
+                pipe.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
         replies: list[Any] = pipe.execute(raise_on_error=False)
         if _has_noscript(replies):
             # Scripts that answered NOSCRIPT did not run: load them and run just those again.
@@ -228,6 +228,19 @@ class SyncExecutor(_Base):
 
 class AsyncExecutor(_Base):
     """Runs batches and flows with an asyncio redis-py client (same specs as the sync one)."""
+
+    _ready = False
+    _init_lock: asyncio.Lock | None = None
+
+    async def _initialize(self) -> None:
+        # redis-py's asyncio cluster client discovers the topology on first use; many tasks
+        # doing that at once race each other and break connections, so one task does it first.
+        if self._init_lock is None:
+            self._init_lock = asyncio.Lock()
+        async with self._init_lock:
+            if not self._ready:
+                await self.client.initialize()
+                self._ready = True
 
     async def run(self, batch: Batch[T]) -> T:
         """Send one batch (one round trip) and return its parsed reply."""
@@ -259,6 +272,8 @@ class AsyncExecutor(_Base):
         """Iterate over keys matching ``match`` with ``SCAN`` (every node of a cluster)."""
         self.health.breaker.before_call()
         try:
+            if self.cluster and not self._ready:
+                await self._initialize()
             async for key in self.client.scan_iter(match=match, count=count):
                 yield key
         except _CONNECTION_ERRORS as exc:
@@ -282,6 +297,8 @@ class AsyncExecutor(_Base):
         self.health.breaker.before_call()
         self._count(calls)
         try:
+            if self.cluster and not self._ready:
+                await self._initialize()
             if len(calls) == 1:
                 replies = [await self._one(calls[0])]
             else:
@@ -318,7 +335,8 @@ class AsyncExecutor(_Base):
             if call.script is None:
                 pipe.execute_command(*call.args, **(call.options or {}))
             else:
-                pipe.evalsha(call.script.sha, call.numkeys, *call.args)
+                # EVALSHA as a raw command: cluster pipelines route it by its keys
+                pipe.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         if _has_noscript(replies):
             for i, (call, reply) in enumerate(zip(calls, replies)):

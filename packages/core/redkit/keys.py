@@ -1,10 +1,11 @@
 """The keyspace helper: every key redkit writes is built here.
 
-A key is ``<prefix>:<component>:<parts...>``. User-supplied parts (cache keys, tags, ids) are escaped
-so they can never contain glob characters, braces, separators or whitespace, and parts longer than
-``max_key_length`` are shortened to a readable head plus a SHA-256 of the whole part. Escaped and
-hashed forms cannot collide: ``%`` and ``~`` are always escaped, and only the hashed form contains
-``~``. A ``{hash tag}`` groups the keys one script touches into one Redis Cluster slot.
+A key is ``<prefix>:<component>:<parts...>``. User-supplied parts (cache keys, tags, ids) are
+escaped so they can never contain glob characters, braces, separators or whitespace, and parts
+longer than ``max_key_length`` are shortened to a readable head plus a SHA-256 of the whole part.
+Escaped and hashed forms cannot collide: ``%`` and ``~`` are always escaped, and only the hashed
+form contains ``~``. A ``{hash tag}`` groups the keys one script touches into one Redis Cluster
+slot.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from .errors import InvalidKeyError
 __all__ = ["Keyspace", "escape_part"]
 
 _SAFE = re.compile(rb"[A-Za-z0-9_.\-:/@=+,!|]*\Z")
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|")
+_SAFE_BYTES = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|"
+)
 _HEAD = 40  # readable characters kept in front of the hash of a long part
 
 
@@ -49,7 +52,7 @@ def escape_part(part: object, max_length: int) -> str:
 
 
 class Keyspace:
-    """Builds keys under one prefix. ``component`` names are redkit's own (``cache``, ``lock``...)."""
+    """Builds keys under one prefix; ``component`` names are redkit's own (``cache``, ...)."""
 
     __slots__ = ("_base", "max_length", "prefix")
 

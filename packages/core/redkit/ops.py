@@ -1,9 +1,9 @@
 """Operations as data: what to send to Redis and how to read the reply, with no I/O.
 
 A :class:`Batch` is one round trip: one or more calls (commands or Lua scripts) plus a pure function
-that parses the replies. A multi-step flow (get-or-set with a stampede lock, ...) is a generator that
-yields steps (:class:`Batch`, :class:`Sleep`, :class:`Load`) and receives their results; the sync and
-the async executor drive the same generator, so the logic exists once.
+that parses the replies. A multi-step flow (get-or-set with a stampede lock, ...) is a generator
+that yields steps (:class:`Batch`, :class:`Sleep`, :class:`Load`) and receives their results; the
+sync and the async executor drive the same generator, so the logic exists once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, TypeVar, Union
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Batch", "Call", "Flow", "Load", "Script", "Sleep", "Step", "command", "script"]
 
@@ -30,8 +30,8 @@ class Script:
     @classmethod
     def load(cls, name: str) -> Script:
         """Read ``redkit/scripts/<name>.lua`` from the installed package."""
-        source = resources.files("redkit").joinpath("scripts", f"{name}.lua").read_text("utf-8")
-        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis' id
+        source = resources.files("redkit").joinpath(f"scripts/{name}.lua").read_text("utf-8")
+        return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,5 +88,5 @@ class Load:
     fn: Callable[[], Any]
 
 
-Step = Union[Batch[Any], Sleep, Load]
+Step = Batch[Any] | Sleep | Load
 Flow = Generator[Step, Any, T]

@@ -25,10 +25,11 @@ __all__ = [
     "make_serializer",
 ]
 
+_orjson: Any
 try:  # pragma: no cover - depends on the environment
     import orjson as _orjson
 except ImportError:  # pragma: no cover
-    _orjson = None  # type: ignore[assignment]
+    _orjson = None
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
@@ -76,7 +77,9 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
             if type(item) is dict:
                 for k, v in item.items():
                     if not isinstance(k, str):
-                        return f"{where} has a key {k!r} of type {type(k).__name__} (keys must be str)"
+                        return (
+                            f"{where} has a key {k!r} of type {type(k).__name__} (keys must be str)"
+                        )
                     stack.append((v, f"{where}[{k!r}]", depth + 1))
             else:
                 for i, v in enumerate(item):
@@ -114,7 +117,10 @@ class JsonSerializer:
             return data
         try:
             return json.dumps(
-                value, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                value,
+                ensure_ascii=False,
+                allow_nan=False,
+                separators=(",", ":"),
                 default=_reject,
             ).encode()
         except (TypeError, ValueError, RecursionError) as exc:
@@ -142,8 +148,6 @@ if _orjson is not None:  # pragma: no branch
         | _orjson.OPT_PASSTHROUGH_DATACLASS
         | _orjson.OPT_PASSTHROUGH_SUBCLASS
     )
-
-
 
 
 class MsgpackSerializer:
@@ -198,9 +202,11 @@ class PickleSerializer:
 
     def loads(self, data: bytes) -> Any:
         signature, payload = data[: self._DIGEST], data[self._DIGEST :]
-        if len(signature) != self._DIGEST or not hmac.compare_digest(signature, self._sign(payload)):
+        if len(signature) != self._DIGEST or not hmac.compare_digest(
+            signature, self._sign(payload)
+        ):
             raise SignatureError("pickled payload failed signature verification; not unpickled")
-        return pickle.loads(payload)  # noqa: S301 - verified above
+        return pickle.loads(payload)
 
 
 def make_serializer(name: str, secret_key: str | None = None) -> Serializer:

@@ -2,8 +2,9 @@
 
 Settings come from keyword arguments (:meth:`Settings.from_url`), a mapping such as a framework's
 config (:meth:`Settings.from_mapping`, case-insensitive keys, string values coerced), or the
-environment (:meth:`Settings.from_env`). Invalid values raise :class:`~redkit.errors.ConfigurationError`
-at construction, so a typo never surfaces as a failure in the middle of a request.
+environment (:meth:`Settings.from_env`). Invalid values raise
+:class:`~redkit.errors.ConfigurationError` at construction, so a typo never surfaces as a failure in
+the middle of a request.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Settings:
     breaker_cooldown: float = 5.0
     """Seconds the breaker stays open (calls fail fast) before one probe call is let through."""
     ssl_cert_reqs: str = "required"
-    """TLS certificate verification for ``rediss://``: ``required`` (default), ``optional``, ``none``."""
+    """TLS certificate checks for ``rediss://``: ``required`` (default), ``optional``, ``none``."""
     ssl_ca_certs: str | None = None
     """CA bundle used to verify the server certificate (system store when unset)."""
     ssl_certfile: str | None = None
@@ -98,7 +99,7 @@ class Settings:
     serializer: str = "json"
     """``json`` (orjson when installed), ``msgpack``, or ``pickle`` (needs ``secret_key``)."""
     secret_key: str | None = field(default=None, repr=False)
-    """HMAC key that signs pickled payloads. Required by, and only used by, ``serializer="pickle"``."""
+    """HMAC key signing pickled payloads; required by, and only used by, ``serializer="pickle"``."""
     max_key_length: int = 200
     """User-supplied key parts longer than this (in bytes, after escaping) are hashed."""
 
@@ -114,7 +115,7 @@ class Settings:
     """Stale-while-revalidate window: an expired entry is still served for this long while one
     caller refreshes it (0 disables)."""
     cache_early_refresh: float = 0.0
-    """Probabilistic early refresh (XFetch) strength ``beta``; 1.0 is the usual value, 0 disables."""
+    """Probabilistic early refresh (XFetch) strength ``beta``; 1.0 is usual, 0 disables."""
     cache_lock_ttl: float = 30.0
     """Lifetime of the stampede lock held by the one caller that runs a loader."""
     cache_lock_wait: float = 10.0
@@ -130,7 +131,9 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={redact_url(self.url)!r}" if f.name == "url" else f"{f.name}={getattr(self, f.name)!r}"
+            f"{f.name}={redact_url(self.url)!r}"
+            if f.name == "url"
+            else f"{f.name}={getattr(self, f.name)!r}"
             for f in fields(self)
             if f.repr
         )
@@ -180,7 +183,8 @@ class Settings:
             key = str(raw_key).lower()
             if key not in by_name:
                 raise ConfigurationError(
-                    f"unknown redkit setting {raw_key!r}; known settings: {', '.join(sorted(by_name))}"
+                    f"unknown redkit setting {raw_key!r}; "
+                    f"known settings: {', '.join(sorted(by_name))}"
                 )
             values[key] = _coerce(key, hints[key], raw)
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from ..executor import AsyncExecutor, SyncExecutor
 from .core import CacheCore
@@ -124,7 +124,9 @@ class Cache:
                     f"{func.__qualname__} is async: decorate it with the cache of "
                     "redkit.asyncio.Redkit"
                 )
-            return CachedFunction(self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh)
+            return CachedFunction(
+                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh
+            )
 
         return decorate
 
@@ -145,7 +147,7 @@ class _Wrapper(Generic[P, R]):
         self._stale_ttl = stale_ttl
         self._early = early_refresh
         self.__wrapped__ = func
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key a call with these arguments uses."""
@@ -159,7 +161,7 @@ class _Wrapper(Generic[P, R]):
         # behave like a function when used as a method
         if instance is None:
             return self
-        return functools.partial(self, instance)
+        return functools.partial(cast("Callable[..., Any]", self), instance)
 
 
 class CachedFunction(_Wrapper[P, R]):
@@ -294,8 +296,7 @@ class AsyncCache:
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             if not inspect.iscoroutinefunction(func):
                 raise TypeError(
-                    f"{func.__qualname__} is not async: decorate it with the cache of "
-                    "redkit.Redkit"
+                    f"{func.__qualname__} is not async: decorate it with the cache of redkit.Redkit"
                 )
             return AsyncCachedFunction(
                 self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh

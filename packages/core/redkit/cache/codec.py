@@ -3,7 +3,8 @@
 * ``b"-12"`` / ``b"42"``: a bare integer, so ``incr`` works on values written by ``set``;
 * ``b"\\x00" + payload``: a value with no metadata (the common case: one GET, one decode);
 * ``b"\\x01" + len(meta) (4 bytes) + meta (JSON) + payload``: a value with tag versions (``t``),
-  loader duration in ms for early refresh (``d``) and its stale-while-revalidate window in ms (``s``).
+  loader duration in ms for early refresh (``d``) and its stale-while-revalidate window in ms
+  (``s``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ carry it, and entries and tags may live in different cluster slots.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -105,7 +106,7 @@ class CacheCore:
         seconds = _seconds("ttl", ttl, self.settings.cache_ttl)
         jitter = self.settings.cache_jitter
         if jitter:
-            seconds *= 1.0 + random.random() * jitter  # noqa: S311 - spreading, not security
+            seconds *= 1.0 + random.random() * jitter
         return _ms(seconds)
 
     def _tag_ms(self, lifetime_ms: int) -> int:
@@ -138,7 +139,7 @@ class CacheCore:
             if have is None or have.decode() != want:
                 return False
         if entry.stale_ms:
-            pttl = replies[len(entry.tags)]
+            pttl = int(replies[len(entry.tags)])
             return pttl < 0 or pttl > entry.stale_ms
         return True
 
@@ -352,7 +353,9 @@ class CacheCore:
                 deadline = now + s.cache_lock_wait
             elif now >= deadline:
                 self.stats.incr("cache_lock_timeouts")
-                log.warning("redkit: waited %.1fs for another caller's loader; loading", s.cache_lock_wait)
+                log.warning(
+                    "redkit: waited %.1fs for another caller's loader; loading", s.cache_lock_wait
+                )
                 return (yield Load(loader))
             yield Sleep(min(delay, max(deadline - now, 0.0)))
             delay = min(delay * 2, _MAX_WAIT)
@@ -374,17 +377,15 @@ class CacheCore:
             return False
         remaining = pttl - entry.stale_ms
         # XFetch (Vattani et al., 2015): refresh with a probability that grows as expiry nears
-        gap = -entry.duration_ms * beta * math.log(1.0 - random.random())  # noqa: S311
+        gap = -entry.duration_ms * beta * math.log(1.0 - random.random())
         if gap >= remaining:
             self.stats.incr("cache_early_refreshes")
             return True
         return False
 
     def _release(self, lock_key: str, token: str) -> Flow[None]:
-        try:
+        with contextlib.suppress(RedkitConnectionError):  # else the lock expires by itself
             yield Batch.one(script(RELEASE, [lock_key], [token]))
-        except RedkitConnectionError:
-            pass  # the lock expires by itself
 
     def _load_and_store(
         self,
@@ -399,7 +400,7 @@ class CacheCore:
         started = time.monotonic()
         try:
             value = yield Load(loader)
-        except BaseException:
+        except Exception:  # not GeneratorExit/cancellation: then the lock expires by its TTL
             yield from self._release(lk, token)
             raise
         self.stats.incr("cache_loads")
@@ -411,7 +412,7 @@ class CacheCore:
             lifetime = self.settings.cache_negative_ttl or lifetime
         try:
             payload = encode(self.serializer, value, versions, duration_ms, stale_ms)
-        except BaseException:
+        except Exception:  # not GeneratorExit/cancellation: then the lock expires by its TTL
             yield from self._release(lk, token)
             raise
         ms = self.lifetime_ms(lifetime) + stale_ms

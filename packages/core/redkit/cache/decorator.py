@@ -2,8 +2,8 @@
 
 By default the key is ``<module>.<qualname>:<hash of the arguments>``, the arguments bound to the
 signature (so ``f(1)`` and ``f(x=1)`` share an entry) and encoded as canonical JSON. A ``self`` or
-``cls`` first parameter is left out. A template such as ``"user:{user_id}"`` is filled from the bound
-arguments instead; tags may be templates too, or a callable receiving the bound arguments.
+``cls`` first parameter is left out. A template such as ``"user:{user_id}"`` is filled from the
+bound arguments instead; tags may be templates too, or a callable receiving the bound arguments.
 """
 
 from __future__ import annotations
