@@ -448,3 +448,63 @@ async def test_stats_count_hits_and_misses(kit: Any) -> None:
     snap = kit.stats.snapshot()
     assert snap["cache_misses"] == 1
     assert snap["cache_hits"] == 1
+
+
+async def test_tag_keys_are_extended_by_every_write(kit: Any) -> None:
+    # a tag key near the end of its life must not expire before a new entry carrying it
+    tag_key = kit.cache._core.tag_key("t")
+    await call(kit.client.set(tag_key, "v1", px=500))
+    await call(kit.cache.set("k", 1, ttl=60, tags=["t"]))
+    assert await call(kit.client.pttl(tag_key)) > 59_000
+    await asyncio.sleep(0.6)
+    assert await call(kit.cache.get("k")) == 1
+
+
+async def test_fresh_value_is_served_while_another_caller_refreshes_early(make_kit: Kits) -> None:
+    kit = make_kit(cache_jitter=0)
+    core = kit.cache._core
+    await call(kit.cache.get_or_set("k", lambda: "v1", ttl=60))
+    # force every read to choose an early refresh, while another caller already holds the lock
+    core._refresh_early = lambda entry, pttl, beta: True
+    await call(kit.client.set(core.lock_key("k"), "someone-else", px=5000))
+    assert await call(kit.cache.get_or_set("k", lambda: "v2", ttl=60, early_refresh=1)) == "v1"
+    snap = kit.stats.snapshot()
+    assert snap.get("cache_stale_hits", 0) == 0
+    assert snap.get("cache_early_refreshes", 0) == 0  # counted only when this caller reloads
+    await call(kit.client.delete(core.lock_key("k")))
+    assert await call(kit.cache.get_or_set("k", lambda: "v2", ttl=60, early_refresh=1)) == "v2"
+    assert kit.stats.get("cache_early_refreshes") == 1
+    assert kit.stats.get("cache_refreshes") == 1
+
+
+async def test_a_stale_hit_costs_one_round_trip(make_kit: Kits) -> None:
+    kit = make_kit(cache_jitter=0)
+    core = kit.cache._core
+    await call(kit.cache.get_or_set("k", lambda: 1, ttl=0.05, stale_ttl=30))
+    await asyncio.sleep(0.1)
+    await call(kit.client.set(core.lock_key("k"), "someone-else", px=5000))
+    before = kit.stats.get("round_trips")
+    assert await call(kit.cache.get_or_set("k", lambda: 2, ttl=0.05, stale_ttl=30)) == 1
+    assert kit.stats.get("round_trips") - before == 1
+
+
+def test_cached_methods_keep_invalidate_and_key_for(sync_kit: Any) -> None:
+    calls: list[int] = []
+
+    class Repo:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @sync_kit.cache.cached(key="repo:{self.name}:{x}")
+        def find(self, x: int) -> int:
+            calls.append(x)
+            return x
+
+    repo = Repo("a")
+    assert repo.find(1) == 1
+    assert repo.find(1) == 1
+    assert repo.find.key_for(1) == "repo:a:1"
+    assert repo.find.invalidate(1) is True
+    assert repo.find(1) == 1
+    assert calls == [1, 1]
+    assert Repo("b").find.key_for(1) == "repo:b:1"

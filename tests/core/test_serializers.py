@@ -127,3 +127,23 @@ def test_msgpack_kit_roundtrips_bytes(url: str, prefix: str) -> None:
     finally:
         kit.clear()
         kit.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({1: "a"}, "has a key 1 of type int"),
+        (2**70, "wider than 64 bits"),
+        ([type("S", (str,), {})("x")], "str subclass"),
+    ],
+)
+@pytest.mark.parametrize("orjson", [True, False], ids=["orjson", "stdlib"])
+def test_both_json_backends_refuse_the_same_values(
+    monkeypatch: pytest.MonkeyPatch, orjson: bool, value: Any, where: str
+) -> None:
+    import redkit.serializers as mod
+
+    if not orjson:
+        monkeypatch.setattr(mod, "_orjson", None)
+    with pytest.raises(SerializationError, match=where):
+        JsonSerializer().dumps(value)

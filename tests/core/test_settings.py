@@ -177,3 +177,9 @@ def test_sync_context_manager_closes() -> None:
     with redkit.Redkit.from_url("memory://cm") as kit:
         assert kit.ping()
     assert kit._closed
+
+
+@pytest.mark.parametrize("param", ["decode_responses=true", "protocol=3", "encoding=latin-1"])
+def test_url_parameters_that_would_break_decoding_are_refused(param: str) -> None:
+    with pytest.raises(ConfigurationError, match="not supported"):
+        Settings.from_url(f"redis://h/0?{param}")

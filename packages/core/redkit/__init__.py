@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from .client import Redkit
 from .errors import (
+    AuthenticationError,
     CircuitOpenError,
     ConfigurationError,
     InvalidKeyError,
     MissingDependencyError,
+    PoolExhaustedError,
     RedkitConnectionError,
     RedkitError,
     RedkitTimeoutError,
@@ -23,10 +25,12 @@ from .settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationError",
     "CircuitOpenError",
     "ConfigurationError",
     "InvalidKeyError",
     "MissingDependencyError",
+    "PoolExhaustedError",
     "Redkit",
     "RedkitConnectionError",
     "RedkitError",

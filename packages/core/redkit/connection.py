@@ -128,17 +128,28 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             return cls(server=server)
         if scheme in ("redis", "rediss", "unix"):
             if asyncio:
+                from redis.asyncio import BlockingConnectionPool as AsyncPool
                 from redis.asyncio import Redis as AsyncRedis
 
-                base: Any = AsyncRedis
+                client_cls: Any = AsyncRedis
+                pool_cls: Any = AsyncPool
             else:
-                from redis import Redis
+                from redis import BlockingConnectionPool, Redis
 
-                base = Redis
+                client_cls, pool_cls = Redis, BlockingConnectionPool
             extra = _auth(settings, None, None)
             if scheme == "rediss":
                 extra.update(_ssl(settings))
-            return base.from_url(url, max_connections=settings.max_connections, **common, **extra)
+            # a blocking pool: when all connections are busy, a caller waits for one
+            # (up to pool_timeout) instead of failing at once
+            pool = pool_cls.from_url(
+                url,
+                max_connections=settings.max_connections,
+                timeout=settings.pool_timeout,
+                **common,
+                **extra,
+            )
+            return client_cls.from_pool(pool)
         if scheme == "redis+sentinel":
             return _sentinel(settings, parts, common, asyncio)
         if scheme == "redis+cluster":

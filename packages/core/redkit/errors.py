@@ -1,16 +1,20 @@
 """The exceptions redkit raises.
 
-Every error redkit raises is a :class:`RedkitError`. Errors coming from redis-py are wrapped, the
-original kept as ``__cause__``, so callers never need to import redis-py's exception types.
+Errors coming from Redis or redis-py are wrapped in :class:`RedkitError` subclasses, the original
+kept as ``__cause__``, so callers never need to import redis-py's exception types. Misuse of an API
+(a negative TTL, a tag list that is a string) raises the usual ``ValueError`` / ``TypeError``;
+redkit's own validation errors subclass those too (``InvalidKeyError`` is a ``ValueError``).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CircuitOpenError",
     "ConfigurationError",
     "InvalidKeyError",
     "MissingDependencyError",
+    "PoolExhaustedError",
     "RedkitConnectionError",
     "RedkitError",
     "RedkitTimeoutError",
@@ -38,7 +42,8 @@ class MissingDependencyError(RedkitError, ImportError):
 
 
 class InvalidKeyError(RedkitError, ValueError):
-    """A user-supplied key part is unusable (wrong type, empty, or over the length limit)."""
+    """A user-supplied key part is unusable: of the wrong type, or empty. (Long parts are not
+    rejected: they are hashed.)"""
 
 
 class SerializationError(RedkitError, TypeError):
@@ -64,6 +69,18 @@ class CircuitOpenError(RedkitConnectionError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"Redis is unavailable (circuit open; next probe in {retry_after:.2f}s)")
         self.retry_after = retry_after
+
+
+class PoolExhaustedError(RedkitConnectionError):
+    """No pooled connection became free in time (``max_connections`` busy). Not an outage: it
+    does not open the circuit breaker, but failure policies treat it like one (the cache fails
+    open)."""
+
+
+class AuthenticationError(RedkitError):
+    """Redis refused the credentials (wrong password, unknown or disabled ACL user). A
+    configuration problem, not an outage: the cache does not fail open on it and the circuit
+    breaker ignores it."""
 
 
 class ResponseError(RedkitError):

@@ -19,6 +19,8 @@ import redis.exceptions as rex
 
 from .breaker import CircuitBreaker
 from .errors import (
+    AuthenticationError,
+    PoolExhaustedError,
     RedkitConnectionError,
     RedkitError,
     RedkitTimeoutError,
@@ -49,8 +51,12 @@ def wrap_error(exc: BaseException) -> RedkitError:
     """Translate a redis-py exception into redkit's hierarchy (the original becomes the cause)."""
     if isinstance(exc, RedkitError):
         return exc
-    if isinstance(exc, (rex.TimeoutError, TimeoutError)):
-        err: RedkitError = RedkitTimeoutError(f"Redis call timed out: {exc}")
+    if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError)):
+        err: RedkitError = AuthenticationError(f"Redis refused the credentials: {exc}")
+    elif _is_pool_exhausted(exc):
+        err = PoolExhaustedError(f"no free Redis connection in the pool: {exc}")
+    elif isinstance(exc, (rex.TimeoutError, TimeoutError)):
+        err = RedkitTimeoutError(f"Redis call timed out: {exc}")
     elif isinstance(exc, (rex.ConnectionError, ConnectionError, OSError)):
         err = RedkitConnectionError(f"Redis is unreachable: {exc}")
     elif isinstance(exc, rex.RedisError):
@@ -62,6 +68,19 @@ def wrap_error(exc: BaseException) -> RedkitError:
 
 
 _CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+def _is_pool_exhausted(exc: BaseException) -> bool:
+    return isinstance(exc, rex.MaxConnectionsError) or (
+        isinstance(exc, rex.ConnectionError) and "No connection available" in str(exc)
+    )
+
+
+def _not_an_outage(exc: BaseException) -> bool:
+    """Errors that say nothing about Redis being reachable: they must not open the breaker."""
+    return isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError)) or _is_pool_exhausted(
+        exc
+    )
 
 
 class Health:
@@ -91,6 +110,9 @@ class Health:
                     )
 
     def failed(self, exc: BaseException) -> None:
+        if _not_an_outage(exc):
+            self.stats.incr("pool_exhausted" if _is_pool_exhausted(exc) else "auth_errors")
+            return
         self.stats.incr("connection_errors")
         if self.breaker.record_failure():
             self.stats.incr("breaker_opened")

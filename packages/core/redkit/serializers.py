@@ -56,11 +56,15 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
         item, where, depth = stack.pop()
         if depth > 256:
             return f"{where} is nested more than 256 levels deep"
-        if isinstance(item, bool) or item is None or isinstance(item, str):
+        if isinstance(item, bool) or item is None or type(item) is str:
             continue
+        if isinstance(item, str):
+            return f"{where} is a {type(item).__name__} (a str subclass)"
         if isinstance(item, int):
             if type(item) is not int:
                 return f"{where} is a {type(item).__name__} (an int subclass)"
+            if not -(2**63) <= item < 2**64:
+                return f"{where} is an int wider than 64 bits"
             continue
         if isinstance(item, float):
             if type(item) is not float:
@@ -115,6 +119,11 @@ class JsonSerializer:
             if b"null" in data and find_unserializable(value) is not None:
                 raise _unserializable(value, self.name, None)
             return data
+        # the standard library accepts more than orjson (int keys, str subclasses, huge ints):
+        # check first, so that both backends accept exactly the same values
+        problem = find_unserializable(value)
+        if problem is not None:
+            raise _unserializable(value, self.name, None)
         try:
             return json.dumps(
                 value,

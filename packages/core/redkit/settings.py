@@ -25,6 +25,7 @@ DEFAULT_URL = "memory://"
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memory")
 SERIALIZERS = ("json", "msgpack", "pickle")
 SSL_CERT_REQS = ("required", "optional", "none")
+_FORBIDDEN_QUERY = {"decode_responses", "encoding", "encoding_errors", "protocol"}
 
 
 def redact_url(url: str) -> str:
@@ -72,10 +73,13 @@ class Settings:
     """Idle pooled connections are PINGed before use when idle this long (0 disables)."""
     max_connections: int = 64
     """Upper bound of the connection pool (per process, per client)."""
+    pool_timeout: float = 5.0
+    """Seconds a caller waits for a free pooled connection when all ``max_connections`` are busy,
+    before ``PoolExhaustedError``."""
     retry_attempts: int = 3
     """Retries of a call that failed on a connection error, with capped exponential backoff."""
     retry_backoff_base: float = 0.008
-    """First retry delay; doubled each retry up to ``retry_backoff_cap``."""
+    """Base of the retry delay: retry ``n`` (from 1) waits ``min(cap, base * 2**n)``."""
     retry_backoff_cap: float = 0.25
     """Largest delay between two retries."""
     breaker_threshold: int = 3
@@ -121,7 +125,8 @@ class Settings:
     cache_lock_wait: float = 10.0
     """How long other callers wait for that loader before running the loader themselves."""
     cache_tag_ttl: float = 30 * 24 * 3600.0
-    """Minimum lifetime of a tag version key (extended to outlive every entry carrying the tag)."""
+    """Lifetime of a tag version key when it is created or invalidated; every write of an entry
+    carrying the tag extends it to outlive that entry."""
     cache_fail_open: bool = True
     """When Redis is unreachable: ``True`` calls the loader and returns its value (logged, counted);
     ``False`` raises ``RedkitConnectionError``."""
@@ -169,6 +174,10 @@ class Settings:
                 query_opts[key.lower()] = value
             else:
                 kept.append(f"{key}={value}")
+            if key.lower() in _FORBIDDEN_QUERY:
+                raise ConfigurationError(
+                    f"URL parameter {key!r} is not supported: redkit reads raw bytes from Redis"
+                )
         clean = f"{base}?{'&'.join(kept)}" if kept else base
         return cls.from_mapping({**query_opts, **options, "url": clean})
 
@@ -274,7 +283,13 @@ def _validate(s: Settings) -> None:
         raise ConfigurationError(
             f"prefix must be non-empty without braces, glob characters or spaces: {s.prefix!r}"
         )
-    for name in ("socket_timeout", "socket_connect_timeout", "retry_backoff_cap", "cache_ttl"):
+    for name in (
+        "socket_timeout",
+        "socket_connect_timeout",
+        "pool_timeout",
+        "retry_backoff_cap",
+        "cache_ttl",
+    ):
         positive(name)
     for name in (
         "health_check_interval",

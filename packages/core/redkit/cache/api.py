@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from ..executor import AsyncExecutor, SyncExecutor
 from .core import CacheCore
@@ -158,10 +158,34 @@ class _Wrapper(Generic[P, R]):
         return self._keys.key_for(arguments), self._keys.tags_for(arguments)
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
-        # behave like a function when used as a method
+        # behave like a function when used as a method, keeping .invalidate and .key_for
         if instance is None:
             return self
-        return functools.partial(cast("Callable[..., Any]", self), instance)
+        return _BoundCached(self, instance)
+
+
+class _BoundCached:
+    """A cached function reached through an instance: ``obj.method(...)``,
+    ``obj.method.invalidate(...)`` and ``obj.method.key_for(...)`` pass ``obj`` first."""
+
+    def __init__(self, wrapper: Any, instance: Any) -> None:
+        self._wrapper = wrapper
+        self._instance = instance
+        self.__wrapped__ = wrapper.__wrapped__
+        self.__doc__ = wrapper.__doc__
+        self.__name__ = wrapper.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(self._instance, *args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+        """Delete the entry of a call with these arguments."""
+        return self._wrapper.invalidate(self._instance, *args, **kwargs)
+
+    def key_for(self, *args: Any, **kwargs: Any) -> str:
+        """The cache key a call with these arguments uses."""
+        key: str = self._wrapper.key_for(self._instance, *args, **kwargs)
+        return key
 
 
 class CachedFunction(_Wrapper[P, R]):

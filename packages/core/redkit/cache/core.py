@@ -87,7 +87,6 @@ class CacheCore:
         self.serializer = serializer
         self.stats = stats
         self.cluster = cluster
-        self._fail_open_logged = False
 
     # -- keys -----------------------------------------------------------------------------------
     def entry_key(self, key: object) -> str:
@@ -108,9 +107,6 @@ class CacheCore:
         if jitter:
             seconds *= 1.0 + random.random() * jitter
         return _ms(seconds)
-
-    def _tag_ms(self, lifetime_ms: int) -> int:
-        return max(_ms(self.settings.cache_tag_ttl), lifetime_ms)
 
     # -- failure policy -------------------------------------------------------------------------
     def failed_open(self, exc: RedkitConnectionError) -> None:
@@ -211,9 +207,8 @@ class CacheCore:
         return Batch(calls, lambda replies: [new if r is None else r.decode() for r in replies])
 
     def _extend_tags(self, tags: Sequence[str], lifetime_ms: int) -> list[Call]:
-        # tag keys must outlive every entry carrying them; GT only ever lengthens
-        if lifetime_ms <= _ms(self.settings.cache_tag_ttl):
-            return []
+        # A tag key must outlive every entry carrying it (a missing tag key makes its entries
+        # miss). Sent in the same round trip as the write; GT only ever lengthens.
         return [command("PEXPIRE", self.tag_key(t), lifetime_ms, "GT") for t in tags]
 
     def set(
@@ -302,8 +297,10 @@ class CacheCore:
         ek, lk = self.entry_key(key), self.lock_key(key)
         token = secrets.token_hex(8)
         fetch_args = [token, _ms(s.cache_lock_ttl), stale_ms]
-        force = False
-        stale: Any = MISSING
+        force = False  # take the lock even if the entry looks fresh
+        refresh = False  # this caller has decided the entry needs reloading
+        early = False  # ...because of a probabilistic early refresh
+        stale: Any = MISSING  # a value that may be served while someone else reloads
         deadline: float | None = None
         delay = _FIRST_WAIT
         while True:
@@ -320,32 +317,36 @@ class CacheCore:
                 self.failed_open(exc)
                 return (yield Load(loader))
             raw, pttl, acquired = reply[0], int(reply[1]), int(reply[2]) == 1
+            # the script tried to take the lock when it found no entry, a stale one, or was forced
+            attempted = force or raw is None or 0 <= pttl <= stale_ms
             current = dict(zip(tag_list, versions))
             if raw is not None:
                 entry = self._decode(raw)
                 state = self._judge(entry, pttl, current)
-                if state == _FRESH and not self._refresh_early(entry, pttl, beta):
-                    if not acquired:
-                        self.stats.incr("cache_hits")
-                        return entry.value
-                    # we forced the lock but someone refreshed meanwhile: use theirs, let go
-                    yield from self._release(lk, token)
+                if state == _FRESH and not refresh:
+                    early = self._refresh_early(entry, pttl, beta)
+                if state == _FRESH and not early:
+                    if acquired:  # forced, but someone refreshed meanwhile: use theirs
+                        yield from self._release(lk, token)
                     self.stats.incr("cache_hits")
                     return entry.value
-                if state != _INVALID:
-                    stale = entry.value
-                if not acquired and not force:
+                stale = MISSING if state == _INVALID else entry.value
+                refresh = True
+                if not acquired and not attempted:
                     force = True  # ask again, this time taking the lock if it is free
                     continue
             if acquired:
-                self.stats.incr("cache_misses")
+                self.stats.incr("cache_misses" if raw is None else "cache_refreshes")
+                if early:
+                    self.stats.incr("cache_early_refreshes")
                 return (
                     yield from self._load_and_store(
                         ek, lk, token, loader, lifetime, stale_ms, current
                     )
                 )
             if stale is not MISSING:
-                self.stats.incr("cache_stale_hits")
+                # someone else is reloading: serve what we have (fresh when refreshing early)
+                self.stats.incr("cache_hits" if early else "cache_stale_hits")
                 return stale
             # someone else is loading: wait for their value, bounded by cache_lock_wait
             now = time.monotonic()
@@ -359,7 +360,7 @@ class CacheCore:
                 return (yield Load(loader))
             yield Sleep(min(delay, max(deadline - now, 0.0)))
             delay = min(delay * 2, _MAX_WAIT)
-            force = False
+            force = refresh = early = False
 
     def _judge(self, entry: Entry, pttl: int, current: Mapping[str, str]) -> int:
         for tag, version in entry.tags.items():
