@@ -27,7 +27,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def _real_redis_answers() -> bool:
     try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+        with redis.Redis.from_url(REDIS_URL, socket_timeout=2) as probe:
+            return bool(probe.ping())
     except redis.RedisError:
         return False
 

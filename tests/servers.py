@@ -81,8 +81,9 @@ class RedisProcess:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return self
+                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                    if probe.ping():
+                        return self
             except redis.RedisError:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
@@ -132,7 +133,10 @@ class RedisCluster:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            infos = [redis.Redis(port=n.port).cluster("info") for n in self.nodes]
+            infos = []
+            for n in self.nodes:
+                with redis.Redis(port=n.port) as probe:
+                    infos.append(probe.cluster("info"))
             if all(i.get("cluster_state") == "ok" for i in infos):
                 return self
             time.sleep(0.1)
