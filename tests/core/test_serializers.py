@@ -135,6 +135,7 @@ def test_msgpack_kit_roundtrips_bytes(url: str, prefix: str) -> None:
         ({1: "a"}, "has a key 1 of type int"),
         (2**70, "wider than 64 bits"),
         ([type("S", (str,), {})("x")], "str subclass"),
+        ({type("K", (str,), {})("k"): 1}, "keys must be str"),
     ],
 )
 @pytest.mark.parametrize("orjson", [True, False], ids=["orjson", "stdlib"])

@@ -183,3 +183,7 @@ def test_sync_context_manager_closes() -> None:
 def test_url_parameters_that_would_break_decoding_are_refused(param: str) -> None:
     with pytest.raises(ConfigurationError, match="not supported"):
         Settings.from_url(f"redis://h/0?{param}")
+    with pytest.raises(ConfigurationError, match="not supported"):
+        Settings(url=f"redis://h/0?{param}")
+    with pytest.raises(ConfigurationError, match="not supported"):
+        Settings.from_mapping({"url": f"redis://h/0?{param}"})

@@ -80,7 +80,7 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
             seen.add(id(item))
             if type(item) is dict:
                 for k, v in item.items():
-                    if not isinstance(k, str):
+                    if type(k) is not str:
                         return (
                             f"{where} has a key {k!r} of type {type(k).__name__} (keys must be str)"
                         )

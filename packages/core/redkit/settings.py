@@ -174,10 +174,6 @@ class Settings:
                 query_opts[key.lower()] = value
             else:
                 kept.append(f"{key}={value}")
-            if key.lower() in _FORBIDDEN_QUERY:
-                raise ConfigurationError(
-                    f"URL parameter {key!r} is not supported: redkit reads raw bytes from Redis"
-                )
         clean = f"{base}?{'&'.join(kept)}" if kept else base
         return cls.from_mapping({**query_opts, **options, "url": clean})
 
@@ -273,6 +269,11 @@ def _validate(s: Settings) -> None:
             bound = ">= 0" if allow_zero else "> 0"
             raise ConfigurationError(f"setting {name!r} must be finite and {bound}, got {value!r}")
 
+    for key, _ in parse_qsl(urlsplit(s.url).query, keep_blank_values=True):
+        if key.lower() in _FORBIDDEN_QUERY:
+            raise ConfigurationError(
+                f"URL parameter {key!r} is not supported: redkit reads raw bytes from Redis"
+            )
     scheme = s.scheme
     if scheme not in SCHEMES:
         raise ConfigurationError(
