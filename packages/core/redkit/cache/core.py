@@ -378,7 +378,7 @@ class CacheCore:
             return False
         remaining = pttl - entry.stale_ms
         # XFetch (Vattani et al., 2015): refresh with a probability that grows as expiry nears
-        gap = -entry.duration_ms * beta * math.log(1.0 - random.random())  # noqa: S311
+        gap = -entry.duration_ms * beta * math.log(1.0 - random.random())
         return gap >= remaining
 
     def _release(self, lock_key: str, token: str) -> Flow[None]:
