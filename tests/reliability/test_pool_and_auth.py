@@ -74,3 +74,24 @@ async def test_wrong_credentials_raise_and_do_not_fail_open(mode: str) -> None:
         assert kit.stats.get("cache_fail_open") == 0
     finally:
         await call(kit.aclose() if mode == "async" else kit.close())
+
+
+async def test_async_callers_beyond_the_pool_wait_then_fail_open() -> None:
+    url = backend_url("redis")
+    kit = redkit.asyncio.Redkit.from_url(
+        url, prefix=new_prefix(), max_connections=1, pool_timeout=0.2
+    )
+    slots = kit._executor._slots
+    assert slots is not None
+    try:
+        await slots.acquire()  # the one connection is busy for longer than pool_timeout
+        assert await kit.cache.get_or_set("k", lambda: "from loader") == "from loader"
+        assert kit.stats.get("pool_exhausted") == 1
+        assert kit.stats.get("cache_fail_open") == 1
+        assert kit.breaker.state == "closed"
+        slots.release()
+        assert await kit.cache.get_or_set("k", lambda: "stored") == "stored"
+        assert await kit.cache.get("k") == "stored"
+    finally:
+        await kit.clear()
+        await kit.aclose()

@@ -26,7 +26,14 @@ class Redkit(KitBase):
         health = self._setup(settings, options)
         self.client: Any = make_client(self.settings, asyncio=True)
         """The underlying redis-py asyncio client."""
-        self._executor = AsyncExecutor(self.client, health, self.settings.is_cluster)
+        queue_beyond = self.settings.scheme in ("redis", "rediss", "unix")
+        self._executor = AsyncExecutor(
+            self.client,
+            health,
+            self.settings.is_cluster,
+            self.settings.max_connections if queue_beyond else None,
+            self.settings.pool_timeout,
+        )
         self.cache = AsyncCache(self._cache_core, self._executor)
         """Cache-aside: :class:`redkit.cache.AsyncCache`."""
         self._closed = False

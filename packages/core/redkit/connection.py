@@ -127,29 +127,30 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
             return cls(server=server)
         if scheme in ("redis", "rediss", "unix"):
-            if asyncio:
-                from redis.asyncio import BlockingConnectionPool as AsyncPool
-                from redis.asyncio import Redis as AsyncRedis
-
-                client_cls: Any = AsyncRedis
-                pool_cls: Any = AsyncPool
-            else:
-                from redis import BlockingConnectionPool, Redis
-
-                client_cls, pool_cls = Redis, BlockingConnectionPool
             extra = _auth(settings, None, None)
             if scheme == "rediss":
                 extra.update(_ssl(settings))
-            # a blocking pool: when all connections are busy, a caller waits for one
+            if asyncio:
+                # the async executor queues callers beyond max_connections itself
+                from redis.asyncio import ConnectionPool as AsyncPool
+                from redis.asyncio import Redis as AsyncRedis
+
+                apool = AsyncPool.from_url(
+                    url, max_connections=settings.max_connections, **common, **extra
+                )
+                return AsyncRedis.from_pool(apool)
+            # a blocking pool: when all connections are busy, a thread waits for one
             # (up to pool_timeout) instead of failing at once
-            pool = pool_cls.from_url(
+            from redis import BlockingConnectionPool, Redis
+
+            bpool = BlockingConnectionPool.from_url(
                 url,
                 max_connections=settings.max_connections,
                 timeout=settings.pool_timeout,
                 **common,
                 **extra,
             )
-            return client_cls.from_pool(pool)
+            return Redis.from_pool(bpool)
         if scheme == "redis+sentinel":
             return _sentinel(settings, parts, common, asyncio)
         if scheme == "redis+cluster":

@@ -142,8 +142,7 @@ class _Base:
         self.stats = health.stats
 
     def _count(self, calls: Sequence[Call]) -> None:
-        self.stats.incr("round_trips")
-        self.stats.incr("commands", len(calls))
+        self.stats.round_trip(len(calls))
 
 
 class SyncExecutor(_Base):
@@ -254,6 +253,33 @@ class AsyncExecutor(_Base):
     _ready = False
     _init_lock: asyncio.Lock | None = None
 
+    def __init__(
+        self,
+        client: Any,
+        health: Health,
+        cluster: bool,
+        max_connections: int | None = None,
+        pool_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(client, health, cluster)
+        # Callers beyond max_connections wait for a free slot (up to pool_timeout) instead of
+        # failing: what redis-py's BlockingConnectionPool does, without its per-command cost.
+        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._pool_timeout = pool_timeout
+
+    async def _acquire_slot(self, slots: asyncio.Semaphore) -> None:
+        if not slots.locked():
+            await slots.acquire()
+            return
+        try:
+            await asyncio.wait_for(slots.acquire(), self._pool_timeout)
+        except asyncio.TimeoutError:
+            self.health.stats.incr("pool_exhausted")
+            raise PoolExhaustedError(
+                f"no free Redis connection within {self._pool_timeout}s "
+                "(all max_connections are busy)"
+            ) from None
+
     async def _initialize(self) -> None:
         # redis-py's asyncio cluster client discovers the topology on first use; many tasks
         # doing that at once race each other and break connections, so one task does it first.
@@ -317,6 +343,16 @@ class AsyncExecutor(_Base):
 
     async def _execute(self, calls: Sequence[Call]) -> list[Any]:
         self.health.breaker.before_call()
+        slots = self._slots
+        if slots is None:
+            return await self._send(calls)
+        await self._acquire_slot(slots)
+        try:
+            return await self._send(calls)
+        finally:
+            slots.release()
+
+    async def _send(self, calls: Sequence[Call]) -> list[Any]:
         self._count(calls)
         try:
             if self.cluster and not self._ready:

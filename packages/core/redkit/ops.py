@@ -34,14 +34,29 @@ class Script:
         return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
-    """One command (``args``) or one script call (``script`` with ``args`` = keys + argv)."""
+    """One command (``args``) or one script call (``script`` with ``args`` = keys + argv).
 
-    args: tuple[Any, ...]
-    script: Script | None = None
-    numkeys: int = 0
-    options: dict[str, Any] | None = None
+    A plain slotted class rather than a frozen dataclass: one is built per call on hot paths.
+    """
+
+    __slots__ = ("args", "numkeys", "options", "script")
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        script: Script | None = None,
+        numkeys: int = 0,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.args = args
+        self.script = script
+        self.numkeys = numkeys
+        self.options = options
+
+    def __repr__(self) -> str:
+        name = self.script.name if self.script else "command"
+        return f"Call({name}, {self.args!r})"
 
 
 def command(*args: Any, **options: Any) -> Call:
@@ -56,15 +71,22 @@ def script(s: Script, keys: Sequence[str], argv: Sequence[Any] = ()) -> Call:
 
 
 def first(replies: list[Any]) -> Any:
+    """Parse function of a one-call batch: its only reply."""
     return replies[0]
 
 
-@dataclass(frozen=True, slots=True)
 class Batch(Generic[T]):
     """One round trip: ``calls`` are pipelined (no MULTI) and ``parse`` reads their replies."""
 
-    calls: tuple[Call, ...]
-    parse: Callable[[list[Any]], T] = list  # type: ignore[assignment]
+    __slots__ = ("calls", "parse")
+
+    def __init__(
+        self,
+        calls: tuple[Call, ...],
+        parse: Callable[[list[Any]], T] = list,  # type: ignore[assignment]
+    ) -> None:
+        self.calls = calls
+        self.parse = parse
 
     @classmethod
     def one(cls, call: Call, parse: Callable[[Any], T] | None = None) -> Batch[T]:

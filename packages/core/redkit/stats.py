@@ -23,6 +23,13 @@ class Stats:
         with self._lock:
             self._counts[name] += amount
 
+    def round_trip(self, commands: int) -> None:
+        """Count one round trip carrying ``commands`` commands (one lock for both counters)."""
+        with self._lock:
+            counts = self._counts
+            counts["round_trips"] += 1
+            counts["commands"] += commands
+
     def get(self, name: str) -> int:
         """Current value of counter ``name`` (0 when never incremented)."""
         return self._counts.get(name, 0)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,12 @@ __all__ = ["Entry", "decode", "encode"]
 PLAIN = b"\x00"
 WITH_META = b"\x01"
 _DIGITS = frozenset(b"-0123456789")
+
+_loads: Callable[[bytes], Any]
+try:  # pragma: no cover - depends on the environment
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +71,7 @@ def decode(serializer: Serializer, raw: bytes) -> Entry:
     if kind == WITH_META:
         size = int.from_bytes(raw[1:5], "big")
         try:
-            meta = json.loads(raw[5 : 5 + size])
+            meta = _loads(raw[5 : 5 + size])
         except ValueError as exc:
             raise SerializationError(f"corrupt cache entry metadata: {exc}") from None
         return Entry(

@@ -13,8 +13,10 @@ carry it, and entries and tags may live in different cluster slots.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
+import os
 import random
 import secrets
 import time
@@ -28,7 +30,7 @@ from ..ops import first as _first
 from ..serializers import Serializer
 from ..settings import Settings
 from ..stats import Stats
-from .codec import Entry, decode, encode
+from .codec import PLAIN, Entry, decode, encode
 
 __all__ = ["MISSING", "CacheCore"]
 
@@ -40,6 +42,26 @@ RELEASE = Script.load("cache_release")
 INCR = Script.load("cache_incr")
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+
+
+class _Tokens:
+    """Lock tokens unique across processes: a random per-process prefix plus a counter (cheaper
+    than asking the OS for random bytes on every call). A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):x}"
+
+
+_token = _Tokens()
 _FIRST_WAIT = 0.002  # first poll of a waiter; doubles up to _MAX_WAIT
 _MAX_WAIT = 0.05
 _FRESH, _STALE, _INVALID = 0, 1, 2
@@ -50,7 +72,7 @@ def _ms(seconds: float) -> int:
 
 
 def _seconds(name: str, value: float | None, default: float, allow_zero: bool = False) -> float:
-    if value is None:
+    if value is None:  # settings were validated once, at construction
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -60,7 +82,7 @@ def _seconds(name: str, value: float | None, default: float, allow_zero: bool = 
 
 
 def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
-    if tags is None:
+    if not tags and (tags is None or isinstance(tags, (list, tuple))):
         return ()
     if isinstance(tags, (str, bytes)):
         raise TypeError("tags must be a list of strings, not a single string")
@@ -147,6 +169,10 @@ class CacheCore:
             if raw is None:
                 self.stats.incr("cache_misses")
                 return default
+            if raw[:1] == PLAIN:  # the common case: no metadata, nothing to check
+                value = self.serializer.loads(raw[1:])
+                self.stats.incr("cache_hits")
+                return value
             entry = self._decode(raw)
             if self._needs_check(entry):
                 ok = yield Batch(tuple(self._check_calls(k, entry)))
@@ -294,9 +320,12 @@ class CacheCore:
         lifetime = _seconds("ttl", ttl, s.cache_ttl)
         stale_ms = int(_seconds("stale_ttl", stale_ttl, s.cache_stale_ttl, allow_zero=True) * 1000)
         beta = _seconds("early_refresh", early_refresh, s.cache_early_refresh, allow_zero=True)
-        ek, lk = self.entry_key(key), self.lock_key(key)
-        token = secrets.token_hex(8)
-        fetch_args = [token, _ms(s.cache_lock_ttl), stale_ms]
+        ek = self.entry_key(key)
+        lk = ek + ":lock"  # same as lock_key(key), without escaping the key twice
+        token = _token()
+        # PTTL is read only when the answer matters: stale windows and early refresh need it
+        need_pttl = "1" if stale_ms or beta or s.cache_stale_ttl else "0"
+        fetch_args = [token, _ms(s.cache_lock_ttl), stale_ms, need_pttl]
         force = False  # take the lock even if the entry looks fresh
         refresh = False  # this caller has decided the entry needs reloading
         early = False  # ...because of a probabilistic early refresh
@@ -322,6 +351,10 @@ class CacheCore:
             current = dict(zip(tag_list, versions))
             if raw is not None:
                 entry = self._decode(raw)
+                if pttl == -3 and entry.stale_ms:
+                    # written with a stale window this call did not expect: read its PTTL
+                    fetch_args[3] = "1"
+                    continue
                 state = self._judge(entry, pttl, current)
                 if state == _FRESH and not refresh:
                     early = self._refresh_early(entry, pttl, beta)
@@ -341,7 +374,7 @@ class CacheCore:
                     self.stats.incr("cache_early_refreshes")
                 return (
                     yield from self._load_and_store(
-                        ek, lk, token, loader, lifetime, stale_ms, current
+                        ek, lk, token, loader, lifetime, stale_ms, current, bool(beta)
                     )
                 )
             if stale is not MISSING:
@@ -364,11 +397,9 @@ class CacheCore:
 
     def _judge(self, entry: Entry, pttl: int, current: Mapping[str, str]) -> int:
         for tag, version in entry.tags.items():
-            if current.get(tag, version) != version:
+            # a tag this call did not name was not read: the entry cannot be trusted
+            if current.get(tag) != version:
                 return _INVALID
-        if not set(entry.tags) <= set(current):
-            # the entry carries tags this call did not name: its versions were not read
-            return _INVALID
         if entry.stale_ms and 0 <= pttl <= entry.stale_ms:
             return _STALE
         return _FRESH
@@ -394,6 +425,7 @@ class CacheCore:
         lifetime: float,
         stale_ms: int,
         versions: dict[str, str],
+        keep_duration: bool,
     ) -> Flow[Any]:
         started = time.monotonic()
         try:
@@ -405,7 +437,8 @@ class CacheCore:
         if value is None and self.settings.cache_negative_ttl is None:
             yield from self._release(lk, token)
             return None
-        duration_ms = int((time.monotonic() - started) * 1000)
+        # the loader's duration is stored only for early refresh, the one reader that needs it
+        duration_ms = int((time.monotonic() - started) * 1000) if keep_duration else 0
         if value is None:
             lifetime = self.settings.cache_negative_ttl or lifetime
         try:
