@@ -29,3 +29,16 @@ def test_missing_framework_names_the_extra(
     monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(MissingDependencyError, match=rf'pip install "redkit\[{framework}\]"'):
         importlib.import_module(module)
+
+
+def test_memory_backend_and_msgpack_name_their_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    import redkit
+
+    monkeypatch.setitem(sys.modules, "fakeredis", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install "redkit\[memory\]"'):
+        redkit.Redkit.from_url(f"memory://{uuid.uuid4().hex}")
+    monkeypatch.setitem(sys.modules, "msgpack", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install "redkit\[msgpack\]"'):
+        redkit.Redkit.from_url("redis://127.0.0.1:1", serializer="msgpack")

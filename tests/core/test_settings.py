@@ -187,3 +187,16 @@ def test_url_parameters_that_would_break_decoding_are_refused(param: str) -> Non
         Settings(url=f"redis://h/0?{param}")
     with pytest.raises(ConfigurationError, match="not supported"):
         Settings.from_mapping({"url": f"redis://h/0?{param}"})
+
+
+def test_credential_settings_win_over_the_url() -> None:
+    kit = redkit.Redkit.from_url(
+        "redis://urluser:urlpass@127.0.0.1:1/3", password="p2", username="u2"
+    )
+    kwargs = kit.client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("u2", "p2", 3)
+    kit.close()
+    kit = redkit.Redkit.from_url("redis://urluser:urlpass@127.0.0.1:1/3")
+    kwargs = kit.client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("urluser", "urlpass")
+    kit.close()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from .errors import ConfigurationError, MissingDependencyError
+from .errors import ConfigurationError
+from .optional import require
 from .settings import Settings, redact_url
 
 __all__ = ["make_client", "memory_server"]
@@ -26,10 +27,7 @@ _servers_lock = threading.Lock()
 
 def memory_server(name: str) -> Any:
     """The process-wide fakeredis server named ``name`` (created on first use)."""
-    try:
-        import fakeredis
-    except ImportError:
-        raise MissingDependencyError("fakeredis[lua]", "memory") from None
+    fakeredis = require("fakeredis", "memory")
     with _servers_lock:
         server = _servers.get(name)
         if server is None:
@@ -122,12 +120,15 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
     try:
         if scheme == "memory":
             server = memory_server(parts.netloc + parts.path)
-            import fakeredis
-
+            fakeredis = require("fakeredis", "memory")
             cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
             return cls(server=server)
         if scheme in ("redis", "rediss", "unix"):
             extra = _auth(settings, None, None)
+            if extra and "@" in parts.netloc:
+                # redis-py lets credentials in the URL win over keyword arguments; the
+                # username/password settings are documented to win, so drop the URL's
+                url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
             if scheme == "rediss":
                 extra.update(_ssl(settings))
             if asyncio:

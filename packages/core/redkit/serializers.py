@@ -14,7 +14,8 @@ import pickle
 import uuid
 from typing import Any, Protocol
 
-from .errors import MissingDependencyError, SerializationError, SignatureError
+from .errors import SerializationError, SignatureError
+from .optional import require
 
 __all__ = [
     "JsonSerializer",
@@ -165,11 +166,7 @@ class MsgpackSerializer:
     name = "msgpack"
 
     def __init__(self) -> None:
-        try:
-            import msgpack
-        except ImportError:
-            raise MissingDependencyError("msgpack", "msgpack") from None
-        self._msgpack = msgpack
+        self._msgpack: Any = require("msgpack", "msgpack")
 
     def dumps(self, value: Any) -> bytes:
         try:

@@ -6,11 +6,8 @@ The adapter is thin: it reads Django's own settings and registers hooks; all log
 
 from __future__ import annotations
 
-try:
-    import django as _framework  # noqa: F401
-except ImportError:  # pragma: no cover - exercised by tests/test_adapters.py
-    from redkit.errors import MissingDependencyError
+from redkit.optional import require
 
-    raise MissingDependencyError("django", "django") from None
+require("django", "django")
 
 __all__: list[str] = []

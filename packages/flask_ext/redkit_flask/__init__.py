@@ -6,11 +6,8 @@ The adapter is thin: it reads Flask's own settings and registers hooks; all logi
 
 from __future__ import annotations
 
-try:
-    import flask as _framework  # noqa: F401
-except ImportError:  # pragma: no cover - exercised by tests/test_adapters.py
-    from redkit.errors import MissingDependencyError
+from redkit.optional import require
 
-    raise MissingDependencyError("flask", "flask") from None
+require("flask", "flask")
 
 __all__: list[str] = []

@@ -6,11 +6,8 @@ The adapter is thin: it reads Starlette's own settings and registers hooks; all 
 
 from __future__ import annotations
 
-try:
-    import starlette as _framework  # noqa: F401
-except ImportError:  # pragma: no cover - exercised by tests/test_adapters.py
-    from redkit.errors import MissingDependencyError
+from redkit.optional import require
 
-    raise MissingDependencyError("starlette", "starlette") from None
+require("starlette", "starlette")
 
 __all__: list[str] = []
