@@ -1,7 +1,7 @@
 """Cache hot-path benchmark: ``kit.cache`` against plain redis-py, on the same Redis.
 
 Run ``python bench/cache.py`` (``--url``, or ``REDIS_URL``; default ``redis://127.0.0.1:6379/15``).
-It writes keys under a fresh prefix (``rkbench:<random>``) and deletes them at the end.
+It writes keys under a fresh prefix (``rkbench-<random>``) and deletes them at the end.
 
 Scenarios, each sync (``redis.Redis``) and async (``redis.asyncio.Redis``):
 
@@ -537,7 +537,7 @@ def run(
     url: str, rounds: int = 7, ops: int = 4000, chunk: int = 500, warmup: int = 1000
 ) -> dict[str, Any]:
     """Run every scenario against ``url``; returns the report (the ``--json`` document)."""
-    prefix = f"rkbench:{secrets.token_hex(6)}"
+    prefix = f"rkbench-{secrets.token_hex(6)}"
     keys = Keys(prefix)
     r = redis.Redis.from_url(url)
     r.ping()  # fail here, before anything is written, when Redis does not answer

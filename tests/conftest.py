@@ -2,8 +2,8 @@
 ``redis://127.0.0.1:6379/15``), a real three-node Redis Cluster started for the session, and the
 embedded ``memory://`` backend, in sync and async mode.
 
-Each test gets its own key prefix (``rktest:<random>``) and deletes its keys afterwards, so the
-suite also runs as an ACL user limited to ``~rktest:*``. With ``CI=true`` a missing Redis fails the
+Each test gets its own key prefix (``rktest-<random>``) and deletes its keys afterwards, so the
+suite also runs as an ACL user limited to ``~rktest-*``. With ``CI=true`` a missing Redis fails the
 run instead of skipping the real-Redis half of the suite.
 """
 
@@ -57,7 +57,7 @@ def redis_cluster() -> Iterator[str]:
 
 
 def new_prefix() -> str:
-    return f"rktest:{uuid.uuid4().hex[:12]}"
+    return f"rktest-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=["redis", "memory", "cluster"])

@@ -5,6 +5,7 @@ They listen on loopback (or a unix socket) only, keep nothing on disk, and are k
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -145,3 +146,74 @@ class RedisCluster:
     def cleanup(self) -> None:
         for node in self.nodes:
             node.cleanup()
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of a real Redis. ``drop_next_reply()`` makes it forward the next
+    command, then close the client's connection instead of passing the reply back: the command
+    ran, but the client never hears so (what a connection reset at the wrong moment does)."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        import threading
+
+        self.upstream = (upstream_host, upstream_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self._armed = 0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._open: list[socket.socket] = []
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def drop_next_reply(self, count: int = 1) -> None:
+        with self._lock:
+            self._armed += count
+
+    def _take_armed(self) -> bool:
+        with self._lock:
+            if self._armed:
+                self._armed -= 1
+                self.dropped += 1
+                return True
+            return False
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self._open += [client, upstream]
+            threading.Thread(target=self._pump_up, args=(client, upstream), daemon=True).start()
+
+    def _pump_up(self, client: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                drop = self._take_armed()
+                upstream.sendall(data)
+                reply = upstream.recv(65536)
+                if drop:
+                    break  # the command ran upstream; its reply is thrown away
+                client.sendall(reply)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self._open:
+            with contextlib.suppress(OSError):
+                s.close()

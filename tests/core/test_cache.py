@@ -509,3 +509,39 @@ def test_cached_methods_keep_invalidate_and_key_for(sync_kit: Any) -> None:
     assert repo.find(1) == 1
     assert calls == [1, 1]
     assert Repo("b").find.key_for(1) == "repo:b:1"
+
+
+async def test_delete_during_a_load_is_not_overwritten_by_it(make_kit: Kits) -> None:
+    kit = make_kit()
+    if make_kit.mode == "sync":
+
+        def loader() -> str:
+            kit.cache.delete("user:1")  # the row changed while it was being read
+            return "old row"
+    else:
+
+        async def loader() -> str:
+            await kit.cache.delete("user:1")
+            return "old row"
+
+    assert await call(kit.cache.get_or_set("user:1", loader)) == "old row"
+    assert await call(kit.cache.get("user:1")) is None
+    assert kit.stats.get("cache_stores_skipped") == 1
+    assert kit.stats.get("cache_loads") == 0
+
+
+async def test_set_during_a_load_wins_over_it(make_kit: Kits) -> None:
+    kit = make_kit()
+    if make_kit.mode == "sync":
+
+        def loader() -> str:
+            kit.cache.set("user:1", "new row")
+            return "old row"
+    else:
+
+        async def loader() -> str:
+            await kit.cache.set("user:1", "new row")
+            return "old row"
+
+    assert await call(kit.cache.get_or_set("user:1", loader)) == "old row"
+    assert await call(kit.cache.get("user:1")) == "new row"

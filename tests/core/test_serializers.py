@@ -148,3 +148,23 @@ def test_both_json_backends_refuse_the_same_values(
         monkeypatch.setattr(mod, "_orjson", None)
     with pytest.raises(SerializationError, match=where):
         JsonSerializer().dumps(value)
+
+
+@pytest.mark.parametrize("orjson", [True, False], ids=["orjson", "stdlib"])
+def test_enums_are_written_as_their_values_by_both_backends(
+    monkeypatch: pytest.MonkeyPatch, orjson: bool
+) -> None:
+    import enum
+
+    import redkit.serializers as mod
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    if not orjson:
+        monkeypatch.setattr(mod, "_orjson", None)
+    s = JsonSerializer()
+    assert s.loads(s.dumps({"c": Color.RED, "l": Level.HIGH})) == {"c": "red", "l": 3}

@@ -200,3 +200,36 @@ def test_credential_settings_win_over_the_url() -> None:
     kwargs = kit.client.connection_pool.connection_kwargs
     assert (kwargs["username"], kwargs["password"]) == ("urluser", "urlpass")
     kit.close()
+
+
+def test_credentials_merge_field_by_field() -> None:
+    kit = redkit.Redkit.from_url("redis://:urlpass@127.0.0.1:1/3", username="app")
+    kwargs = kit.client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"]) == ("app", "urlpass")
+    kit.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://127.0.0.1:1/0?password={SECRET}",
+        f"redis://user:Xy7/{SECRET}+Q@127.0.0.1:1/0",
+        f"redis://user:a?b#{SECRET}@127.0.0.1:1/0",
+        f"redis://user:{SECRET}@127.0.0.1:1/0?client_name=x&sentinel_password={SECRET}",
+    ],
+)
+def test_redaction_of_awkward_urls(url: str) -> None:
+    assert SECRET not in redact_url(url)
+    s = Settings.from_url(url)
+    assert SECRET not in repr(s)
+
+
+@pytest.mark.parametrize("prefix", ["app:prod", "a:b"])
+def test_prefixes_with_colons_are_refused(prefix: str) -> None:
+    with pytest.raises(ConfigurationError, match="without ':'"):
+        Settings(prefix=prefix)
+
+
+def test_query_values_keep_their_encoding() -> None:
+    s = Settings.from_url("redis://h/0?client_name=a%26b%3Dc&prefix=p")
+    assert s.url == "redis://h/0?client_name=a%26b%3Dc"

@@ -31,6 +31,7 @@ class Redkit(KitBase):
             self.client,
             health,
             self.settings.is_cluster,
+            self._retry,
             self.settings.max_connections if queue_beyond else None,
             self.settings.pool_timeout,
         )

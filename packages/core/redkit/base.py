@@ -7,7 +7,7 @@ from typing import Any
 
 from .breaker import CircuitBreaker
 from .cache.core import CacheCore
-from .executor import Health
+from .executor import Health, RetryPolicy
 from .keys import Keyspace
 from .serializers import Serializer, make_serializer
 from .settings import Settings, redact_url
@@ -37,6 +37,9 @@ class KitBase:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._cache_core = CacheCore(
             settings, self.keyspace, self.serializer, self.stats, settings.is_cluster
+        )
+        self._retry = RetryPolicy(
+            settings.retry_attempts, settings.retry_backoff_base, settings.retry_backoff_cap
         )
         return Health(self.breaker, self.stats, redact_url(settings.url))
 

@@ -28,7 +28,7 @@ class Redkit(KitBase):
         health = self._setup(settings, options)
         self.client: Any = make_client(self.settings, asyncio=False)
         """The underlying redis-py client, for commands redkit does not wrap."""
-        self._executor = SyncExecutor(self.client, health, self.settings.is_cluster)
+        self._executor = SyncExecutor(self.client, health, self.settings.is_cluster, self._retry)
         self.cache = Cache(self._cache_core, self._executor)
         """Cache-aside: :class:`redkit.cache.Cache`."""
         self._closed = False

@@ -11,8 +11,7 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import ConfigurationError
@@ -36,16 +35,13 @@ def memory_server(name: str) -> Any:
 
 
 def _retry(settings: Settings, asyncio: bool) -> Any:
-    # Only connection errors are retried: a call that timed out may have run on the server, and
-    # sending it again could apply a write twice.
-    backoff = ExponentialBackoff(cap=settings.retry_backoff_cap, base=settings.retry_backoff_base)
+    # redis-py never re-sends: it would also re-send a command that ran but whose reply was
+    # lost. redkit's executors retry instead, and only batches that are safe to send twice.
     if asyncio:
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        return AsyncRetry(
-            backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,)
-        )
-    return Retry(backoff, settings.retry_attempts, supported_errors=(RedisConnectionError,))
+        return AsyncRetry(NoBackoff(), 0)
+    return Retry(NoBackoff(), 0)
 
 
 def _common(settings: Settings, asyncio: bool) -> dict[str, Any]:
@@ -124,10 +120,10 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             cls = fakeredis.FakeAsyncRedis if asyncio else fakeredis.FakeRedis
             return cls(server=server)
         if scheme in ("redis", "rediss", "unix"):
-            extra = _auth(settings, None, None)
-            if extra and "@" in parts.netloc:
-                # redis-py lets credentials in the URL win over keyword arguments; the
-                # username/password settings are documented to win, so drop the URL's
+            # credentials: from the URL, each overridden by the username/password settings;
+            # passed as arguments so that redis-py's own URL parsing never sees them
+            extra = _auth(settings, *_userinfo(parts.netloc))
+            if "@" in parts.netloc:
                 url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
             if scheme == "rediss":
                 extra.update(_ssl(settings))

@@ -29,7 +29,7 @@ from .errors import (
 from .ops import Batch, Call, Flow, Load, Sleep, command
 from .stats import Stats
 
-__all__ = ["AsyncExecutor", "Health", "SyncExecutor", "wrap_error"]
+__all__ = ["AsyncExecutor", "Health", "RetryPolicy", "SyncExecutor", "wrap_error"]
 
 log = logging.getLogger("redkit")
 T = TypeVar("T")
@@ -57,7 +57,17 @@ def wrap_error(exc: BaseException) -> RedkitError:
         err = PoolExhaustedError(f"no free Redis connection in the pool: {exc}")
     elif isinstance(exc, (rex.TimeoutError, TimeoutError)):
         err = RedkitTimeoutError(f"Redis call timed out: {exc}")
-    elif isinstance(exc, (rex.ConnectionError, ConnectionError, OSError)):
+    elif isinstance(
+        exc,
+        (
+            rex.ConnectionError,
+            rex.ClusterDownError,
+            rex.TryAgainError,
+            rex.RedisClusterException,
+            ConnectionError,
+            OSError,
+        ),
+    ):
         err = RedkitConnectionError(f"Redis is unreachable: {exc}")
     elif isinstance(exc, rex.RedisError):
         err = ResponseError(f"Redis error: {exc}")
@@ -67,7 +77,18 @@ def wrap_error(exc: BaseException) -> RedkitError:
     return err
 
 
-_CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError, OSError)
+# What says "Redis cannot be reached right now": also a cluster that is down, failing over or
+# missing a slot owner, which fail open like an unreachable standalone server.
+_CONNECTION_ERRORS = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ClusterDownError,
+    rex.TryAgainError,
+    rex.RedisClusterException,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
 
 
 def _is_pool_exhausted(exc: BaseException) -> bool:
@@ -134,12 +155,38 @@ def _raise_reply_errors(replies: list[Any]) -> list[Any]:
     return replies
 
 
+class RetryPolicy:
+    """Re-sending after a connection error: ``attempts`` retries, the n-th (from 1) after
+    ``min(cap, base * 2**n)`` seconds. Timeouts are never retried (the call may have run)."""
+
+    __slots__ = ("attempts", "base", "cap")
+
+    def __init__(self, attempts: int = 3, base: float = 0.008, cap: float = 0.25) -> None:
+        self.attempts = attempts
+        self.base = base
+        self.cap = cap
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2**attempt))
+
+    def may_retry(self, exc: BaseException, calls: Sequence[Call], attempt: int) -> bool:
+        return (
+            attempt < self.attempts
+            and isinstance(exc, rex.ConnectionError)
+            and not _not_an_outage(exc)
+            and all(c.idempotent for c in calls)
+        )
+
+
 class _Base:
-    def __init__(self, client: Any, health: Health, cluster: bool) -> None:
+    def __init__(
+        self, client: Any, health: Health, cluster: bool, retry: RetryPolicy | None = None
+    ) -> None:
         self.client = client
         self.health = health
         self.cluster = cluster
         self.stats = health.stats
+        self.retry = retry or RetryPolicy()
 
     def _count(self, calls: Sequence[Call]) -> None:
         self.stats.round_trip(len(calls))
@@ -198,15 +245,23 @@ class SyncExecutor(_Base):
 
     def _execute(self, calls: Sequence[Call]) -> list[Any]:
         self.health.breaker.before_call()
-        self._count(calls)
-        try:
-            replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
-        except _CONNECTION_ERRORS as exc:
-            self.health.failed(exc)
-            raise wrap_error(exc) from exc
-        except rex.RedisError as exc:
-            self.health.ok()
-            raise wrap_error(exc) from exc
+        attempt = 0
+        while True:
+            self._count(calls)
+            try:
+                replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
+                break
+            except _CONNECTION_ERRORS as exc:
+                if self.retry.may_retry(exc, calls, attempt):
+                    attempt += 1
+                    self.stats.incr("retries")
+                    time.sleep(self.retry.delay(attempt))
+                    continue
+                self.health.failed(exc)
+                raise wrap_error(exc) from exc
+            except rex.RedisError as exc:
+                self.health.ok()
+                raise wrap_error(exc) from exc
         self.health.ok()
         return _raise_reply_errors(replies)
 
@@ -258,10 +313,11 @@ class AsyncExecutor(_Base):
         client: Any,
         health: Health,
         cluster: bool,
+        retry: RetryPolicy | None = None,
         max_connections: int | None = None,
         pool_timeout: float = 5.0,
     ) -> None:
-        super().__init__(client, health, cluster)
+        super().__init__(client, health, cluster, retry)
         # Callers beyond max_connections wait for a free slot (up to pool_timeout) instead of
         # failing: what redis-py's BlockingConnectionPool does, without its per-command cost.
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
@@ -353,20 +409,28 @@ class AsyncExecutor(_Base):
             slots.release()
 
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
-        self._count(calls)
-        try:
-            if self.cluster and not self._ready:
-                await self._initialize()
-            if len(calls) == 1:
-                replies = [await self._one(calls[0])]
-            else:
-                replies = await self._pipeline(calls)
-        except _CONNECTION_ERRORS as exc:
-            self.health.failed(exc)
-            raise wrap_error(exc) from exc
-        except rex.RedisError as exc:
-            self.health.ok()
-            raise wrap_error(exc) from exc
+        attempt = 0
+        while True:
+            self._count(calls)
+            try:
+                if self.cluster and not self._ready:
+                    await self._initialize()
+                if len(calls) == 1:
+                    replies = [await self._one(calls[0])]
+                else:
+                    replies = await self._pipeline(calls)
+                break
+            except _CONNECTION_ERRORS as exc:
+                if self.retry.may_retry(exc, calls, attempt):
+                    attempt += 1
+                    self.stats.incr("retries")
+                    await asyncio.sleep(self.retry.delay(attempt))
+                    continue
+                self.health.failed(exc)
+                raise wrap_error(exc) from exc
+            except rex.RedisError as exc:
+                self.health.ok()
+                raise wrap_error(exc) from exc
         self.health.ok()
         return _raise_reply_errors(replies)
 

@@ -40,7 +40,7 @@ class Call:
     A plain slotted class rather than a frozen dataclass: one is built per call on hot paths.
     """
 
-    __slots__ = ("args", "numkeys", "options", "script")
+    __slots__ = ("args", "idempotent", "numkeys", "options", "script")
 
     def __init__(
         self,
@@ -48,26 +48,32 @@ class Call:
         script: Script | None = None,
         numkeys: int = 0,
         options: dict[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> None:
         self.args = args
         self.script = script
         self.numkeys = numkeys
         self.options = options
+        self.idempotent = idempotent
+        """Whether sending it twice is harmless: only batches of idempotent calls are re-sent
+        after a connection error (the first send may have run before the connection broke)."""
 
     def __repr__(self) -> str:
         name = self.script.name if self.script else "command"
         return f"Call({name}, {self.args!r})"
 
 
-def command(*args: Any, **options: Any) -> Call:
+def command(*args: Any, idempotent: bool = True, **options: Any) -> Call:
     """A plain Redis command: ``command("GET", key)``. ``options`` go to redis-py's reply
     parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool)."""
-    return Call(args, None, 0, options or None)
+    return Call(args, None, 0, options or None, idempotent)
 
 
-def script(s: Script, keys: Sequence[str], argv: Sequence[Any] = ()) -> Call:
+def script(
+    s: Script, keys: Sequence[str], argv: Sequence[Any] = (), *, idempotent: bool = True
+) -> Call:
     """A script call; the executor sends ``EVALSHA`` and loads the script on ``NOSCRIPT``."""
-    return Call((*keys, *argv), s, len(keys))
+    return Call((*keys, *argv), s, len(keys), None, idempotent)
 
 
 def first(replies: list[Any]) -> Any:

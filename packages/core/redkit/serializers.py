@@ -6,6 +6,7 @@ offending type and where it sits in the value (``value["user"]["born"] is a date
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
@@ -59,6 +60,11 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
             return f"{where} is nested more than 256 levels deep"
         if isinstance(item, bool) or item is None or type(item) is str:
             continue
+        if isinstance(item, (uuid.UUID, enum.Enum)):
+            # written as its string form / its value, with or without orjson
+            if isinstance(item, enum.Enum):
+                stack.append((item.value, f"{where}.value", depth + 1))
+            continue
         if isinstance(item, str):
             return f"{where} is a {type(item).__name__} (a str subclass)"
         if isinstance(item, int):
@@ -73,8 +79,6 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
             if not math.isfinite(item):
                 return f"{where} is {item!r}, which JSON cannot represent"
             continue
-        if isinstance(item, uuid.UUID):
-            continue  # written as its string form, with or without orjson
         if type(item) in (dict, list, tuple):
             if id(item) in seen:
                 return f"{where} contains itself (circular reference)"
@@ -105,8 +109,9 @@ def _unserializable(value: Any, serializer: str, exc: Exception | None) -> Seria
 
 
 class JsonSerializer:
-    """Strict JSON: only JSON's own types (and ``uuid.UUID``, written as a string), the same with
-    or without orjson installed. Tuples come back as lists."""
+    """Strict JSON: only JSON's own types (plus ``uuid.UUID``, written as a string, and enum
+    members, written as their value), the same with or without orjson installed. Tuples come
+    back as lists."""
 
     name = "json"
 
@@ -148,6 +153,8 @@ class JsonSerializer:
 def _reject(obj: Any) -> Any:
     if isinstance(obj, uuid.UUID):
         return str(obj)
+    if isinstance(obj, enum.Enum):
+        return obj.value
     raise TypeError(type(obj).__name__)
 
 
@@ -178,7 +185,7 @@ class MsgpackSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return self._msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except (ValueError, self._msgpack.ExtraData, self._msgpack.FormatError) as exc:
+        except (ValueError, TypeError, self._msgpack.ExtraData, self._msgpack.FormatError) as exc:
             raise SerializationError(f"stored payload is not valid msgpack: {exc}") from None
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .errors import ConfigurationError
 
@@ -28,24 +29,23 @@ SSL_CERT_REQS = ("required", "optional", "none")
 _FORBIDDEN_QUERY = {"decode_responses", "encoding", "encoding_errors", "protocol"}
 
 
+_SECRET_QUERY = re.compile(r"(?i)([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*")
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-    if ":" not in userinfo:  # redis://secret@host: a lone userinfo is a password in redis URLs
-        user = ""
-    netloc = f"{user}:***@{hostinfo}"
-    query = "&".join(
-        f"{k}=***" if "password" in k.lower() else f"{k}={v}"
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs and errors).
+
+    Works on the raw text, so that a password holding unencoded ``/``, ``?``, ``#`` or ``@`` is
+    hidden too: everything between ``://`` and the last ``@`` is credentials.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_QUERY.sub(r"\1***", url)
+    if "@" in rest:
+        userinfo, _, hostinfo = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        rest = f"{user}:***@{hostinfo}"
+    return f"{scheme}://" + _SECRET_QUERY.sub(r"\1***", rest)
 
 
 @dataclass(frozen=True)
@@ -165,16 +165,19 @@ class Settings:
         and keyword ``options`` win over both."""
         if not isinstance(url, str) or not url:
             raise ConfigurationError("url must be a non-empty string")
-        base, _, query = url.partition("?")
+        # the query starts after the credentials: a password may hold an unencoded "?"
+        at = url.rfind("@")
+        qpos = url.find("?", at + 1)
+        base, query = (url, "") if qpos < 0 else (url[:qpos], url[qpos + 1 :])
         query_opts: dict[str, Any] = {}
-        kept: list[str] = []
+        kept: list[tuple[str, str]] = []
         names = {f.name for f in fields(cls)}
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key.lower() in names and key.lower() != "url":
                 query_opts[key.lower()] = value
             else:
-                kept.append(f"{key}={value}")
-        clean = f"{base}?{'&'.join(kept)}" if kept else base
+                kept.append((key, value))
+        clean = f"{base}?{urlencode(kept)}" if kept else base
         return cls.from_mapping({**query_opts, **options, "url": clean})
 
     @classmethod
@@ -280,9 +283,11 @@ def _validate(s: Settings) -> None:
             f"unsupported URL scheme {scheme!r} in {redact_url(s.url)!r}; "
             f"use one of {', '.join(x + '://' for x in SCHEMES)}"
         )
-    if not s.prefix or any(c in s.prefix for c in "{}*?[] \n\r\t"):
+    if not s.prefix or any(c in s.prefix for c in "{}*?[]:\\ \n\r\t"):
         raise ConfigurationError(
-            f"prefix must be non-empty without braces, glob characters or spaces: {s.prefix!r}"
+            "prefix must be non-empty, without ':', braces, glob characters or spaces (with "
+            f"'app' and 'app:cache' as prefixes, one app's clear() would reach the other's "
+            f"keys): {s.prefix!r}; use '-' or '.' to structure it"
         )
     for name in (
         "socket_timeout",

@@ -30,9 +30,9 @@ class Stats:
             counts["round_trips"] += 1
             counts["commands"] += commands
 
-    def get(self, name: str) -> int:
-        """Current value of counter ``name`` (0 when never incremented)."""
-        return self._counts.get(name, 0)
+    def get(self, name: str, default: int = 0) -> int:
+        """Current value of counter ``name`` (``default`` when never incremented)."""
+        return self._counts.get(name, default)
 
     def snapshot(self) -> dict[str, int]:
         """A copy of every counter."""

@@ -263,9 +263,11 @@ class CacheCore:
                 versions = yield self._tag_versions(tag_list, secrets.token_hex(8))
                 meta = dict(zip(tag_list, versions))
                 payloads = [encode(self.serializer, v, meta) for _, v in items]
-            calls = [
-                command("SET", k, p, "PX", ms) for (k, _), p, ms in zip(items, payloads, lifetimes)
-            ]
+            calls: list[Call] = []
+            for (k, _), p, ms in zip(items, payloads, lifetimes):
+                calls.append(command("SET", k, p, "PX", ms))
+                # a load in flight for this key must not overwrite the value just set
+                calls.append(command("UNLINK", k + ":lock"))
             calls += self._extend_tags(tag_list, max(lifetimes))
             yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
@@ -276,8 +278,13 @@ class CacheCore:
     def delete_many(self, keys: Iterable[object]) -> Batch[int]:
         """One round trip that deletes entries (UNLINK); returns how many existed. Invalidation is
         never silently skipped: it raises when Redis is unreachable."""
-        calls = tuple(command("UNLINK", self.entry_key(k)) for k in dict.fromkeys(keys))
-        return Batch(calls, lambda replies: sum(int(r) for r in replies))
+        calls: list[Call] = []
+        for k in dict.fromkeys(keys):
+            ek = self.entry_key(k)
+            # the stampede lock goes too, so a load in flight cannot store what it read before
+            calls.append(command("UNLINK", ek, idempotent=False))
+            calls.append(command("UNLINK", ek + ":lock"))
+        return Batch(tuple(calls), lambda replies: sum(int(r) for r in replies[::2]))
 
     def touch(self, key: object, ttl: float | None) -> Flow[bool]:
         """Flow of ``cache.touch``: give an existing entry a new lifetime."""
@@ -292,7 +299,8 @@ class CacheCore:
         """One script call: add ``delta`` to an integer entry (created at 0) that keeps a TTL."""
         if isinstance(delta, bool) or not isinstance(delta, int):
             raise TypeError(f"delta must be an int, not {type(delta).__name__}")
-        return Batch.one(script(INCR, [self.entry_key(key)], [delta, self.lifetime_ms(ttl)]), int)
+        call = script(INCR, [self.entry_key(key)], [delta, self.lifetime_ms(ttl)], idempotent=False)
+        return Batch.one(call, int)
 
     def invalidate(self, tags: Iterable[str]) -> Batch[int]:
         """One round trip: a new version for each tag; every entry carrying one of them misses."""
@@ -433,7 +441,6 @@ class CacheCore:
         except Exception:  # not GeneratorExit/cancellation: then the lock expires by its TTL
             yield from self._release(lk, token)
             raise
-        self.stats.incr("cache_loads")
         if value is None and self.settings.cache_negative_ttl is None:
             yield from self._release(lk, token)
             return None
@@ -450,7 +457,10 @@ class CacheCore:
         calls = [script(STORE, [ek, lk], [token, payload, ms])]
         calls += self._extend_tags(list(versions), ms)
         try:
-            yield Batch(tuple(calls), list)
+            replies = yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
             self.failed_open(exc)
+            return value
+        # 0: the entry was deleted, set or cleared while the loader ran; what it read is older
+        self.stats.incr("cache_loads" if replies[0] == 1 else "cache_stores_skipped")
         return value

@@ -4,7 +4,7 @@
 -- caller needs the entry's PTTL, ARGV[5] "1" = take the lock even when the entry looks fresh
 -- (the caller found it invalid or chose an early refresh)
 -- Returns {value or nil, pttl of the entry (-2 when absent, -3 when not read), 1 if this caller
--- now holds the lock}
+-- holds the lock}. Idempotent: a re-sent call finds its own token and still reports the lock.
 local value = redis.call('GET', KEYS[1])
 local pttl = -2
 if value then
@@ -13,10 +13,16 @@ if value then
     pttl = redis.call('PTTL', KEYS[1])
   end
   if ARGV[5] ~= '1' and (pttl < 0 or pttl > tonumber(ARGV[3])) then
+    if redis.call('GET', KEYS[2]) == ARGV[1] then
+      return {value, pttl, 1}
+    end
     return {value, pttl, 0}
   end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {value or false, pttl, 1}
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
   return {value or false, pttl, 1}
 end
 return {value or false, pttl, 0}
