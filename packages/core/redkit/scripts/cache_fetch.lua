@@ -13,9 +13,7 @@ if value then
     pttl = redis.call('PTTL', KEYS[1])
   end
   if ARGV[5] ~= '1' and (pttl < 0 or pttl > tonumber(ARGV[3])) then
-    if redis.call('GET', KEYS[2]) == ARGV[1] then
-      return {value, pttl, 1}
-    end
+    -- a fresh entry: no lock was taken by this call (only a lock holder can store one)
     return {value, pttl, 0}
   end
 end
