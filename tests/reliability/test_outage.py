@@ -205,3 +205,24 @@ async def test_unix_socket_url(server: RedisProcess, mode: str) -> None:
     finally:
         await call(kit.clear())
         await close(kit)
+
+
+async def test_a_read_only_replica_during_failover_fails_open(
+    server: RedisProcess, mode: str
+) -> None:
+    # a server that became a replica answers writes with READONLY: treated like an outage
+    import redis as redis_py
+
+    other = RedisProcess().start()
+    try:
+        with redis_py.Redis(port=server.port) as admin:
+            admin.replicaof("127.0.0.1", other.port)
+        kit = make(mode, server.url)
+        try:
+            assert await call(kit.cache.get_or_set("k", lambda: "from loader")) == "from loader"
+            assert await call(kit.cache.set("k", 1)) is False
+            assert kit.stats.get("cache_fail_open") == 2
+        finally:
+            await close(kit)
+    finally:
+        other.cleanup()

@@ -61,6 +61,7 @@ def wrap_error(exc: BaseException) -> RedkitError:
         exc,
         (
             rex.ConnectionError,
+            rex.ReadOnlyError,
             rex.ClusterDownError,
             rex.TryAgainError,
             rex.RedisClusterException,
@@ -82,6 +83,7 @@ def wrap_error(exc: BaseException) -> RedkitError:
 _CONNECTION_ERRORS = (
     rex.ConnectionError,
     rex.TimeoutError,
+    rex.ReadOnlyError,  # a replica during failover
     rex.ClusterDownError,
     rex.TryAgainError,
     rex.RedisClusterException,
