@@ -193,6 +193,15 @@ class _Base:
     def _count(self, calls: Sequence[Call]) -> None:
         self.stats.round_trip(len(calls))
 
+    def _retry_delay(self, exc: BaseException, calls: Sequence[Call], attempt: int) -> float:
+        """After a connection error: the delay before retry ``attempt + 1``, or raise the wrapped
+        error (feeding the breaker) when the batch must not or may no longer be re-sent."""
+        if self.retry.may_retry(exc, calls, attempt):
+            self.stats.incr("retries")
+            return self.retry.delay(attempt + 1)
+        self.health.failed(exc)
+        raise wrap_error(exc) from exc
+
 
 class SyncExecutor(_Base):
     """Runs batches and flows with a blocking redis-py client."""
@@ -254,13 +263,8 @@ class SyncExecutor(_Base):
                 replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
                 break
             except _CONNECTION_ERRORS as exc:
-                if self.retry.may_retry(exc, calls, attempt):
-                    attempt += 1
-                    self.stats.incr("retries")
-                    time.sleep(self.retry.delay(attempt))
-                    continue
-                self.health.failed(exc)
-                raise wrap_error(exc) from exc
+                time.sleep(self._retry_delay(exc, calls, attempt))
+                attempt += 1
             except rex.RedisError as exc:
                 self.health.ok()
                 raise wrap_error(exc) from exc
@@ -423,13 +427,8 @@ class AsyncExecutor(_Base):
                     replies = await self._pipeline(calls)
                 break
             except _CONNECTION_ERRORS as exc:
-                if self.retry.may_retry(exc, calls, attempt):
-                    attempt += 1
-                    self.stats.incr("retries")
-                    await asyncio.sleep(self.retry.delay(attempt))
-                    continue
-                self.health.failed(exc)
-                raise wrap_error(exc) from exc
+                await asyncio.sleep(self._retry_delay(exc, calls, attempt))
+                attempt += 1
             except rex.RedisError as exc:
                 self.health.ok()
                 raise wrap_error(exc) from exc
