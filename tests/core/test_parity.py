@@ -9,12 +9,27 @@ import pytest
 import redkit
 import redkit.asyncio
 from redkit.cache import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
+from redkit.idempotency import AsyncIdempotency, Idempotency
+from redkit.lock import AsyncLock, Lock
+from redkit.messaging import AsyncPubSub, AsyncStream, PubSub, Stream
+from redkit.ratelimit import AsyncLimiter, Limiter
+from redkit.sessions import AsyncSessions, Sessions
 
+# the first pairs are the ones whose async methods all do I/O (see IO_PAIRS)
 PAIRS = [
     (redkit.Redkit, redkit.asyncio.Redkit),
     (Cache, AsyncCache),
+    (Sessions, AsyncSessions),
+    (Idempotency, AsyncIdempotency),
+    (Limiter, AsyncLimiter),
+    (Lock, AsyncLock),
+    (PubSub, AsyncPubSub),
+    (Stream, AsyncStream),
     (CachedFunction, AsyncCachedFunction),
 ]
+IO_PAIRS = PAIRS[:-1]
+# factories and pure helpers of async classes: they build objects or compute, and send nothing
+NO_IO = {"cached", "from_url", "from_env", "from_settings", "lock", "stream"}
 # names that differ on purpose: close/aclose and the context-manager protocols
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 
@@ -40,10 +55,10 @@ def test_same_names_and_parameters(sync_cls: type, async_cls: type) -> None:
             assert (p.kind, p.default) == (q.kind, q.default), f"{name}({p.name})"
 
 
-@pytest.mark.parametrize(("sync_cls", "async_cls"), PAIRS[:2], ids=lambda c: c.__qualname__)
+@pytest.mark.parametrize(("sync_cls", "async_cls"), IO_PAIRS, ids=lambda c: c.__qualname__)
 def test_async_methods_that_do_io_are_coroutines(sync_cls: type, async_cls: type) -> None:
     for name, member in inspect.getmembers(async_cls, inspect.isfunction):
-        if name.startswith("_") or name in ("cached", "from_url", "from_env", "from_settings"):
+        if name.startswith("_") or name in NO_IO:
             continue
         assert inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member), name
 

@@ -13,7 +13,12 @@ from .base import KitBase
 from .cache.api import AsyncCache
 from .connection import make_client
 from .executor import AsyncExecutor
+from .idempotency import AsyncIdempotency
+from .lock import AsyncLock
+from .messaging import AsyncPubSub, AsyncStream
 from .ops import Batch, command
+from .ratelimit import AsyncLimiter
+from .sessions import AsyncSessions
 from .settings import Settings
 
 __all__ = ["Redkit"]
@@ -37,6 +42,14 @@ class Redkit(KitBase):
         )
         self.cache = AsyncCache(self._cache_core, self._executor)
         """Cache-aside: :class:`redkit.cache.AsyncCache`."""
+        self.sessions = AsyncSessions(self)
+        """Server-side sessions: :class:`redkit.sessions.AsyncSessions`."""
+        self.idempotency = AsyncIdempotency(self)
+        """Idempotency-Key records: :class:`redkit.idempotency.AsyncIdempotency`."""
+        self.limiter = AsyncLimiter(self)
+        """Rate limits: :class:`redkit.ratelimit.AsyncLimiter`."""
+        self.pubsub = AsyncPubSub(self)
+        """Publish/subscribe: :class:`redkit.messaging.AsyncPubSub`."""
         self._closed = False
 
     @classmethod
@@ -53,6 +66,22 @@ class Redkit(KitBase):
     def from_settings(cls, mapping: Mapping[str, Any]) -> Redkit:
         """A client from a settings mapping with case-insensitive keys."""
         return cls(Settings.from_mapping(mapping))
+
+    def lock(
+        self,
+        name: object,
+        ttl: float = 30.0,
+        blocking_timeout: float | None = None,
+        *,
+        auto_renew: bool = False,
+    ) -> AsyncLock:
+        """A distributed lock on ``name`` (see :class:`redkit.lock.AsyncLock`); use it as an async
+        context manager. Nothing is sent until it is acquired."""
+        return AsyncLock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+
+    def stream(self, name: object) -> AsyncStream:
+        """The Redis stream ``name`` (see :class:`redkit.messaging.AsyncStream`)."""
+        return AsyncStream(self, name)
 
     async def ping(self) -> bool:
         """True when Redis answers."""

@@ -24,6 +24,8 @@ class KitBase:
     serializer: Serializer
     stats: Stats
     breaker: CircuitBreaker
+    client: Any
+    """The underlying redis-py client (sync or asyncio)."""
 
     def _setup(self, settings: Settings | None, options: Mapping[str, Any]) -> Health:
         if settings is None:

@@ -10,7 +10,12 @@ from .base import KitBase
 from .cache.api import Cache
 from .connection import make_client
 from .executor import SyncExecutor
+from .idempotency import Idempotency
+from .lock import Lock
+from .messaging import PubSub, Stream
 from .ops import Batch, command
+from .ratelimit import Limiter
+from .sessions import Sessions
 from .settings import Settings
 
 __all__ = ["Redkit"]
@@ -31,6 +36,14 @@ class Redkit(KitBase):
         self._executor = SyncExecutor(self.client, health, self.settings.is_cluster, self._retry)
         self.cache = Cache(self._cache_core, self._executor)
         """Cache-aside: :class:`redkit.cache.Cache`."""
+        self.sessions = Sessions(self)
+        """Server-side sessions: :class:`redkit.sessions.Sessions`."""
+        self.idempotency = Idempotency(self)
+        """Idempotency-Key records: :class:`redkit.idempotency.Idempotency`."""
+        self.limiter = Limiter(self)
+        """Rate limits: :class:`redkit.ratelimit.Limiter`."""
+        self.pubsub = PubSub(self)
+        """Publish/subscribe: :class:`redkit.messaging.PubSub`."""
         self._closed = False
 
     @classmethod
@@ -49,6 +62,22 @@ class Redkit(KitBase):
         """A client from a settings mapping with case-insensitive keys (e.g. a framework's
         config section)."""
         return cls(Settings.from_mapping(mapping))
+
+    def lock(
+        self,
+        name: object,
+        ttl: float = 30.0,
+        blocking_timeout: float | None = None,
+        *,
+        auto_renew: bool = False,
+    ) -> Lock:
+        """A distributed lock on ``name`` (see :class:`redkit.lock.Lock`); use it as a
+        context manager. Nothing is sent until it is acquired."""
+        return Lock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+
+    def stream(self, name: object) -> Stream:
+        """The Redis stream ``name`` (see :class:`redkit.messaging.Stream`)."""
+        return Stream(self, name)
 
     def ping(self) -> bool:
         """True when Redis answers (raises ``RedkitConnectionError`` when it does not)."""

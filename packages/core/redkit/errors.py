@@ -12,14 +12,21 @@ __all__ = [
     "AuthenticationError",
     "CircuitOpenError",
     "ConfigurationError",
+    "IdempotencyKeyError",
     "InvalidKeyError",
+    "InvalidRateLimit",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
     "MissingDependencyError",
     "PoolExhaustedError",
     "RedkitConnectionError",
     "RedkitError",
     "RedkitTimeoutError",
     "ResponseError",
+    "ResponseTooLarge",
     "SerializationError",
+    "SessionTooLarge",
     "SignatureError",
 ]
 
@@ -85,3 +92,34 @@ class AuthenticationError(RedkitError):
 
 class ResponseError(RedkitError):
     """Redis answered with an error (wrong type, script error, ACL denial, OOM, ...)."""
+
+
+class IdempotencyKeyError(InvalidKeyError):
+    """An ``Idempotency-Key`` is malformed: empty, longer than 255 characters, or holding
+    control characters or non-ASCII bytes. Adapters answer 400."""
+
+
+class ResponseTooLarge(RedkitError, ValueError):
+    """A response to store for idempotent replay exceeds ``idempotency_max_bytes``."""
+
+
+class SessionTooLarge(RedkitError, ValueError):
+    """A session save would exceed ``session_max_bytes``; nothing was written."""
+
+
+class InvalidRateLimit(RedkitError, ValueError):
+    """A rate limit string (``"100/minute"``) or its numbers could not be understood."""
+
+
+class LockError(RedkitError):
+    """Base class of the lock errors."""
+
+
+class LockNotAcquired(LockError):
+    """A lock was held by someone else for longer than ``blocking_timeout`` (or at once, when
+    not blocking)."""
+
+
+class LockLost(LockError):
+    """The lock is no longer ours: it expired (and maybe someone else took it) before we released
+    or extended it. Work done under it may have overlapped another holder's."""

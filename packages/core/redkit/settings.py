@@ -9,6 +9,7 @@ the middle of a request.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -26,6 +27,13 @@ DEFAULT_URL = "memory://"
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memory")
 SERIALIZERS = ("json", "msgpack", "pickle")
 SSL_CERT_REQS = ("required", "optional", "none")
+RATELIMIT_ALGORITHMS = (
+    "fixed_window",
+    "sliding_window_log",
+    "sliding_window_counter",
+    "token_bucket",
+    "gcra",
+)
 _FORBIDDEN_QUERY = {"decode_responses", "encoding", "encoding_errors", "protocol"}
 
 
@@ -131,6 +139,42 @@ class Settings:
     """When Redis is unreachable: ``True`` calls the loader and returns its value (logged, counted);
     ``False`` raises ``RedkitConnectionError``."""
 
+    # -- sessions -----------------------------------------------------------------------------
+    session_ttl: float = 14 * 24 * 3600.0
+    """Idle timeout of a server-side session: every load or save slides it."""
+    session_max_age: float = 30 * 24 * 3600.0
+    """Absolute lifetime of a session from its creation, however active it is."""
+    session_max_bytes: int = 64 * 1024
+    """Largest stored size of one session (field names plus JSON values); a save that would
+    exceed it raises ``SessionTooLarge`` and writes nothing."""
+
+    # -- idempotency keys ----------------------------------------------------------------------
+    idempotency_ttl: float = 24 * 3600.0
+    """How long a completed response is kept for replay."""
+    idempotency_lease: float = 30.0
+    """Lifetime of the lease of a request in progress; renewed while it runs, so a crashed
+    request's key can be taken over by a retry once it expires."""
+    idempotency_wait: float = 0.0
+    """How long ``begin`` waits for a request in progress with the same key before answering
+    "in progress" (0 answers at once)."""
+    idempotency_max_bytes: int = 256 * 1024
+    """Largest stored response (status, headers and body); larger raises ``ResponseTooLarge``."""
+    idempotency_store_server_errors: bool = False
+    """Whether 5xx responses are stored for replay (by default the key is released instead, so
+    the client may retry)."""
+
+    # -- rate limiting -------------------------------------------------------------------------
+    ratelimit_algorithm: str = "sliding_window_counter"
+    """Default algorithm: ``fixed_window``, ``sliding_window_log``, ``sliding_window_counter``,
+    ``token_bucket`` or ``gcra``."""
+    ratelimit_fail_open: bool = True
+    """When Redis is unreachable: ``True`` allows the request (logged, counted as
+    ``ratelimit_fail_open``); ``False`` raises ``RedkitConnectionError``."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of the reverse proxies in front of the app, whose
+    ``X-Forwarded-For`` / ``Forwarded`` entries are believed. Empty: the socket peer is the
+    client."""
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -224,6 +268,17 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
+    if typing.get_origin(hint) is tuple:  # a list of strings: "a, b" or any iterable of str
+        items = value.split(",") if isinstance(value, str) else value
+        try:
+            out = tuple(str(item).strip() for item in items if str(item).strip())
+        except TypeError:
+            raise ConfigurationError(
+                f"setting {name!r} expects a list of strings, got {type(value).__name__}"
+            ) from None
+        if any(not isinstance(item, str) for item in items):
+            raise ConfigurationError(f"setting {name!r} expects a list of strings")
+        return out
     args = typing.get_args(hint)
     optional = type(None) in args
     target = next((a for a in args if a is not type(None)), hint) if args else hint
@@ -307,7 +362,28 @@ def _validate(s: Settings) -> None:
         "cache_lock_wait",
     ):
         positive(name, allow_zero=True)
-    positive("cache_lock_ttl")
+    for name in ("cache_lock_ttl", "session_ttl", "session_max_age", "idempotency_ttl"):
+        positive(name)
+    positive("idempotency_lease")
+    positive("idempotency_wait", allow_zero=True)
+    for name in ("session_max_bytes", "idempotency_max_bytes"):
+        if getattr(s, name) < 1024:
+            raise ConfigurationError(f"setting {name!r} must be >= 1024 bytes")
+    proxies: object = s.trusted_proxies  # a direct Settings(...) call may pass anything
+    if not isinstance(proxies, tuple):
+        raise ConfigurationError("setting 'trusted_proxies' must be a tuple of addresses")
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"trusted_proxies: {proxy!r} is not an IP address or CIDR network"
+            ) from None
+    if s.ratelimit_algorithm not in RATELIMIT_ALGORITHMS:
+        raise ConfigurationError(
+            f"unknown ratelimit_algorithm {s.ratelimit_algorithm!r}; use one of "
+            + ", ".join(RATELIMIT_ALGORITHMS)
+        )
     positive("cache_tag_ttl")
     if s.cache_negative_ttl is not None:
         positive("cache_negative_ttl")
