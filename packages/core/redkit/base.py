@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .breaker import CircuitBreaker
+from .clientip import ClientIP
 from .cache.core import CacheCore
 from .executor import Health, RetryPolicy
 from .keys import Keyspace
@@ -37,6 +38,9 @@ class KitBase:
         self.serializer = make_serializer(settings.serializer, settings.secret_key)
         self.stats = Stats()
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self.client_ip = ClientIP(settings.trusted_proxies)
+        """Client address resolver over ``trusted_proxies`` (rate-limit keys, idempotency
+        scopes): :class:`redkit.clientip.ClientIP`."""
         self._cache_core = CacheCore(
             settings, self.keyspace, self.serializer, self.stats, settings.is_cluster
         )

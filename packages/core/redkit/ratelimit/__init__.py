@@ -1,21 +1,19 @@
-"""Rate limiting: ``kit.limiter`` (to be written)."""
+"""Rate limiting: ``kit.limiter`` (:class:`Limiter`, :class:`AsyncLimiter`), the
+:class:`Decision` it returns, and :class:`Limit` / :func:`parse_limits` for limit strings."""
 
 from __future__ import annotations
 
-from typing import Any
+from .api import AsyncLimiter, Limiter
+from .core import ALGORITHMS, Decision, LimitState
+from .limits import Limit, LimitsSpec, parse_limits
 
-__all__ = ["AsyncLimiter", "Limiter"]
-
-
-class Limiter:
-    """Rate limits (sync)."""
-
-    def __init__(self, kit: Any) -> None:
-        self._kit = kit
-
-
-class AsyncLimiter:
-    """Rate limits (async)."""
-
-    def __init__(self, kit: Any) -> None:
-        self._kit = kit
+__all__ = [
+    "ALGORITHMS",
+    "AsyncLimiter",
+    "Decision",
+    "Limit",
+    "LimitState",
+    "Limiter",
+    "LimitsSpec",
+    "parse_limits",
+]

@@ -1,0 +1,229 @@
+"""The rate limiter's logic: pure spec builders and flows, driven by the sync or async executor.
+
+One check is one call of ``ratelimit.lua``, however many limits it carries. Every state key of
+one rate-limit key shares its hash tag, so a multi-limit check is atomic on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidRateLimit, RedkitConnectionError
+from ..keys import Keyspace
+from ..ops import Batch, Flow, Script, script
+from ..settings import RATELIMIT_ALGORITHMS
+from ..stats import Stats
+from .limits import Limit, LimitsSpec, parse_limits
+
+__all__ = ["ALGORITHMS", "Decision", "LimitState", "LimiterCore"]
+
+log = logging.getLogger("redkit.ratelimit")
+
+CHECK = Script.load("ratelimit")
+RESET = Script.load("ratelimit_reset")
+
+ALGORITHMS = RATELIMIT_ALGORITHMS
+_CODES = {
+    "fixed_window": "fw",
+    "sliding_window_log": "swl",
+    "sliding_window_counter": "swc",
+    "token_bucket": "tb",
+    "gcra": "gcra",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """Where one limit stands after a check."""
+
+    limit: Limit
+    remaining: int
+    """Requests (units of cost) still allowed now."""
+    reset_after: float
+    """Seconds until the limit is fully available again."""
+    retry_after: float
+    """Seconds until this request could pass (0 when it passes; ``inf`` when its cost exceeds
+    the limit's amount, so it never will)."""
+
+    @property
+    def allowed(self) -> bool:
+        """Whether this limit admits the request."""
+        return self.retry_after == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer of :meth:`~redkit.ratelimit.Limiter.hit` / ``test``. True when allowed.
+
+    ``limit``, ``remaining``, ``reset_after`` and ``retry_after`` describe the binding limit:
+    when denied, the one that makes the caller wait longest; when allowed, the one with the
+    fewest requests left. ``states`` has every limit.
+    """
+
+    allowed: bool
+    limit: Limit
+    remaining: int
+    reset_after: float
+    retry_after: float
+    states: tuple[LimitState, ...] = field(default=())
+    now: float = 0.0
+    """Redis' clock (epoch seconds) when the check ran."""
+    degraded: bool = False
+    """True when Redis was unreachable and the limiter failed open: nothing was counted."""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def headers(self, *, legacy: bool = True, draft: bool = True) -> dict[str, str]:
+        """Response headers describing this decision.
+
+        ``Retry-After`` (whole seconds, when denied); with ``legacy`` the common
+        ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (``Reset`` as an epoch timestamp);
+        with ``draft`` the IETF httpapi draft fields ``RateLimit-Policy`` and ``RateLimit`` with
+        one item per limit. A degraded (fail-open) decision has no headers: nothing is known.
+        """
+        out: dict[str, str] = {}
+        if self.degraded:
+            return out
+        if not self.allowed:
+            out["Retry-After"] = str(_whole(self.retry_after))
+        if legacy:
+            out["X-RateLimit-Limit"] = str(self.limit.amount)
+            out["X-RateLimit-Remaining"] = str(self.remaining)
+            out["X-RateLimit-Reset"] = str(math.ceil(self.now + self.reset_after))
+        if draft:
+            out["RateLimit-Policy"] = ", ".join(
+                f"{_sf_string(s.limit.text)};q={s.limit.amount};w={_whole(s.limit.period)}"
+                for s in self.states
+            )
+            out["RateLimit"] = ", ".join(
+                f"{_sf_string(s.limit.text)};r={s.remaining};t={_whole(s.reset_after)}"
+                for s in self.states
+            )
+        return out
+
+
+def _whole(seconds: float) -> int:
+    if math.isinf(seconds):
+        return 2**31 - 1
+    return max(0, math.ceil(seconds - 1e-9))
+
+
+def _sf_string(text: str) -> str:
+    # a Structured Field string: printable ASCII, with '"' and '\' escaped
+    clean = "".join(c for c in text if " " <= c <= "~")
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _seconds(ms: int) -> float:
+    return math.inf if ms < 0 else ms / 1000.0
+
+
+class LimiterCore:
+    """Builds the check and reset specs of one limiter configuration."""
+
+    def __init__(
+        self,
+        keyspace: Keyspace,
+        stats: Stats,
+        algorithm: str,
+        fail_open: bool,
+    ) -> None:
+        self.keys = keyspace
+        self.stats = stats
+        self.algorithm = _algorithm(algorithm)
+        self.fail_open = fail_open
+
+    def configure(self, algorithm: str | None, fail_open: bool | None) -> LimiterCore:
+        return LimiterCore(
+            self.keys,
+            self.stats,
+            self.algorithm if algorithm is None else algorithm,
+            self.fail_open if fail_open is None else bool(fail_open),
+        )
+
+    def check(
+        self,
+        key: object,
+        limits: LimitsSpec,
+        cost: int,
+        algorithm: str | None,
+        mode: str,
+    ) -> Flow[Decision]:
+        algo = self.algorithm if algorithm is None else _algorithm(algorithm)
+        parsed = _unique(parse_limits(limits))
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise InvalidRateLimit(f"cost must be an int >= 1, got {cost!r}")
+        base = self.keys.tagged("ratelimit", key)
+        code = _CODES[algo]
+        keys = [f"{base}:idx", *(f"{base}:{code}:{lim.amount}:{lim.period_ms}" for lim in parsed)]
+        argv: list[Any] = [mode, algo, cost]
+        for lim in parsed:
+            argv.extend((lim.amount, lim.period_ms))
+        # a re-sent hit could charge twice: only a test may be retried after a lost reply
+        call = script(CHECK, keys, argv, idempotent=mode == "test")
+        try:
+            reply = yield Batch.one(call)
+        except RedkitConnectionError as exc:
+            if not self.fail_open:
+                raise
+            self.stats.incr("ratelimit_fail_open")
+            log.debug("rate limit %s not checked (Redis unreachable: %s); allowed", key, exc)
+            return _degraded(parsed)
+        self.stats.incr("ratelimit_allowed" if reply[0] else "ratelimit_denied")
+        return _decision(parsed, reply)
+
+    def reset(self, key: object) -> Batch[int]:
+        return Batch.one(script(RESET, [self.keys.tagged("ratelimit", key, "idx")]), int)
+
+
+def _algorithm(name: str) -> str:
+    if name not in _CODES:
+        raise InvalidRateLimit(
+            f"unknown rate-limit algorithm {name!r}; use one of {', '.join(ALGORITHMS)}"
+        )
+    return name
+
+
+def _unique(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
+    seen: dict[tuple[int, int], Limit] = {}
+    for lim in limits:
+        seen.setdefault((lim.amount, lim.period_ms), lim)
+    return tuple(seen.values())
+
+
+def _decision(limits: Iterable[Limit], reply: list[Any]) -> Decision:
+    allowed = bool(reply[0])
+    now = int(reply[1]) / 1000.0
+    states = tuple(
+        LimitState(
+            lim,
+            int(reply[2 + 3 * i]),
+            _seconds(int(reply[3 + 3 * i])),
+            _seconds(int(reply[4 + 3 * i])),
+        )
+        for i, lim in enumerate(limits)
+    )
+    if allowed:
+        binding = min(states, key=lambda s: (s.remaining, -s.reset_after))
+    else:
+        binding = max(states, key=lambda s: s.retry_after)
+    return Decision(
+        allowed,
+        binding.limit,
+        binding.remaining,
+        binding.reset_after,
+        0.0 if allowed else binding.retry_after,
+        states,
+        now,
+    )
+
+
+def _degraded(limits: tuple[Limit, ...]) -> Decision:
+    states = tuple(LimitState(lim, lim.amount, 0.0, 0.0) for lim in limits)
+    first = states[0]
+    return Decision(True, first.limit, first.remaining, 0.0, 0.0, states, 0.0, degraded=True)
