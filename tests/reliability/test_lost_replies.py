@@ -80,3 +80,24 @@ async def test_idempotent_reads_are_retried(proxy: ReplyDroppingProxy, mode: str
         assert kit.stats.get("cache_fail_open", 0) == 0
     finally:
         await _close(kit)
+
+
+async def test_a_rate_limit_hit_is_never_counted_twice(
+    proxy: ReplyDroppingProxy, mode: str
+) -> None:
+    kit = _kit(mode, proxy)
+    try:
+        await call(kit.ping())
+        proxy.drop_next_reply()
+        # the hit ran in Redis, its reply was lost: it is not re-sent, and fails open
+        decision = await call(kit.limiter.hit("k", "3/minute"))
+        assert decision.degraded
+        assert kit.stats.get("retries") == 0
+        assert (await call(kit.limiter.test("k", "3/minute"))).remaining == 2
+        strict = kit.limiter.configure(fail_open=False)
+        proxy.drop_next_reply()
+        with pytest.raises(RedkitConnectionError):
+            await call(strict.hit("k", "3/minute"))
+        assert (await call(kit.limiter.test("k", "3/minute"))).remaining == 1
+    finally:
+        await _close(kit)
