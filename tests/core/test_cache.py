@@ -545,3 +545,17 @@ async def test_set_during_a_load_wins_over_it(make_kit: Kits) -> None:
 
     assert await call(kit.cache.get_or_set("user:1", loader)) == "old row"
     assert await call(kit.cache.get("user:1")) == "new row"
+
+
+async def test_scan_survives_foreign_keys_that_are_not_utf8(kit: Any) -> None:
+    raw = kit.settings.prefix.encode() + b":other:\xff\xfe"
+    await call(kit.client.set(raw, b"x", px=60_000))
+    found = kit.scan("other:*")
+    keys = [k async for k in found] if hasattr(found, "__aiter__") else list(found)
+    assert keys == ["other:\\xff\\xfe"]
+
+
+def test_a_call_repr_shows_no_arguments() -> None:
+    from redkit.ops import command
+
+    assert repr(command("GET", "app:session:{ab}:secret")) == "Call(GET, 1 args)"

@@ -91,7 +91,7 @@ class Redkit(KitBase):
         """Iterate over this prefix's keys matching ``match`` (relative to the prefix)."""
         prefix = f"{self.settings.prefix}:"
         async for key in self._executor.scan(prefix + match):
-            yield key.decode()[len(prefix) :]
+            yield key.decode("utf-8", "backslashreplace")[len(prefix) :]
 
     async def clear(self) -> int:
         """Delete every key under this client's prefix; returns the count."""

@@ -87,7 +87,7 @@ class Redkit(KitBase):
         """Iterate over this prefix's keys matching ``match`` (relative to the prefix), by SCAN."""
         prefix = f"{self.settings.prefix}:"
         for key in self._executor.scan(prefix + match):
-            yield key.decode()[len(prefix) :]
+            yield key.decode("utf-8", "backslashreplace")[len(prefix) :]
 
     def clear(self) -> int:
         """Delete every key under this client's prefix (SCAN + UNLINK); returns the count."""

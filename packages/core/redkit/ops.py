@@ -59,8 +59,12 @@ class Call:
         after a connection error (the first send may have run before the connection broke)."""
 
     def __repr__(self) -> str:
-        name = self.script.name if self.script else "command"
-        return f"Call({name}, {self.args!r})"
+        # arguments are left out: they hold keys built from session ids, tokens and user data,
+        # and a repr ends up in logs and tracebacks
+        if self.script:
+            return f"Call(script {self.script.name}, {len(self.args)} args)"
+        name = self.args[0] if self.args and isinstance(self.args[0], str) else "?"
+        return f"Call({name}, {len(self.args) - 1} args)"
 
 
 def command(*args: Any, idempotent: bool = True, **options: Any) -> Call:
