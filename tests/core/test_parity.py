@@ -29,7 +29,7 @@ PAIRS = [
 ]
 IO_PAIRS = PAIRS[:-1]
 # factories and pure helpers of async classes: they build objects or compute, and send nothing
-NO_IO = {"cached", "configure", "from_url", "from_env", "from_settings", "lock", "stream"}
+NO_IO = {"cached", "configure", "guard", "from_url", "from_env", "from_settings", "lock", "stream"}
 # names that differ on purpose: close/aclose and the context-manager protocols
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .breaker import CircuitBreaker
-from .clientip import ClientIP
 from .cache.core import CacheCore
+from .clientip import ClientIP
 from .executor import Health, RetryPolicy
 from .keys import Keyspace
 from .serializers import Serializer, make_serializer
