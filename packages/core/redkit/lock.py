@@ -1,14 +1,457 @@
-"""Distributed locks: ``kit.lock(name)`` (to be written)."""
+"""Distributed locks: ``kit.lock(name)``, the sync :class:`Lock` and the async :class:`AsyncLock`.
+
+A lock is one Redis key holding the random token of its holder, with a TTL so a crashed holder
+frees it. Taking, releasing and extending it are one Lua script each, and release and extend
+compare the token, so a holder whose lock expired can never touch the next holder's. Every
+acquisition also draws a fencing token: an integer larger than any drawn before for the same name,
+to hand to the storage the lock protects.
+
+The logic is written once: :class:`LockCore` builds the batches and the blocking-acquire flow, the
+shared base class keeps the state of one acquisition, and the two classes only run them on their
+executor (a renewal thread for :class:`Lock`, an asyncio task for :class:`AsyncLock`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import math
+import random
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, TypeVar
 
-__all__ = ["AsyncLock", "Lock"]
+from .errors import LockError, LockLost, LockNotAcquired
+from .executor import AsyncExecutor, SyncExecutor
+from .ops import Batch, Flow, Script, Sleep, command, script
+
+__all__ = ["AsyncLock", "Lock", "LockCore"]
+
+log = logging.getLogger("redkit.lock")
+T = TypeVar("T")
+
+ACQUIRE = Script.load("lock_acquire")
+RELEASE = Script.load("lock_release")
+EXTEND = Script.load("lock_extend")
+
+FENCE_MARGIN = 30 * 86400.0
+"""Seconds the fencing counter outlives the lock (refreshed by every acquire and extend)."""
+MAX_TTL = 365 * 86400.0
+"""The longest lock lifetime accepted, in seconds."""
+_FENCE_MARGIN_MS = int(FENCE_MARGIN * 1000)
+_FIRST_WAIT = 0.002  # first pause of a blocking acquire; doubles up to _MAX_WAIT
+_MAX_WAIT = 0.1
 
 
-class Lock:
-    """A distributed lock (sync)."""
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _ttl(name: str, value: object) -> float:
+    seconds = _number(name, value)
+    if seconds <= 0 or seconds > MAX_TTL:
+        raise ValueError(f"{name} must be > 0 and at most {MAX_TTL:.0f} seconds, got {value!r}")
+    return seconds
+
+
+def _timeout(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    seconds = _number(name, value)
+    if seconds < 0:
+        raise ValueError(
+            f"{name} must be None (wait forever) or a number of seconds >= 0, got {value!r}"
+        )
+    return seconds
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _describe(name: object) -> str:
+    text = repr(name)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _acquire_reply(reply: Any) -> tuple[bool, int]:
+    return int(reply[0]) == 1, int(reply[1])
+
+
+class _Hold:
+    """One acquisition: its tokens, whether it was lost, and the renewal's bookkeeping."""
+
+    __slots__ = ("_mutex", "expires_by", "fence", "last_sent", "lost", "stopped", "task", "token")
+
+    def __init__(self, token: str, fence: int, sent: float, ttl: float) -> None:
+        self.token = token
+        self.fence = fence
+        self.last_sent = sent
+        # the lock expires no earlier than this (monotonic clock): its TTL started after `sent`
+        self.expires_by = sent + ttl
+        self.lost = False
+        self.stopped = threading.Event()  # set on release: renewal ends and its answers are ignored
+        self.task: asyncio.Task[None] | None = None  # the async renewal
+        self._mutex = threading.Lock()
+
+    def confirmed(self, sent: float, pttl_ms: int) -> None:
+        """Redis answered a call sent at ``sent``: the lock is ours for ``pttl_ms`` more."""
+        with self._mutex:
+            if sent >= self.last_sent:
+                self.last_sent = sent
+                self.expires_by = sent + pttl_ms / 1000
+
+    def mark_lost(self) -> bool:
+        """Record that the lock is no longer ours; True the first time."""
+        with self._mutex:
+            first = not self.lost
+            self.lost = True
+        self.stopped.set()
+        return first
+
+
+class LockCore:
+    """Keys, validation, batches and flows of one lock name (no I/O; shared by sync and async)."""
+
+    def __init__(self, kit: Any, name: object, ttl: float, blocking_timeout: float | None) -> None:
+        self.name = name
+        self.ttl = _ttl("ttl", ttl)
+        self.ttl_ms = _ms(self.ttl)
+        self.blocking_timeout = _timeout("blocking_timeout", blocking_timeout)
+        self.key: str = kit.keyspace.tagged("lock", name)
+        self.fence_key: str = kit.keyspace.tagged("lock", name, "fence")
+        self.stats = kit.stats
+
+    def describe(self) -> str:
+        """The name for messages (``repr``, shortened)."""
+        return _describe(self.name)
+
+    def wait_time(self, blocking: bool | None, timeout: float | None) -> float | None:
+        """How long an ``acquire(blocking, timeout)`` waits: None = forever, 0 = one attempt."""
+        if blocking is not None and not isinstance(blocking, bool):
+            raise TypeError(f"blocking must be True, False or None, not {type(blocking).__name__}")
+        wait = _timeout("timeout", timeout)
+        if blocking is False:
+            if wait is not None:
+                raise ValueError("a non-blocking acquire (blocking=False) takes no timeout")
+            return 0.0
+        if wait is not None:
+            return wait
+        if blocking is None:
+            return self.blocking_timeout
+        # blocking=True without a timeout: blocking_timeout, or forever when that says "try once"
+        return self.blocking_timeout or None
+
+    def acquire(self, token: str, wait: float | None) -> Flow[tuple[int, float] | None]:
+        """Flow of ``acquire``: try to take the lock; while someone else holds it, pause with
+        capped, jittered exponential backoff (never past the holder's expiry or the deadline)
+        and try again, for ``wait`` seconds at most (None: forever). Returns ``(fencing token,
+        monotonic time the winning attempt was sent)``, or None when the wait ran out.
+
+        A re-sent attempt is harmless (the script succeeds again on its own token), so the call
+        is idempotent and the executor may retry it after a connection error."""
+        call = script(ACQUIRE, [self.key, self.fence_key], [token, self.ttl_ms, _FENCE_MARGIN_MS])
+        batch = Batch.one(call, _acquire_reply)
+        deadline = None if wait is None else time.monotonic() + wait
+        delay = _FIRST_WAIT
+        while True:
+            sent = time.monotonic()
+            acquired, value = yield batch
+            if acquired:
+                self.stats.incr("lock_acquired")
+                return value, sent
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.stats.incr("lock_not_acquired")
+                return None
+            pause = random.uniform(delay / 2, delay)
+            if value > 0:  # the holder's lock expires in `value` ms at the latest
+                pause = min(pause, value / 1000)
+            if deadline is not None:
+                pause = min(pause, deadline - now)
+            yield Sleep(pause)
+            delay = min(delay * 2, _MAX_WAIT)
+
+    def release(self, token: str) -> Batch[bool]:
+        """Delete the lock if it holds ``token``; True when it did. Never re-sent: a second send
+        after a lost reply would find the lock gone and report it lost."""
+        call = script(RELEASE, [self.key], [token], idempotent=False)
+        return Batch.one(call, lambda reply: int(reply) == 1)
+
+    def extend(self, token: str, ttl_ms: int, only_lengthen: bool = False) -> Batch[int]:
+        """Give the lock ``ttl_ms`` more if it holds ``token`` (with ``only_lengthen``, keep a
+        longer remaining lifetime); the remaining ms after the call, or 0 when not ours."""
+        flag = "1" if only_lengthen else "0"
+        call = script(EXTEND, [self.key, self.fence_key], [token, ttl_ms, _FENCE_MARGIN_MS, flag])
+        return Batch.one(call, int)
+
+    def locked(self) -> Batch[bool]:
+        """Whether anyone holds the lock."""
+        return Batch.one(command("EXISTS", self.key), lambda reply: int(reply) > 0)
+
+    def owned(self, token: str) -> Batch[bool]:
+        """Whether the lock holds ``token``."""
+        mine = token.encode()
+        return Batch.one(command("GET", self.key), lambda reply: reply == mine)
+
+    # -- renewal --------------------------------------------------------------------------------
+    def renew(self, token: str) -> Batch[int]:
+        """One renewal: back to the full ttl, never shortening a longer explicit extension."""
+        return self.extend(token, self.ttl_ms, only_lengthen=True)
+
+    def renewed(self, hold: _Hold, sent: float, result: int | BaseException) -> bool:
+        """Record one renewal's outcome (remaining ms, 0 = not ours, or the error raised);
+        returns whether to keep renewing."""
+        if hold.stopped.is_set():  # released (or lost) meanwhile: this answer no longer matters
+            return False
+        if isinstance(result, BaseException):
+            self.stats.incr("lock_renewal_errors")
+            if time.monotonic() < hold.expires_by:
+                log.debug("redkit: could not renew lock %s, retrying: %s", self.describe(), result)
+                return True
+            reason = f"it could not be renewed before it expired ({result})"
+        elif result > 0:
+            hold.confirmed(sent, result)
+            self.stats.incr("lock_renewals")
+            return True
+        else:
+            reason = "Redis says it is no longer ours"
+        if hold.mark_lost():
+            self.stats.incr("lock_lost")
+            log.warning("redkit: lock %s lost while held: %s", self.describe(), reason)
+        return False
+
+
+def _renew_in_thread(x: SyncExecutor, core: LockCore, hold: _Hold) -> None:
+    interval = core.ttl / 3
+    batch = core.renew(hold.token)
+    while not hold.stopped.wait(interval):
+        sent = time.monotonic()
+        result: int | BaseException
+        try:
+            result = x.run(batch)
+        except Exception as exc:
+            result = exc
+        if not core.renewed(hold, sent, result):
+            return
+
+
+async def _renew_in_task(x: AsyncExecutor, core: LockCore, hold: _Hold) -> None:
+    interval = core.ttl / 3
+    batch = core.renew(hold.token)
+    while True:
+        await asyncio.sleep(interval)
+        if hold.stopped.is_set():
+            return
+        sent = time.monotonic()
+        result: int | BaseException
+        try:
+            result = await x.run(batch)
+        except Exception as exc:
+            result = exc
+        if not core.renewed(hold, sent, result):
+            return
+
+
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed background release is not logged as unhandled
+
+
+def _in_background(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Run ``coro`` as a task that finishes even when its awaiter is cancelled."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_forget)
+    return task
+
+
+class _LockBase:
+    """State and rules shared by :class:`Lock` and :class:`AsyncLock`; no I/O."""
+
+    def __init__(
+        self,
+        kit: Any,
+        name: object,
+        ttl: float,
+        blocking_timeout: float | None,
+        auto_renew: bool,
+    ) -> None:
+        if not isinstance(auto_renew, bool):
+            raise TypeError(f"auto_renew must be True or False, not {type(auto_renew).__name__}")
+        self._core = LockCore(kit, name, ttl, blocking_timeout)
+        self._auto_renew = auto_renew
+        self._mutex = threading.Lock()
+        self._hold: _Hold | None = None
+        self._acquiring = False
+        self._finalizer: Any = None
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def name(self) -> object:
+        """The lock's name, as given."""
+        return self._core.name
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the lock (``<prefix>:lock:{<name>}``)."""
+        return self._core.key
+
+    @property
+    def ttl(self) -> float:
+        """Lifetime in seconds given to the lock by ``acquire`` and, by default, ``extend``."""
+        return self._core.ttl
+
+    @property
+    def blocking_timeout(self) -> float | None:
+        """How long ``acquire()`` and ``with`` wait by default (None: forever; 0: one attempt)."""
+        return self._core.blocking_timeout
+
+    @property
+    def auto_renew(self) -> bool:
+        """Whether the lock is extended in the background while held."""
+        return self._auto_renew
+
+    @property
+    def token(self) -> str | None:
+        """The random token of the current acquisition, or None when not held."""
+        hold = self._hold
+        return hold.token if hold else None
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of the current acquisition (larger than every one drawn before for
+        this name), or None when not held."""
+        hold = self._hold
+        return hold.fence if hold else None
+
+    @property
+    def lost(self) -> bool:
+        """True once the current acquisition is known or presumed lost: Redis answered that the
+        lock is not ours, or renewal could not reach Redis before the lock's TTL ran out.
+        ``release`` will raise :class:`~redkit.errors.LockLost`. False when not held."""
+        hold = self._hold
+        return hold.lost if hold else False
+
+    def __repr__(self) -> str:
+        hold = self._hold
+        state = "not held" if hold is None else ("lost" if hold.lost else "held")
+        return (
+            f"<{type(self).__module__}.{type(self).__qualname__} "
+            f"name={self._core.describe()} ttl={self._core.ttl} {state}>"
+        )
+
+    # -- state transitions ----------------------------------------------------------------------
+    def _begin_acquire(self) -> str:
+        with self._mutex:
+            if self._hold is not None or self._acquiring:
+                raise LockError(
+                    f"this {type(self).__name__} object already holds (or is acquiring) lock "
+                    f"{self._core.describe()}; locks are not reentrant: release it first, or "
+                    "use another object from kit.lock(...)"
+                )
+            self._acquiring = True
+        return secrets.token_hex(16)
+
+    def _abort_acquire(self) -> None:
+        with self._mutex:
+            self._acquiring = False
+
+    def _end_acquire(self, token: str, result: tuple[int, float] | None) -> _Hold | None:
+        with self._mutex:
+            self._acquiring = False
+            if result is None:
+                return None
+            fence, sent = result
+            hold = self._hold = _Hold(token, fence, sent, self._core.ttl)
+        if self._auto_renew:
+            # a Lock dropped without release stops renewing; its key then expires by its TTL
+            self._finalizer = weakref.finalize(self, hold.stopped.set)
+        return hold
+
+    def _not_acquired(self) -> LockNotAcquired:
+        wait = self._core.blocking_timeout
+        waited = "" if wait == 0 else " for the whole wait" if wait is None else f" for {wait:g}s"
+        return LockNotAcquired(f"lock {self._core.describe()} was held by someone else{waited}")
+
+    def _current(self) -> _Hold:
+        hold = self._hold
+        if hold is None:
+            raise LockError(f"lock {self._core.describe()} is not held by this object")
+        return hold
+
+    def _begin_release(self) -> _Hold:
+        with self._mutex:
+            hold = self._current()
+            self._hold = None
+        hold.stopped.set()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        return hold
+
+    def _end_release(self, hold: _Hold, released: bool) -> None:
+        if released and not hold.lost:
+            self._core.stats.incr("lock_released")
+            return
+        if hold.mark_lost():
+            self._core.stats.incr("lock_lost")
+        raise LockLost(
+            f"lock {self._core.describe()} was lost before it was released: it expired, and "
+            "someone else may have held it meanwhile"
+        )
+
+    def _begin_extend(self, ttl: float | None) -> tuple[_Hold, int]:
+        ms = self._core.ttl_ms if ttl is None else _ms(_ttl("ttl", ttl))
+        hold = self._current()
+        if hold.lost:
+            raise LockLost(f"lock {self._core.describe()} was lost: it cannot be extended")
+        return hold, ms
+
+    def _end_extend(self, hold: _Hold, sent: float, pttl: int) -> None:
+        if pttl > 0:
+            hold.confirmed(sent, pttl)
+            self._core.stats.incr("lock_extended")
+            return
+        if hold.mark_lost():
+            self._core.stats.incr("lock_lost")
+        raise LockLost(
+            f"lock {self._core.describe()} was lost before it was extended: it expired, and "
+            "someone else may hold it now"
+        )
+
+    def _end_owned(self, hold: _Hold, ours: bool) -> bool:
+        if not ours and hold.mark_lost():
+            self._core.stats.incr("lock_lost")
+        return ours
+
+
+class Lock(_LockBase):
+    """A distributed lock on ``name`` for blocking code, made by ``kit.lock(name, ...)``.
+
+    ``with kit.lock("report:42", ttl=60, blocking_timeout=5) as lock:`` takes it (waiting up to
+    ``blocking_timeout`` seconds, then raising :class:`~redkit.errors.LockNotAcquired`) and
+    releases it at the end of the block (raising :class:`~redkit.errors.LockLost` if it expired
+    meanwhile). ``ttl`` is the lock's lifetime in seconds; ``blocking_timeout`` None waits
+    forever, 0 tries once. With ``auto_renew=True`` a daemon thread extends the lock every
+    ``ttl / 3`` seconds while it is held.
+
+    One object is one holder: it is not reentrant, and concurrent acquires of the same object
+    raise :class:`~redkit.errors.LockError`. After a release it can be acquired again (with a new
+    token and fencing token). Redis errors raise ``RedkitConnectionError``.
+    """
 
     def __init__(
         self,
@@ -19,11 +462,88 @@ class Lock:
         *,
         auto_renew: bool = False,
     ) -> None:
-        self._kit = kit
+        super().__init__(kit, name, ttl, blocking_timeout, auto_renew)
+        self._x: SyncExecutor = kit._executor
+
+    def acquire(self, blocking: bool | None = None, timeout: float | None = None) -> bool:
+        """Take the lock; True when taken, False when someone else held it for the whole wait.
+
+        ``acquire()`` waits as set by ``blocking_timeout``; ``blocking=False`` tries once;
+        ``timeout=`` waits up to that many seconds; ``blocking=True`` without a timeout waits up
+        to ``blocking_timeout``, or forever when that is None or 0. On success ``token`` and
+        ``fencing_token`` are set. Raises :class:`~redkit.errors.LockError` when this object
+        already holds the lock."""
+        wait = self._core.wait_time(blocking, timeout)
+        token = self._begin_acquire()
+        try:
+            result = self._x.drive(self._core.acquire(token, wait))
+        except BaseException:
+            self._abort_acquire()
+            raise
+        hold = self._end_acquire(token, result)
+        if hold is None:
+            return False
+        if self._auto_renew:
+            threading.Thread(
+                target=_renew_in_thread,
+                args=(self._x, self._core, hold),
+                name="redkit-lock-renewal",
+                daemon=True,
+            ).start()
+        return True
+
+    def release(self) -> None:
+        """Release the lock and stop its renewal. Raises :class:`~redkit.errors.LockLost` when
+        it was no longer ours (the other holder's lock is left alone), and
+        :class:`~redkit.errors.LockError` when this object does not hold it. The object is free
+        to acquire again afterwards, whatever the outcome."""
+        hold = self._begin_release()
+        released = self._x.run(self._core.release(hold.token))
+        self._end_release(hold, released)
+
+    def extend(self, ttl: float | None = None) -> None:
+        """Set the lock's remaining lifetime to ``ttl`` seconds (default: the lock's ``ttl``),
+        counted from now; it may shorten it. Raises :class:`~redkit.errors.LockLost` when the
+        lock is no longer ours."""
+        hold, ms = self._begin_extend(ttl)
+        sent = time.monotonic()
+        pttl = self._x.run(self._core.extend(hold.token, ms))
+        self._end_extend(hold, sent, pttl)
+
+    def locked(self) -> bool:
+        """Whether anyone (this object included) holds the lock now."""
+        return self._x.run(self._core.locked())
+
+    def owned(self) -> bool:
+        """Whether this object holds the lock now, according to Redis."""
+        hold = self._hold
+        if hold is None:
+            return False
+        return self._end_owned(hold, self._x.run(self._core.owned(hold.token)))
+
+    def __enter__(self) -> Lock:
+        if not self.acquire():
+            raise self._not_acquired()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
-class AsyncLock:
-    """A distributed lock (async)."""
+class AsyncLock(_LockBase):
+    """The asyncio twin of :class:`Lock`, made by ``redkit.asyncio.Redkit().lock(name, ...)``:
+    ``async with kit.lock("report:42") as lock:``. Same parameters and methods, awaited; with
+    ``auto_renew=True`` an asyncio task extends the lock every ``ttl / 3`` seconds.
+
+    A release cancelled mid-way still completes in the background, and so does the cleanup of an
+    acquire cancelled while its attempt was in flight, so cancellation does not leave the lock
+    taken until its TTL runs out.
+    """
 
     def __init__(
         self,
@@ -34,4 +554,68 @@ class AsyncLock:
         *,
         auto_renew: bool = False,
     ) -> None:
-        self._kit = kit
+        super().__init__(kit, name, ttl, blocking_timeout, auto_renew)
+        self._x: AsyncExecutor = kit._executor
+
+    async def acquire(self, blocking: bool | None = None, timeout: float | None = None) -> bool:
+        """Take the lock; True when taken, False when someone else held it for the whole wait
+        (see :meth:`Lock.acquire`)."""
+        wait = self._core.wait_time(blocking, timeout)
+        token = self._begin_acquire()
+        try:
+            result = await self._x.drive(self._core.acquire(token, wait))
+        except asyncio.CancelledError:
+            self._abort_acquire()
+            # the attempt in flight may have taken the lock: release it (a no-op otherwise)
+            _in_background(self._x.run(self._core.release(token)))
+            raise
+        except BaseException:
+            self._abort_acquire()
+            raise
+        hold = self._end_acquire(token, result)
+        if hold is None:
+            return False
+        if self._auto_renew:
+            hold.task = asyncio.get_running_loop().create_task(
+                _renew_in_task(self._x, self._core, hold), name="redkit-lock-renewal"
+            )
+        return True
+
+    async def release(self) -> None:
+        """Release the lock and stop its renewal (see :meth:`Lock.release`)."""
+        hold = self._begin_release()
+        if hold.task is not None:
+            hold.task.cancel()
+        released = await asyncio.shield(_in_background(self._x.run(self._core.release(hold.token))))
+        self._end_release(hold, released)
+
+    async def extend(self, ttl: float | None = None) -> None:
+        """Set the lock's remaining lifetime to ``ttl`` seconds (see :meth:`Lock.extend`)."""
+        hold, ms = self._begin_extend(ttl)
+        sent = time.monotonic()
+        pttl = await self._x.run(self._core.extend(hold.token, ms))
+        self._end_extend(hold, sent, pttl)
+
+    async def locked(self) -> bool:
+        """Whether anyone (this object included) holds the lock now."""
+        return await self._x.run(self._core.locked())
+
+    async def owned(self) -> bool:
+        """Whether this object holds the lock now, according to Redis."""
+        hold = self._hold
+        if hold is None:
+            return False
+        return self._end_owned(hold, await self._x.run(self._core.owned(hold.token)))
+
+    async def __aenter__(self) -> AsyncLock:
+        if not await self.acquire():
+            raise self._not_acquired()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release()
