@@ -175,6 +175,12 @@ class Settings:
     ``X-Forwarded-For`` / ``Forwarded`` entries are believed. Empty: the socket peer is the
     client."""
 
+    # -- streams -------------------------------------------------------------------------------
+    stream_maxlen: int = 10_000
+    """Default cap of a stream's length: ``add`` trims older entries (approximately) past it."""
+    stream_ttl: float = 7 * 24 * 3600.0
+    """Lifetime of a stream key, renewed by every ``add``: a stream nobody writes to expires."""
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -366,6 +372,9 @@ def _validate(s: Settings) -> None:
         positive(name)
     positive("idempotency_lease")
     positive("idempotency_wait", allow_zero=True)
+    positive("stream_ttl")
+    if s.stream_maxlen < 1:
+        raise ConfigurationError("setting 'stream_maxlen' must be >= 1")
     for name in ("session_max_bytes", "idempotency_max_bytes"):
         if getattr(s, name) < 1024:
             raise ConfigurationError(f"setting {name!r} must be >= 1024 bytes")
