@@ -1,0 +1,55 @@
+"""The demos the README runs work on the embedded backend and show what they claim."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDKIT_URL", "REDIS_URL")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_cache_demo() -> None:
+    out = _run("cache_demo.py")
+    assert "on memory://demo" in out
+    assert "50 callers got 1 distinct value(s); the query ran 1 time(s)" in out
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "stored: {'user': None, 'cart': ['tea'], 'theme': 'dark'}",
+        "old id loads None",
+        "attempt 2: REPLAY, 201",
+        "same key, different body: MISMATCH; charges made: 1",
+        "allowed: 100 of 200",
+        "client ip 198.51.100.4",
+        "LockNotAcquired",
+        "received on 'orders': {'id': 1, 'total': 9.5}",
+        "worker-2 recovers the unacknowledged one: [{'event': 'login', 'n': 2}]",
+    ],
+)
+def test_web_demo(expected: str, web_demo_output: str) -> None:
+    assert expected in web_demo_output
+
+
+@pytest.fixture(scope="module")
+def web_demo_output() -> str:
+    return _run("web_demo.py")
