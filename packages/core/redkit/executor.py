@@ -214,20 +214,12 @@ class SyncExecutor(_Base):
         """Run a flow generator to completion, feeding each step's result back into it."""
         send: Any = None
         error: BaseException | None = None
-        task = asyncio.current_task()
-        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-        pending = cancelling() if cancelling is not None else 0
         while True:
             try:
                 step = flow.send(send) if error is None else flow.throw(error)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             send, error = None, None
-            if cancelling is not None and cancelling() > pending:
-                # a cancellation swallowed on its way (asyncio.wait_for on 3.11 drops one that
-                # races with a result, and redis-py awaits every reply through it): honour it
-                # before the next step, or a waiting loop would ignore it
-                raise asyncio.CancelledError
             try:
                 if isinstance(step, Batch):
                     send = self.run(step)
