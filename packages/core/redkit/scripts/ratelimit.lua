@@ -11,7 +11,8 @@
 --
 -- Returns {allowed (1|0), now_ms, then per limit: remaining, reset_after_ms, retry_after_ms}
 -- where retry_after_ms is 0 for a limit that admits the request and -1 when the cost exceeds
--- the limit's amount (it never will). A denied request changes nothing.
+-- the limit's amount (it never will). A denied request (or a test) counts nothing; the log
+-- algorithm still drops entries that have left its window.
 
 local mode, algo, cost = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = #KEYS - 1

@@ -1,5 +1,5 @@
 -- Create a consumer group (and the stream, if missing); an existing group is left alone.
--- A stream created here gets a lifetime; an existing one keeps its own.
+-- A stream created here, or found without a lifetime, gets one; an existing lifetime is kept.
 -- KEYS[1] stream; ARGV[1] group, ARGV[2] start id ('0', '$' or an id), ARGV[3] lifetime ms.
 -- Returns 1 when the group was created, 0 when it already existed.
 local ttl = tonumber(ARGV[3])
