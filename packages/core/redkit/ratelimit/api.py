@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import RedkitConnectionError
 from ..executor import AsyncExecutor, SyncExecutor
 from .core import Decision, LimiterCore
 from .limits import LimitsSpec
@@ -52,13 +53,21 @@ class Limiter:
     ) -> Decision:
         """Count a request of ``cost`` units against every limit if all of them admit it;
         otherwise count nothing. Returns the :class:`~redkit.ratelimit.Decision`."""
-        return self._x.drive(self._core.check(key, limits, cost, algorithm, "hit"))
+        batch = self._core.check(key, limits, cost, algorithm, "hit")
+        try:
+            return self._x.run(batch)
+        except RedkitConnectionError as exc:
+            return self._core.failed(exc, key, limits)
 
     def test(
         self, key: object, limits: LimitsSpec, cost: int = 1, *, algorithm: str | None = None
     ) -> Decision:
         """Whether a request of ``cost`` units would be admitted now, counting nothing."""
-        return self._x.drive(self._core.check(key, limits, cost, algorithm, "test"))
+        batch = self._core.check(key, limits, cost, algorithm, "test")
+        try:
+            return self._x.run(batch)
+        except RedkitConnectionError as exc:
+            return self._core.failed(exc, key, limits)
 
     def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number
@@ -97,13 +106,21 @@ class AsyncLimiter:
     ) -> Decision:
         """Count a request of ``cost`` units against every limit if all of them admit it;
         otherwise count nothing. Returns the :class:`~redkit.ratelimit.Decision`."""
-        return await self._x.drive(self._core.check(key, limits, cost, algorithm, "hit"))
+        batch = self._core.check(key, limits, cost, algorithm, "hit")
+        try:
+            return await self._x.run(batch)
+        except RedkitConnectionError as exc:
+            return self._core.failed(exc, key, limits)
 
     async def test(
         self, key: object, limits: LimitsSpec, cost: int = 1, *, algorithm: str | None = None
     ) -> Decision:
         """Whether a request of ``cost`` units would be admitted now, counting nothing."""
-        return await self._x.drive(self._core.check(key, limits, cost, algorithm, "test"))
+        batch = self._core.check(key, limits, cost, algorithm, "test")
+        try:
+            return await self._x.run(batch)
+        except RedkitConnectionError as exc:
+            return self._core.failed(exc, key, limits)
 
     async def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number

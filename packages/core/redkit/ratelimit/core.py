@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidRateLimit, RedkitConnectionError
 from ..keys import Keyspace
-from ..ops import Batch, Flow, Script, script
+from ..ops import Batch, Script, script
 from ..settings import RATELIMIT_ALGORITHMS
 from ..stats import Stats
 from .limits import Limit, LimitsSpec, parse_limits
@@ -36,7 +36,7 @@ _CODES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitState:
     """Where one limit stands after a check."""
 
@@ -55,7 +55,7 @@ class LimitState:
         return self.retry_after == 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The answer of :meth:`~redkit.ratelimit.Limiter.hit` / ``test``. True when allowed.
 
@@ -119,10 +119,6 @@ def _sf_string(text: str) -> str:
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _seconds(ms: int) -> float:
-    return math.inf if ms < 0 else ms / 1000.0
-
-
 class LimiterCore:
     """Builds the check and reset specs of one limiter configuration."""
 
@@ -137,6 +133,7 @@ class LimiterCore:
         self.stats = stats
         self.algorithm = _algorithm(algorithm)
         self.fail_open = fail_open
+        self._plans: dict[tuple[str | Limit, str], _Plan] = {}
 
     def configure(self, algorithm: str | None, fail_open: bool | None) -> LimiterCore:
         return LimiterCore(
@@ -153,32 +150,61 @@ class LimiterCore:
         cost: int,
         algorithm: str | None,
         mode: str,
-    ) -> Flow[Decision]:
-        algo = self.algorithm if algorithm is None else _algorithm(algorithm)
-        parsed = _unique(parse_limits(limits))
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+    ) -> Batch[Decision]:
+        """The one-round-trip check; run it, and on ``RedkitConnectionError`` ask
+        :meth:`failed` what to answer."""
+        plan = self._plan(limits, self.algorithm if algorithm is None else algorithm)
+        if cost.__class__ is not int or cost < 1:
             raise InvalidRateLimit(f"cost must be an int >= 1, got {cost!r}")
         base = self.keys.tagged("ratelimit", key)
-        code = _CODES[algo]
-        keys = [f"{base}:idx", *(f"{base}:{code}:{lim.amount}:{lim.period_ms}" for lim in parsed)]
-        argv: list[Any] = [mode, algo, cost]
-        for lim in parsed:
-            argv.extend((lim.amount, lim.period_ms))
+        keys = [base + ":idx", *[base + suffix for suffix in plan.suffixes]]
         # a re-sent hit could charge twice: only a test may be retried after a lost reply
-        call = script(CHECK, keys, argv, idempotent=mode == "test")
-        try:
-            reply = yield Batch.one(call)
-        except RedkitConnectionError as exc:
-            if not self.fail_open:
-                raise
-            self.stats.incr("ratelimit_fail_open")
-            log.debug("rate limit %s not checked (Redis unreachable: %s); allowed", key, exc)
-            return _degraded(parsed)
-        self.stats.incr("ratelimit_allowed" if reply[0] else "ratelimit_denied")
-        return _decision(parsed, reply)
+        call = script(
+            CHECK, keys, (mode, plan.algorithm, cost, *plan.argv), idempotent=mode == "test"
+        )
+        return Batch.one(call, plan.decide)
+
+    def failed(self, exc: RedkitConnectionError, key: object, limits: LimitsSpec) -> Decision:
+        """The answer when Redis could not be reached: a degraded "allowed" (fail open, counted
+        and logged), or ``exc`` raised again (fail closed)."""
+        if not self.fail_open:
+            raise exc
+        self.stats.incr("ratelimit_fail_open")
+        log.debug("rate limit %s not checked (Redis unreachable: %s); allowed", key, exc)
+        return _degraded(_unique(parse_limits(limits)))
+
+    def _plan(self, limits: LimitsSpec, algorithm: str) -> _Plan:
+        if not isinstance(limits, (str, Limit)):  # a list: not hashable, not cached
+            return _Plan(_unique(parse_limits(limits)), _algorithm(algorithm), self.stats)
+        plan = self._plans.get((limits, algorithm))
+        if plan is None:
+            plan = _Plan(_unique(parse_limits(limits)), _algorithm(algorithm), self.stats)
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            self._plans[(limits, algorithm)] = plan
+        return plan
 
     def reset(self, key: object) -> Batch[int]:
         return Batch.one(script(RESET, [self.keys.tagged("ratelimit", key, "idx")]), int)
+
+
+class _Plan:
+    """What a limit spec and an algorithm turn into, computed once per distinct spec: the
+    deduplicated limits, the script arguments and key suffixes, and the reply parser."""
+
+    __slots__ = ("algorithm", "argv", "limits", "stats", "suffixes")
+
+    def __init__(self, limits: tuple[Limit, ...], algorithm: str, stats: Stats) -> None:
+        code = _CODES[algorithm]
+        self.limits = limits
+        self.algorithm = algorithm
+        self.stats = stats
+        self.suffixes = tuple(f":{code}:{lim.amount}:{lim.period_ms}" for lim in limits)
+        self.argv = tuple(x for lim in limits for x in (lim.amount, lim.period_ms))
+
+    def decide(self, reply: list[Any]) -> Decision:
+        self.stats.incr("ratelimit_allowed" if reply[0] else "ratelimit_denied")
+        return _decision(self.limits, reply)
 
 
 def _algorithm(name: str) -> str:
@@ -196,19 +222,23 @@ def _unique(limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
     return tuple(seen.values())
 
 
-def _decision(limits: Iterable[Limit], reply: list[Any]) -> Decision:
-    allowed = bool(reply[0])
-    now = int(reply[1]) / 1000.0
-    states = tuple(
-        LimitState(
-            lim,
-            int(reply[2 + 3 * i]),
-            _seconds(int(reply[3 + 3 * i])),
-            _seconds(int(reply[4 + 3 * i])),
+def _decision(limits: tuple[Limit, ...], reply: list[Any]) -> Decision:
+    allowed = reply[0] == 1
+    now = reply[1] / 1000.0 or time.time()  # the fixed window does not read Redis' clock
+    states = []
+    for i, lim in enumerate(limits):
+        reset, retry = reply[3 + 3 * i], reply[4 + 3 * i]
+        states.append(
+            LimitState(
+                lim,
+                reply[2 + 3 * i],
+                reset / 1000.0,
+                math.inf if retry < 0 else retry / 1000.0,
+            )
         )
-        for i, lim in enumerate(limits)
-    )
-    if allowed:
+    if len(states) == 1:
+        binding = states[0]
+    elif allowed:
         binding = min(states, key=lambda s: (s.remaining, -s.reset_after))
     else:
         binding = max(states, key=lambda s: s.retry_after)
@@ -218,7 +248,7 @@ def _decision(limits: Iterable[Limit], reply: list[Any]) -> Decision:
         binding.remaining,
         binding.reset_after,
         0.0 if allowed else binding.retry_after,
-        states,
+        tuple(states),
         now,
     )
 
