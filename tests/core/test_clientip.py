@@ -92,3 +92,22 @@ def test_the_kit_resolver_follows_the_trusted_proxies_setting() -> None:
     assert redkit.Settings.from_mapping({"trusted_proxies": "10.0.0.1"}).trusted_proxies == (
         "10.0.0.1",
     )
+
+
+def test_an_open_quote_from_the_client_cannot_swallow_the_proxys_entry() -> None:
+    resolver = ClientIP(["10.0.0.1"], header="forwarded")
+    # the proxy appended its own line: the client's broken line ends the walk before it
+    lines = [("Forwarded", 'for=1.1.1.1;x="'), ("Forwarded", "for=203.0.113.5")]
+    assert resolver.resolve("10.0.0.1", lines) == "203.0.113.5"
+    # the proxy appended to the same line: nothing in it can be trusted, the proxy is the answer
+    one = {"Forwarded": 'for=1.1.1.1;x=", for=203.0.113.5'}
+    assert resolver.resolve("10.0.0.1", one) == "10.0.0.1"
+    escaped = [("Forwarded", 'for=1.1.1.1;x="a\\"b"'), ("Forwarded", "for=203.0.113.5")]
+    assert resolver.resolve("10.0.0.1", escaped) == "203.0.113.5"
+
+
+def test_raw_byte_headers_are_read() -> None:
+    resolver = ClientIP(["10.0.0.0/8"])
+    assert resolver.resolve("10.0.0.1", [(b"x-forwarded-for", b"6.6.6.6, 198.51.100.8")]) == (
+        "198.51.100.8"
+    )

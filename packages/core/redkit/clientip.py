@@ -19,7 +19,7 @@ from typing import Union
 __all__ = ["ClientIP", "IPAddress", "network_key"]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]  # noqa: UP007
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+Headers = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 
 _HEADERS = ("x-forwarded-for", "forwarded")
 _MAX_ENTRIES = 64  # a longer chain is not walked further (a client could send thousands)
@@ -130,13 +130,33 @@ class ClientIP:
 
     def _chain(self, headers: Headers) -> list[str]:
         items = headers.items() if isinstance(headers, Mapping) else headers
-        values = [v for k, v in items if k.lower() == self.header]
-        if not values:
-            return []
-        joined = ",".join(values)  # repeated header lines form one list, in order
-        if self.header == "forwarded":
-            return _forwarded_for(joined)
-        return list(joined.split(","))
+        values = [_text(v) for k, v in items if _text(k).lower() == self.header]
+        chain: list[str] = []
+        for line in values:  # repeated header lines form one list, in order
+            if self.header == "forwarded":
+                # each line is parsed alone: a quote left open by the client must not swallow
+                # the elements a proxy appended. A line that does not parse ends the walk there.
+                chain.extend(_forwarded_for(line) if _balanced(line) else [""])
+            else:
+                chain.extend(line.split(","))
+        return chain
+
+
+def _text(value: str | bytes) -> str:
+    # raw ASGI/WSGI headers may be bytes (latin-1 by the HTTP spec)
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _balanced(line: str) -> bool:
+    quoted = escaped = False
+    for ch in line:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+    return not quoted
 
 
 def network_key(ip: str | IPAddress, ipv6_prefix: int = 64) -> str:
