@@ -328,3 +328,27 @@ async def test_counters(kit: Any) -> None:
     assert kit.stats.get("ratelimit_allowed") == 1
     assert kit.stats.get("ratelimit_denied") == 1
     assert kit.stats.get("round_trips") == 2  # one round trip per check
+
+
+async def test_gcra_admits_a_full_burst_with_exact_counts(kit: Any) -> None:
+    results = [await call(kit.limiter.hit("g", "10/333ms", algorithm="gcra")) for _ in range(10)]
+    assert all(results)
+    assert results[0].remaining == 9
+    assert results[-1].remaining == 0
+
+
+async def test_limits_an_algorithm_cannot_count_are_refused(kit: Any) -> None:
+    with pytest.raises(InvalidRateLimit, match="microsecond"):
+        await call(kit.limiter.hit("k", "5/minute;10000000/second", algorithm="gcra"))
+    with pytest.raises(InvalidRateLimit, match="one entry per request"):
+        await call(kit.limiter.hit("k", "1000000/hour", algorithm="sliding_window_log"))
+    assert [k async for k in _scan(kit)] == []  # refused before anything was written
+    assert await call(kit.limiter.hit("k", "1000000/hour", algorithm="gcra"))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_fresh_key_is_fully_available(kit: Any, algorithm: str) -> None:
+    fresh = await call(kit.limiter.test("new", "5/minute", algorithm=algorithm))
+    assert fresh.allowed
+    assert fresh.remaining == 5
+    assert fresh.reset_after == 0

@@ -72,7 +72,7 @@ class Limiter:
     def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number
         of state keys deleted. Raises when Redis is unreachable."""
-        return self._x.run(self._core.reset(key))
+        return self._x.drive(self._core.reset(key))
 
 
 class AsyncLimiter:
@@ -125,4 +125,4 @@ class AsyncLimiter:
     async def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number
         of state keys deleted. Raises when Redis is unreachable."""
-        return await self._x.run(self._core.reset(key))
+        return await self._x.drive(self._core.reset(key))

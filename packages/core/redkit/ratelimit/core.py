@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InvalidRateLimit, RedkitConnectionError
 from ..keys import Keyspace
-from ..ops import Batch, Script, script
+from ..ops import Batch, Flow, Script, command, script
 from ..settings import RATELIMIT_ALGORITHMS
 from ..stats import Stats
 from .limits import Limit, LimitsSpec, parse_limits
@@ -24,9 +24,10 @@ __all__ = ["ALGORITHMS", "Decision", "LimitState", "LimiterCore"]
 log = logging.getLogger("redkit.ratelimit")
 
 CHECK = Script.load("ratelimit")
-RESET = Script.load("ratelimit_reset")
 
 ALGORITHMS = RATELIMIT_ALGORITHMS
+LOG_MAX_AMOUNT = 100_000
+"""Largest amount the sliding window log accepts: it stores one entry per admitted unit."""
 _CODES = {
     "fixed_window": "fw",
     "sliding_window_log": "swl",
@@ -71,7 +72,8 @@ class Decision:
     retry_after: float
     states: tuple[LimitState, ...] = field(default=())
     now: float = 0.0
-    """Redis' clock (epoch seconds) when the check ran."""
+    """Redis' clock (epoch seconds) when the check ran; the client's clock for the fixed window,
+    which never reads Redis' clock."""
     degraded: bool = False
     """True when Redis was unreachable and the limiter failed open: nothing was counted."""
 
@@ -184,8 +186,16 @@ class LimiterCore:
             self._plans[(limits, algorithm)] = plan
         return plan
 
-    def reset(self, key: object) -> Batch[int]:
-        return Batch.one(script(RESET, [self.keys.tagged("ratelimit", key, "idx")]), int)
+    def reset(self, key: object) -> Flow[int]:
+        # two round trips rather than a script reaching keys it was not given: read the index,
+        # then unlink what it lists (every member shares the index's slot)
+        index = self.keys.tagged("ratelimit", key, "idx")
+        members = yield Batch.one(command("SMEMBERS", index))
+        if not members:
+            return 0
+        unlink = (command("UNLINK", *sorted(members)), command("UNLINK", index))
+        deleted: int = yield Batch(unlink, lambda replies: int(replies[0]))
+        return deleted
 
 
 class _Plan:
@@ -196,6 +206,17 @@ class _Plan:
 
     def __init__(self, limits: tuple[Limit, ...], algorithm: str, stats: Stats) -> None:
         code = _CODES[algorithm]
+        for lim in limits:
+            if algorithm == "sliding_window_log" and lim.amount > LOG_MAX_AMOUNT:
+                raise InvalidRateLimit(
+                    f"{lim}: the sliding window log keeps one entry per request and is limited "
+                    f"to {LOG_MAX_AMOUNT:,} per period; use sliding_window_counter"
+                )
+            if algorithm in ("gcra", "token_bucket") and lim.period_ms < lim.amount / 1000:
+                raise InvalidRateLimit(
+                    f"{lim}: {algorithm} counts at most one unit per microsecond; "
+                    "count in coarser units"
+                )
         self.limits = limits
         self.algorithm = algorithm
         self.stats = stats

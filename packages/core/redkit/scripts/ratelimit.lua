@@ -2,7 +2,7 @@
 -- and (in hit mode) each is charged, or nothing is charged. Time is Redis' own (TIME); the
 -- fixed window does not need it and reports now_ms as 0.
 --
--- KEYS[1]          index set of the state keys of this rate-limit key (read by ratelimit_reset)
+-- KEYS[1]          index set of the state keys of this rate-limit key (read by reset())
 -- KEYS[2..n+1]     one state key per limit
 -- ARGV[1]          'hit' or 'test'
 -- ARGV[2]          algorithm: fixed_window | sliding_window_log | sliding_window_counter |
@@ -38,7 +38,7 @@ local charge = mode == 'hit'
 local out = {1, 0}
 local allowed = true
 local created = false -- whether a write creates a state key (then it joins the index)
-local EPS = 1e-6
+local EPS = 1e-3 -- ms; above the rounding step of a float ms timestamp (~2.4e-4)
 
 -- reply fields of limit i: out[3i] remaining, out[3i+1] reset_after_ms, out[3i+2] retry_after_ms
 local function deny(i, retry, never)
@@ -59,13 +59,15 @@ if algo == 'fixed_window' then
       if pttl < 0 then pttl, lifeless[i] = period, true end
     end
     counts[i] = count
-    out[3 * i], out[3 * i + 1], out[3 * i + 2] = amount - count, pttl, 0
+    out[3 * i], out[3 * i + 2] = amount - count, 0
+    out[3 * i + 1] = (count > 0) and pttl or 0 -- a window that has not started is all there
     if count + cost > amount then deny(i, pttl, cost > amount) end
   end
   if allowed and charge then
     for i = 1, n do
       local k = KEYS[i + 1]
       out[3 * i] = out[3 * i] - cost
+      out[3 * i + 1] = (counts[i] > 0) and out[3 * i + 1] or periods[i]
       if counts[i] == 0 then
         redis.call('SET', k, cost, 'PX', periods[i])
         created = true
@@ -140,6 +142,9 @@ else
       if w == nil then
         c, p = 0, 0
         created = true
+      elseif w > win then
+        -- Redis' clock went back into an earlier window: keep counting in the stored one
+        win, e = w, 0
       elseif w == win - 1 then
         p, c = c, 0
       elseif w ~= win then
@@ -225,7 +230,7 @@ else
       if stored then tat = math.max(now, tonumber(stored)) else created = true end
       tats[i] = tat
       local level = tat - now
-      out[3 * i] = math.floor((period - level) / interval + EPS)
+      out[3 * i] = math.min(amount, math.floor((period - level) / interval + EPS))
       out[3 * i + 1], out[3 * i + 2] = math.ceil(level), 0
       local over = tat + cost * interval - now - period
       if over > EPS then deny(i, over, cost > amount) end
@@ -237,8 +242,8 @@ else
         local new_tat = tats[i] + cost * interval
         local level = new_tat - now
         redis.call('SET', KEYS[i + 1], string.format('%.17g', new_tat),
-          'PX', string.format('%d', math.ceil(level)))
-        out[3 * i] = math.floor((period - level) / interval + EPS)
+          'PX', string.format('%d', math.max(1, math.ceil(level))))
+        out[3 * i] = math.min(amount, math.floor((period - level) / interval + EPS))
         out[3 * i + 1] = math.ceil(level)
       end
     end
