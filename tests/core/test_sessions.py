@@ -546,3 +546,18 @@ async def test_writes_whose_reply_is_lost_are_resent_safely(
     finally:
         await call(kit.clear())
         await call(kit.close() if mode == "sync" else kit.aclose())
+
+
+async def test_scripts_refuse_bad_arguments_before_writing(kit: Any) -> None:
+    from redkit.errors import ResponseError
+    from redkit.ops import Batch, script
+    from redkit.sessions import CREATE, SAVE
+
+    key = kit.keyspace.tagged("session", "ab", "x" * 43)
+    for source, argv in (
+        (CREATE, ["oops", 1000, 1000, "u:a", "1"]),
+        (SAVE, [1000, 1000, 1000, "7", "u:a", "1"]),
+    ):
+        with pytest.raises(ResponseError, match="bad arguments"):
+            await call(kit._executor.run(Batch.one(script(source, [key], argv))))
+        assert await call(kit.client.exists(key)) == 0

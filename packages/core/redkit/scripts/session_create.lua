@@ -5,6 +5,10 @@
 -- Returns {1, lifetime ms} when the session exists, {-1, size} when it would be too large
 -- (nothing written). Safe to re-send: the id is 256 random bits drawn for this call, so a key
 -- that already exists can only be this call's own earlier run whose reply was lost.
+local idle, life, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if not idle or idle < 1 or not life or life < 1 or not limit or #ARGV % 2 ~= 1 then
+  return redis.error_reply('ERR session_create: bad arguments')
+end
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 1 then
   return {1, redis.call('PTTL', key)}
@@ -13,7 +17,7 @@ local size = 0
 for i = 4, #ARGV, 2 do
   size = size + #ARGV[i] + #ARGV[i + 1]
 end
-if size > tonumber(ARGV[3]) then
+if size > limit then
   return {-1, size}
 end
 local t = redis.call('TIME')
@@ -23,6 +27,6 @@ redis.call('HSET', key, 'm:c', now, 'm:s', size)
 for i = 4, #ARGV, 400 do
   redis.call('HSET', key, unpack(ARGV, i, math.min(i + 399, #ARGV)))
 end
-local ttl = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]))
+local ttl = math.min(idle, life)
 redis.call('PEXPIRE', key, ttl)
 return {1, ttl}

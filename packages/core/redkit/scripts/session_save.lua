@@ -8,6 +8,12 @@
 -- absolute lifetime (then it is deleted), {-1, size} when the result would be larger than
 -- ARGV[3] (nothing written). Safe to re-send: the values are absolute, the size is recomputed
 -- from what is stored, and a move whose reply was lost finds its (random, fresh) new key.
+local idle, life, limit, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+if not idle or idle < 1 or not life or life < 1 or not limit or not n or n < 0
+    or 4 + 2 * n > #ARGV then
+  return redis.error_reply('ERR session_save: bad arguments')
+end
 local key = KEYS[1]
 local created = redis.call('HGET', key, 'm:c')
 if not created then
@@ -18,14 +24,14 @@ if not created then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local left = tonumber(created) + tonumber(ARGV[2]) - now
+local left = tonumber(created) + life - now
 if left <= 0 then
   redis.call('DEL', key)
   return {0, 0}
 end
 -- the size after the write: every validation happens before the first write
 local size = tonumber(redis.call('HGET', key, 'm:s') or '0')
-local last = 4 + 2 * tonumber(ARGV[4])
+local last = 4 + 2 * n
 for i = 5, last, 2 do
   local old = redis.call('HSTRLEN', key, ARGV[i])
   if old > 0 then
@@ -39,7 +45,7 @@ for i = last + 1, #ARGV do
     size = size - #ARGV[i] - old
   end
 end
-if size > tonumber(ARGV[3]) then
+if size > limit then
   return {-1, size}
 end
 -- at most 200 pairs (400 fields) per command: unpack() of a long list could overflow the stack
@@ -54,6 +60,6 @@ if KEYS[2] then
   redis.call('RENAME', key, KEYS[2])
   key = KEYS[2]
 end
-local ttl = math.min(tonumber(ARGV[1]), left)
+local ttl = math.min(idle, left)
 redis.call('PEXPIRE', key, ttl)
 return {1, ttl}
