@@ -8,6 +8,7 @@ import datetime
 import math
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +24,7 @@ from redkit.messaging import (
     PendingSummary,
     StreamMessage,
 )
-from tests.conftest import Kits, call
+from tests.conftest import Kits, backend_url, call
 
 HOSTILE: list[Any] = [
     "*",
@@ -355,10 +356,29 @@ async def test_hostile_channel_names_stay_inside_the_prefix(make_kit: Kits) -> N
         await close(s)
 
 
-async def test_dropped_connection_raises_then_resubscribes(make_kit: Kits, backend: str) -> None:
-    if backend != "redis":
-        pytest.skip("kills a connection of the real standalone Redis")
-    kit = make_kit()
+@pytest.fixture
+def private_redis() -> Iterator[str]:
+    """A redis-server of the test's own: CLIENT KILL needs admin rights the suite's user may
+    not have."""
+    from tests.servers import RedisProcess
+
+    backend_url("redis")  # skips (or fails in CI) when Redis is not installed
+    server = RedisProcess().start()
+    yield server.url
+    server.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_dropped_connection_raises_then_resubscribes(private_redis: str, mode: str) -> None:
+    kits = Kits(private_redis, mode)
+    kit = kits()
+    try:
+        await _drop_and_resubscribe(kit)
+    finally:
+        await kits.close()
+
+
+async def _drop_and_resubscribe(kit: Any) -> None:
     sub = await call(kit.pubsub.subscribe("drop"))
     connection = sub._ps.connection
     if isinstance(sub, AsyncSubscription):
@@ -642,3 +662,16 @@ async def test_an_async_subscription_starts_when_entered_awaited_or_read(
         await never.aclose()  # closing one that never started sends nothing and ends it
         assert await never.get(timeout=0) is None
         assert await subscribers(akit, "lazy3") == 0
+
+
+async def test_concurrent_first_reads_of_a_lazy_subscription_share_its_start(
+    url: str, prefix: str
+) -> None:
+    async with redkit.asyncio.Redkit.from_url(url, prefix=prefix) as akit:
+        sub = akit.pubsub.subscribe("together")
+        assert await asyncio.gather(sub.get(0.2), sub.get(0.2), sub.get(0.2)) == [None] * 3
+        await akit.pubsub.publish("together", 1)
+        message = await sub.get(5)
+        assert message is not None
+        assert message.data == 1
+        await sub.aclose()

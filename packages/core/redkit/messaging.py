@@ -578,6 +578,7 @@ class AsyncSubscription:
         self._state = _SubState(core)
         self._client = client
         self._starter: Callable[[], Awaitable[None]] | None = None
+        self._start_lock: asyncio.Lock | None = None
         self._ps: Any = None
         self._lock = asyncio.Lock()
         self._closing = False
@@ -682,13 +683,19 @@ class AsyncSubscription:
         return message
 
     async def _started(self) -> None:
-        starter, self._starter = self._starter, None
-        if starter is not None and not self._closing:
-            try:
-                await starter()
-            except BaseException:
-                await self.aclose()
-                raise
+        if self._starter is None and self._start_lock is None:
+            return  # started (or never lazy)
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:  # concurrent first readers wait for the one start
+            starter, self._starter = self._starter, None
+            if starter is not None and not self._closing:
+                try:
+                    await starter()
+                except BaseException:
+                    await self.aclose()
+                    raise
+            self._start_lock = None  # started: later calls skip the lock
 
     async def _await(self) -> AsyncSubscription:
         await self._started()
