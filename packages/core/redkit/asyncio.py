@@ -101,6 +101,9 @@ class Redkit(KitBase):
         """Close the connection pool. Idempotent."""
         if not self._closed:
             self._closed = True
+            subscriber = self.pubsub._client  # the separate client of subscriptions, if made
+            if subscriber is not None:
+                await subscriber.aclose()
             await self.client.aclose()
 
     async def __aenter__(self) -> Redkit:

@@ -97,6 +97,9 @@ class Redkit(KitBase):
         """Close the connection pool. Idempotent."""
         if not self._closed:
             self._closed = True
+            subscriber = self.pubsub._client  # the separate client of subscriptions, if made
+            if subscriber is not None:
+                subscriber.close()
             self.client.close()
 
     def __enter__(self) -> Redkit:
