@@ -13,10 +13,15 @@ from .errors import (
     IdempotencyKeyError,
     InvalidKeyError,
     InvalidRateLimit,
+    JobError,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
     LockError,
     LockLost,
     LockNotAcquired,
     MissingDependencyError,
+    PayloadTooLarge,
     PoolExhaustedError,
     RedkitConnectionError,
     RedkitError,
@@ -26,22 +31,31 @@ from .errors import (
     SerializationError,
     SessionTooLarge,
     SignatureError,
+    Unrecoverable,
 )
+from .queue import Backoff, Keep
 from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "Backoff",
     "CircuitOpenError",
     "ConfigurationError",
     "IdempotencyKeyError",
     "InvalidKeyError",
     "InvalidRateLimit",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimeout",
+    "Keep",
     "LockError",
     "LockLost",
     "LockNotAcquired",
     "MissingDependencyError",
+    "PayloadTooLarge",
     "PoolExhaustedError",
     "Redkit",
     "RedkitConnectionError",
@@ -53,5 +67,6 @@ __all__ = [
     "SessionTooLarge",
     "Settings",
     "SignatureError",
+    "Unrecoverable",
     "__version__",
 ]

@@ -17,6 +17,7 @@ from .idempotency import AsyncIdempotency
 from .lock import AsyncLock
 from .messaging import AsyncPubSub, AsyncStream
 from .ops import Batch, command
+from .queue import AsyncQueue
 from .ratelimit import AsyncLimiter
 from .sessions import AsyncSessions
 from .settings import Settings
@@ -78,6 +79,32 @@ class Redkit(KitBase):
         """A distributed lock on ``name`` (see :class:`redkit.lock.AsyncLock`); use it as an async
         context manager. Nothing is sent until it is acquired."""
         return AsyncLock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        attempts: int | None = None,
+        backoff: Any = None,
+        timeout: float | None = None,
+        priority: int | None = None,
+        keep: Any = None,
+        events: int | None = None,
+        dead_letter: str | None = None,
+    ) -> AsyncQueue:
+        """The job queue ``name`` (see :class:`redkit.queue.AsyncQueue`); the options are defaults
+        of its jobs. The same name gives a queue over the same Redis state."""
+        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
+        options = dict(
+            attempts=attempts, backoff=backoff, timeout=timeout, priority=priority, keep=keep,
+            events=events, dead_letter=dead_letter,
+        )
+        if any(v is not None for v in options.values()) or name not in queues:
+            q = AsyncQueue(self, name, **options)
+            if name not in queues:
+                queues[name] = q
+            return q
+        return queues[name]  # type: ignore[no-any-return]
 
     def stream(self, name: object) -> AsyncStream:
         """The Redis stream ``name`` (see :class:`redkit.messaging.AsyncStream`)."""

@@ -14,6 +14,7 @@ from .idempotency import Idempotency
 from .lock import Lock
 from .messaging import PubSub, Stream
 from .ops import Batch, command
+from .queue import Queue
 from .ratelimit import Limiter
 from .sessions import Sessions
 from .settings import Settings
@@ -74,6 +75,32 @@ class Redkit(KitBase):
         """A distributed lock on ``name`` (see :class:`redkit.lock.Lock`); use it as a
         context manager. Nothing is sent until it is acquired."""
         return Lock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        attempts: int | None = None,
+        backoff: Any = None,
+        timeout: float | None = None,
+        priority: int | None = None,
+        keep: Any = None,
+        events: int | None = None,
+        dead_letter: str | None = None,
+    ) -> Queue:
+        """The job queue ``name`` (see :class:`redkit.queue.Queue`); the options are defaults
+        of its jobs. The same name gives a queue over the same Redis state."""
+        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
+        options = dict(
+            attempts=attempts, backoff=backoff, timeout=timeout, priority=priority, keep=keep,
+            events=events, dead_letter=dead_letter,
+        )
+        if any(v is not None for v in options.values()) or name not in queues:
+            q = Queue(self, name, **options)
+            if name not in queues:
+                queues[name] = q
+            return q
+        return queues[name]  # type: ignore[no-any-return]
 
     def stream(self, name: object) -> Stream:
         """The Redis stream ``name`` (see :class:`redkit.messaging.Stream`)."""

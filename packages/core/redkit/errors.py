@@ -15,10 +15,15 @@ __all__ = [
     "IdempotencyKeyError",
     "InvalidKeyError",
     "InvalidRateLimit",
+    "JobError",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimeout",
     "LockError",
     "LockLost",
     "LockNotAcquired",
     "MissingDependencyError",
+    "PayloadTooLarge",
     "PoolExhaustedError",
     "RedkitConnectionError",
     "RedkitError",
@@ -28,6 +33,7 @@ __all__ = [
     "SerializationError",
     "SessionTooLarge",
     "SignatureError",
+    "Unrecoverable",
 ]
 
 
@@ -123,3 +129,32 @@ class LockNotAcquired(LockError):
 class LockLost(LockError):
     """The lock is no longer ours: it expired (and maybe someone else took it) before we released
     or extended it. Work done under it may have overlapped another holder's."""
+
+
+class PayloadTooLarge(RedkitError, ValueError):
+    """A job's data, result or progress value is larger than ``queue_max_bytes``."""
+
+
+class JobError(RedkitError):
+    """Base class of the job queue's errors about one job."""
+
+
+class JobNotFound(JobError, LookupError):
+    """No job with this id exists in the queue (never added, or deleted by retention)."""
+
+
+class JobFailed(JobError):
+    """``job.wait()``: the job ended in ``failed``; ``reason`` is its last error."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class JobTimeout(JobError, TimeoutError):
+    """A task ran longer than its job's ``timeout``, or ``job.wait()`` gave up waiting."""
+
+
+class Unrecoverable(Exception):
+    """Raise it from a task to fail the job at once, with no retry left (it is not a
+    ``RedkitError``: task code raises it, redkit does not)."""

@@ -181,6 +181,29 @@ class Settings:
     stream_ttl: float = 7 * 24 * 3600.0
     """Lifetime of a stream key, renewed by every ``add``: a stream nobody writes to expires."""
 
+    # -- job queue -----------------------------------------------------------------------------
+    queue_max_bytes: int = 512 * 1024
+    """Largest encoded job payload, result or progress value; larger raises
+    ``PayloadTooLarge`` before anything is sent. Stored tracebacks are cut to this size."""
+    queue_lock_ttl: float = 30.0
+    """Lifetime of an active job's lock. The worker renews it every third of this; a job whose
+    lock expires (its worker died or froze) is stalled and goes back to the queue."""
+    queue_max_stalled: int = 1
+    """How many times a job may stall and be run again before it fails as stalled."""
+    queue_events_maxlen: int = 10_000
+    """Approximate cap of each queue's events stream (0: no events are written)."""
+    queue_keep_completed: int = 1_000
+    """Completed jobs kept per queue (the newest); older ones are deleted."""
+    queue_keep_completed_age: float = 24 * 3600.0
+    """Completed jobs older than this are deleted (0: no age limit)."""
+    queue_keep_failed: int = 10_000
+    """Failed jobs kept per queue (the newest)."""
+    queue_keep_failed_age: float = 7 * 24 * 3600.0
+    """Failed jobs older than this are deleted (0: no age limit)."""
+    queue_eviction_policy: str = "warn"
+    """What a worker does when Redis' ``maxmemory-policy`` may evict queue state (``allkeys-*``):
+    ``warn`` (log an error and go on), ``refuse`` (raise ``ConfigurationError``) or ``ignore``."""
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -373,6 +396,20 @@ def _validate(s: Settings) -> None:
     positive("idempotency_lease")
     positive("idempotency_wait", allow_zero=True)
     positive("stream_ttl")
+    positive("queue_lock_ttl")
+    for name in ("queue_keep_completed_age", "queue_keep_failed_age"):
+        positive(name, allow_zero=True)
+    for name in ("queue_max_stalled", "queue_events_maxlen", "queue_keep_completed",
+                 "queue_keep_failed"):
+        if getattr(s, name) < 0:
+            raise ConfigurationError(f"setting {name!r} must be >= 0")
+    if s.queue_max_bytes < 1024:
+        raise ConfigurationError("setting 'queue_max_bytes' must be >= 1024 bytes")
+    if s.queue_eviction_policy not in ("warn", "refuse", "ignore"):
+        raise ConfigurationError(
+            "setting 'queue_eviction_policy' must be 'warn', 'refuse' or 'ignore', "
+            f"got {s.queue_eviction_policy!r}"
+        )
     if s.stream_maxlen < 1:
         raise ConfigurationError("setting 'stream_maxlen' must be >= 1")
     for name in ("session_max_bytes", "idempotency_max_bytes"):

@@ -1,0 +1,32 @@
+"""The job queue: ``q = kit.queue("emails")``, ``@q.task``, ``q.add``, ``q.worker()``.
+
+See ``docs/queue.md`` for the model and its guarantees and ``docs/worker.md`` for running workers.
+"""
+
+from __future__ import annotations
+
+from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, Unrecoverable
+from .api import AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task, current_job
+from .core import STATES, Backoff, Event, JobRecord, Keep
+from .worker import Worker
+
+__all__ = [
+    "STATES",
+    "AsyncJob",
+    "AsyncQueue",
+    "AsyncTask",
+    "Backoff",
+    "Event",
+    "Job",
+    "JobFailed",
+    "JobNotFound",
+    "JobRecord",
+    "JobTimeout",
+    "Keep",
+    "PayloadTooLarge",
+    "Queue",
+    "Task",
+    "Unrecoverable",
+    "Worker",
+    "current_job",
+]

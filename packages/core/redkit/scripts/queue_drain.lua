@@ -1,0 +1,31 @@
+-- Delete up to `limit` jobs that wait (and, when asked, delayed ones); run again while it
+-- reports jobs left.
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events
+-- ARGV: 1 job key prefix, 2 events maxlen, 3 '1' to include delayed jobs, 4 limit
+-- Returns {removed, jobs left to drain}.
+local maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
+if not maxlen or not limit or limit < 1 then
+  return redis.error_reply('ERR queue_drain: bad arguments')
+end
+local removed = 0
+local function drop(id)
+  redis.call('DEL', ARGV[1] .. id)
+  removed = removed + 1
+end
+local ids = redis.call('LPOP', KEYS[1], limit) or {}
+for i = 1, #ids do drop(ids[i]) end
+if removed < limit then
+  local more = redis.call('ZPOPMIN', KEYS[2], limit - removed)
+  for i = 1, #more, 2 do drop(string.sub(more[i], 17)) end
+end
+if ARGV[3] == '1' and removed < limit then
+  local later = redis.call('ZRANGE', KEYS[3], 0, limit - removed - 1)
+  for i = 1, #later do drop(string.sub(later[i], 17)) end
+  if #later > 0 then redis.call('ZREM', KEYS[3], unpack(later)) end
+end
+local left = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+if ARGV[3] == '1' then left = left + redis.call('ZCARD', KEYS[3]) end
+if removed > 0 and maxlen > 0 then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'event', 'drained', 'count', removed)
+end
+return {removed, left}

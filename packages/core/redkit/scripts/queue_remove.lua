@@ -1,0 +1,32 @@
+-- Delete one job that is not running.
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 completed, 5 failed, 6 events
+-- ARGV: 1 job key, 2 events maxlen, 3 job id
+-- Returns 1 removed, 0 no such job, -1 the job is active (not removed).
+local maxlen = tonumber(ARGV[2])
+if not maxlen then
+  return redis.error_reply('ERR queue_remove: bad arguments')
+end
+local st, ord = unpack(redis.call('HMGET', ARGV[1], 'st', 'ord'))
+if not st then
+  return 0
+end
+if st == 'active' then
+  return -1
+end
+local id = ARGV[3]
+if st == 'waiting' then
+  redis.call('LREM', KEYS[1], 1, id)
+elseif st == 'prioritized' then
+  redis.call('ZREM', KEYS[2], (ord or '') .. id)
+elseif st == 'delayed' then
+  redis.call('ZREM', KEYS[3], (ord or '') .. id)
+elseif st == 'completed' then
+  redis.call('ZREM', KEYS[4], id)
+elseif st == 'failed' then
+  redis.call('ZREM', KEYS[5], id)
+end
+redis.call('DEL', ARGV[1])
+if maxlen > 0 then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'event', 'removed', 'id', id)
+end
+return 1

@@ -1,0 +1,262 @@
+-- A worker's round trip: finish the jobs it ran, recover stalled jobs, promote delayed jobs that
+-- are due, then take up to `count` jobs, locking each with a fresh token.
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
+--       9 marker, 10 rate limiter
+-- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
+--       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
+--       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
+--       12 keep failed age ms (0: none), 13 number of finishes m, then 6 per finish:
+--       id, token, kind, a, b, c with kind 'c' (completed: a = result JSON), 'f' (failed for
+--       good: a = reason, b = traceback) or 'r' (failed, try again: a, b as for 'f', c = delay ms)
+-- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
+--   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
+--   id, attempts started, name, data, options, attempts made, created ms},
+--   {ids of stalled jobs that failed}}
+-- Finish codes: 1 completed, 3 failed, 4 will retry, 2 already finished with this token (a re-sent
+-- call), 0 rejected (the token is not the job's: its lock was lost), -1 no such job.
+local STRIDE = 6
+local maxlen = tonumber(ARGV[2])
+local lock_ms = tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
+local max_stalled = tonumber(ARGV[6])
+local lmax, lperiod = tonumber(ARGV[7]), tonumber(ARGV[8])
+local keep = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])}
+local m = tonumber(ARGV[13])
+if not (maxlen and lock_ms and lock_ms > 0 and count and count >= 0 and max_stalled and lmax
+    and lperiod and keep[1] and keep[2] and keep[3] and keep[4] and m and m >= 0)
+    or #ARGV ~= 13 + m * STRIDE or ARGV[3] == '' then
+  return redis.error_reply('ERR queue_step: bad arguments')
+end
+for i = 0, m - 1 do
+  local b = 13 + i * STRIDE
+  local kind = ARGV[b + 3]
+  if ARGV[b + 1] == '' or not (kind == 'c' or kind == 'f' or (kind == 'r' and tonumber(ARGV[b + 6]))) then
+    return redis.error_reply('ERR queue_step: bad finish')
+  end
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix = ARGV[1]
+local wait, prio, delayed, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+local function event(...)
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxlen, '*', 'event', ...)
+  end
+end
+
+local function new_ord()
+  return string.format('%016x', redis.call('HINCRBY', KEYS[7], 'seq', 1))
+end
+
+-- back to the queue: the front of `wait` (a stalled or released job), the back (a retry), or
+-- its place among the prioritized jobs
+local function requeue(key, id, front)
+  local p, ord = unpack(redis.call('HMGET', key, 'p', 'ord'))
+  if p then
+    if not ord then
+      ord = new_ord()
+      redis.call('HSET', key, 'ord', ord)
+    end
+    redis.call('ZADD', prio, tonumber(p), ord .. id)
+    redis.call('HSET', key, 'st', 'prioritized')
+  else
+    redis.call(front and 'LPUSH' or 'RPUSH', wait, id)
+    redis.call('HSET', key, 'st', 'waiting')
+  end
+end
+
+-- retention: what the last job finished into each set asked for, or the queue's default
+local trims = {}
+local function retain(set, key, ck, ak, dc, da)
+  local c, a = unpack(redis.call('HMGET', key, ck, ak))
+  trims[set] = {tonumber(c) or dc, tonumber(a) or da}
+  return trims[set][1]
+end
+
+local function remove_jobs(set, ids)
+  for i = 1, #ids do
+    redis.call('DEL', prefix .. ids[i])
+  end
+  for i = 1, #ids, 1000 do
+    redis.call('ZREM', set, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
+local function trim(set, c, a)
+  if c >= 0 then
+    local excess = redis.call('ZCARD', set) - c
+    if excess > 0 then
+      remove_jobs(set, redis.call('ZRANGE', set, 0, math.min(excess, 1000) - 1))
+    end
+  end
+  if a > 0 then
+    remove_jobs(set, redis.call('ZRANGEBYSCORE', set, '-inf', now - a, 'LIMIT', 0, 1000))
+  end
+end
+
+local function fail(key, id, reason, stack)
+  redis.call('HINCRBY', key, 'atm', 1)
+  redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now)
+  if retain(KEYS[6], key, 'kf', 'kfa', keep[3], keep[4]) == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('ZADD', KEYS[6], now, id)
+  end
+  event('failed', 'id', id, 'reason', string.sub(reason, 1, 1000))
+end
+
+-- 1. finishes
+local codes = {}
+for i = 0, m - 1 do
+  local b = 13 + i * STRIDE
+  local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local key = prefix .. id
+  local st, tok = unpack(redis.call('HMGET', key, 'st', 'tok'))
+  if not st then
+    redis.call('ZREM', active, id)
+    codes[i + 1] = -1
+  elseif tok ~= token then
+    codes[i + 1] = 0
+  elseif st ~= 'active' then
+    codes[i + 1] = 2
+  else
+    redis.call('ZREM', active, id)
+    if kind == 'c' then
+      redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fon', now)
+      if retain(KEYS[5], key, 'kc', 'ka', keep[1], keep[2]) == 0 then
+        redis.call('DEL', key)
+      else
+        redis.call('ZADD', KEYS[5], now, id)
+      end
+      event('completed', 'id', id)
+      codes[i + 1] = 1
+    elseif kind == 'f' then
+      fail(key, id, ARGV[b + 4], ARGV[b + 5])
+      codes[i + 1] = 3
+    else
+      redis.call('HINCRBY', key, 'atm', 1)
+      redis.call('HSET', key, 'err', ARGV[b + 4], 'stk', ARGV[b + 5])
+      local delay = tonumber(ARGV[b + 6])
+      if delay > 0 then
+        local ord = new_ord()
+        redis.call('HSET', key, 'st', 'delayed', 'ord', ord)
+        redis.call('ZADD', delayed, now + delay, ord .. id)
+      else
+        requeue(key, id, false)
+      end
+      event('retried', 'id', id, 'delay', delay, 'reason', string.sub(ARGV[b + 4], 1, 1000))
+      codes[i + 1] = 4
+    end
+  end
+end
+for set, kept in pairs(trims) do
+  trim(set, kept[1], kept[2])
+end
+
+-- 2. stalled jobs: their lock expired, so their worker is gone or frozen
+local stalled_failed = {}
+local stale = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, 100)
+if #stale > 0 then
+  trims = {}
+  for i = 1, #stale do
+    local id = stale[i]
+    local key = prefix .. id
+    redis.call('ZREM', active, id)
+    if redis.call('EXISTS', key) == 1 then
+      local stc = redis.call('HINCRBY', key, 'stc', 1)
+      redis.call('HDEL', key, 'tok')
+      event('stalled', 'id', id, 'count', stc)
+      if stc > max_stalled then
+        fail(key, id, 'stalled ' .. stc .. ' times (max_stalled is ' .. max_stalled ..
+          '): its worker stopped renewing its lock (killed, crashed or frozen)', '')
+        stalled_failed[#stalled_failed + 1] = id
+      else
+        requeue(key, id, true)
+      end
+    end
+  end
+  for set, kept in pairs(trims) do
+    trim(set, kept[1], kept[2])
+  end
+end
+
+-- 3. delayed jobs that are due
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then
+  for i = 1, #due do
+    local id = string.sub(due[i], 17)
+    local key = prefix .. id
+    if redis.call('EXISTS', key) == 1 then
+      requeue(key, id, false)
+    end
+  end
+  for i = 1, #due, 1000 do
+    redis.call('ZREM', delayed, unpack(due, i, math.min(i + 999, #due)))
+  end
+end
+
+-- 4. fetch
+local status, limit_wait = 0, 0
+local want = count
+if want > 0 and redis.call('HGET', KEYS[7], 'paused') then
+  want, status = 0, 1
+end
+if want > 0 and lmax > 0 then
+  local used = tonumber(redis.call('GET', KEYS[10]) or '0')
+  if used >= lmax then
+    want, status = 0, 2
+    limit_wait = redis.call('PTTL', KEYS[10])
+    if limit_wait < 0 then
+      redis.call('PEXPIRE', KEYS[10], lperiod)
+      limit_wait = lperiod
+    end
+  elseif lmax - used < want then
+    want = lmax - used
+  end
+end
+local jobs = {}
+local taken = 0
+if want > 0 then
+  local ids = redis.call('LPOP', wait, want) or {}
+  if #ids < want then
+    local more = redis.call('ZPOPMIN', prio, want - #ids)
+    for i = 1, #more, 2 do
+      ids[#ids + 1] = string.sub(more[i], 17)
+    end
+  end
+  local base = ARGV[3] .. ':'
+  for i = 1, #ids do
+    local id = ids[i]
+    local key = prefix .. id
+    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts')
+    if f[1] then
+      local ats = redis.call('HINCRBY', key, 'ats', 1)
+      redis.call('HSET', key, 'st', 'active', 'tok', base .. ats, 'pon', now)
+      redis.call('ZADD', active, now + lock_ms, id)
+      jobs[#jobs + 1] = id
+      jobs[#jobs + 1] = ats
+      jobs[#jobs + 1] = f[1]
+      jobs[#jobs + 1] = f[2]
+      jobs[#jobs + 1] = f[3] or ''
+      jobs[#jobs + 1] = f[4] or '0'
+      jobs[#jobs + 1] = f[5]
+      event('active', 'id', id)
+      taken = taken + 1
+    end
+  end
+  if lmax > 0 and taken > 0 and redis.call('INCRBY', KEYS[10], taken) == taken then
+    redis.call('PEXPIRE', KEYS[10], lperiod)
+  end
+  if #ids == want and (redis.call('LLEN', wait) > 0 or redis.call('ZCARD', prio) > 0) then
+    redis.call('ZADD', KEYS[9], 0, '0') -- more jobs: wake another waiting worker
+  end
+end
+
+local next_due = -1
+local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+if first[2] then
+  next_due = math.max(0, tonumber(first[2]) - now)
+end
+return {status, limit_wait, next_due, codes, jobs, stalled_failed}
