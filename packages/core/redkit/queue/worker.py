@@ -55,6 +55,10 @@ __all__ = ["Worker"]
 log = logging.getLogger("redkit.worker")
 _FETCH_BATCH = 100  # most jobs taken by one round trip
 _MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
+SIGNAL_ECHO = 1.0
+"""A second stop signal within this many seconds of the first is the same stop delivered twice
+(``timeout``, a terminal's Ctrl-C or systemd signal the whole process group, and a supervisor
+forwards it too), not a request to stop at once."""
 
 
 class _Active:
@@ -183,6 +187,7 @@ class Worker:
         self._core: QueueCore = queue._core
         self._dlq_core: QueueCore | None = None
         self._signals = 0
+        self._last_signal = 0.0
 
     # -- running ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -208,7 +213,11 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: int) -> None:
+        now = time.monotonic()
+        if self._signals and now - self._last_signal < SIGNAL_ECHO:
+            return  # the same stop reaching us twice (process group and supervisor)
         self._signals += 1
+        self._last_signal = now
         name = signal.Signals(sig).name
         if self._signals == 1:
             log.warning(

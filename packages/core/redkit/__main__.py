@@ -1,0 +1,7 @@
+"""``python -m redkit``: the same as the ``redkit`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
