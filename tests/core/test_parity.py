@@ -19,6 +19,7 @@ from redkit.messaging import (
     Stream,
     Subscription,
 )
+from redkit.queue import AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task
 from redkit.ratelimit import AsyncLimiter, Limiter
 from redkit.sessions import AsyncSessions, Sessions
 
@@ -33,11 +34,27 @@ PAIRS = [
     (PubSub, AsyncPubSub),
     (Stream, AsyncStream),
     (Subscription, AsyncSubscription),
+    (Queue, AsyncQueue),
+    (Job, AsyncJob),
+    (Task, AsyncTask),
     (CachedFunction, AsyncCachedFunction),
 ]
 IO_PAIRS = PAIRS[:-1]
 # factories and pure helpers of async classes: they build objects or compute, and send nothing
-NO_IO = {"cached", "configure", "from_url", "from_env", "from_settings", "lock", "stream"}
+NO_IO = {
+    "cached",
+    "configure",
+    "from_url",
+    "from_env",
+    "from_settings",
+    "lock",
+    "stream",
+    "queue",
+    "task",
+    "worker",
+    "register",
+    "options",
+}
 # objects that start their I/O when entered or awaited (``async with kit.pubsub.subscribe(...)``)
 LAZY = {"AsyncIdempotency.guard", "AsyncPubSub.subscribe"}
 # names that differ on purpose: close/aclose and the context-manager protocols

@@ -95,10 +95,15 @@ class Redkit(KitBase):
         """The job queue ``name`` (see :class:`redkit.queue.AsyncQueue`); the options are defaults
         of its jobs. The same name gives a queue over the same Redis state."""
         queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
-        options = dict(
-            attempts=attempts, backoff=backoff, timeout=timeout, priority=priority, keep=keep,
-            events=events, dead_letter=dead_letter,
-        )
+        options = {
+            "attempts": attempts,
+            "backoff": backoff,
+            "timeout": timeout,
+            "priority": priority,
+            "keep": keep,
+            "events": events,
+            "dead_letter": dead_letter,
+        }
         if any(v is not None for v in options.values()) or name not in queues:
             q = AsyncQueue(self, name, **options)
             if name not in queues:

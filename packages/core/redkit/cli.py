@@ -105,9 +105,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             signals["last"] = now
             hard = signals["n"] > 1
             log.warning(
-                "redkit: %s received, %s", signal.Signals(sig).name,
-                "giving running jobs back now" if hard else
-                "finishing running jobs (send it again to stop at once)",
+                "redkit: %s received, %s",
+                signal.Signals(sig).name,
+                "giving running jobs back now"
+                if hard
+                else "finishing running jobs (send it again to stop at once)",
             )
             for w in workers:
                 w._begin_stop(hard=hard)
@@ -124,9 +126,19 @@ def supervise(args: argparse.Namespace) -> int:
     """Run ``args.processes`` worker processes; forward SIGTERM/SIGINT; restart a child that
     exits while no stop was asked for (after a pause that grows when they keep dying)."""
     _workers(args)  # fail here, once, on a bad target
-    argv = [sys.executable, "-m", "redkit", "worker", *args.queues,
-            "--concurrency", str(args.concurrency), "--processes", "1",
-            "--log-level", args.log_level]
+    argv = [
+        sys.executable,
+        "-m",
+        "redkit",
+        "worker",
+        *args.queues,
+        "--concurrency",
+        str(args.concurrency),
+        "--processes",
+        "1",
+        "--log-level",
+        args.log_level,
+    ]
     if args.limiter:
         argv += ["--limiter", args.limiter]
     if args.shutdown_grace is not None:
@@ -140,8 +152,7 @@ def supervise(args: argparse.Namespace) -> int:
         # a session of its own: a signal to the supervisor's process group reaches the
         # children once, forwarded
         children[slot] = subprocess.Popen(argv, start_new_session=True)
-        log.info("redkit supervisor: started worker process %d (pid %d)", slot,
-                 children[slot].pid)
+        log.info("redkit supervisor: started worker process %d (pid %d)", slot, children[slot].pid)
 
     def forward(sig: int, _frame: Any) -> None:
         with lock:
@@ -165,8 +176,13 @@ def supervise(args: argparse.Namespace) -> int:
                 continue
             if stopping.is_set():
                 continue
-            log.error("redkit supervisor: worker process %d (pid %d) exited with %s; "
-                      "restarting in %.1fs", slot, child.pid, code, pauses[slot])
+            log.error(
+                "redkit supervisor: worker process %d (pid %d) exited with %s; restarting in %.1fs",
+                slot,
+                child.pid,
+                code,
+                pauses[slot],
+            )
             if stopping.wait(pauses[slot]):
                 continue
             pauses[slot] = min(30.0, pauses[slot] * 2)
@@ -206,11 +222,25 @@ def cmd_info(args: argparse.Namespace) -> int:
             for wid, seen in q.workers():
                 raw = kit.client.get(f"{q._core.base}:w:{wid}")
                 info = json.loads(raw) if raw else {}
-                workers.append({"id": wid, "seen_seconds_ago": round((now - seen) / 1000, 1),
-                                **{k: info[k] for k in ("host", "pid", "concurrency", "running",
-                                                         "processed", "failed") if k in info}})
-            report.append({"queue": name, "paused": q.is_paused(), **counts,
-                           "workers": workers})
+                workers.append(
+                    {
+                        "id": wid,
+                        "seen_seconds_ago": round((now - seen) / 1000, 1),
+                        **{
+                            k: info[k]
+                            for k in (
+                                "host",
+                                "pid",
+                                "concurrency",
+                                "running",
+                                "processed",
+                                "failed",
+                            )
+                            if k in info
+                        },
+                    }
+                )
+            report.append({"queue": name, "paused": q.is_paused(), **counts, "workers": workers})
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -219,13 +249,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         for item in report:
             paused = " (paused)" if item["paused"] else ""
             print(f"queue {item['queue']}{paused}")
-            print("  " + "  ".join(f"{s}={item[s]}" for s in
-                                   ("waiting", "prioritized", "delayed", "active", "completed",
-                                    "failed")))
+            print(
+                "  "
+                + "  ".join(
+                    f"{s}={item[s]}"
+                    for s in ("waiting", "prioritized", "delayed", "active", "completed", "failed")
+                )
+            )
             for w in item["workers"]:
-                print(f"  worker {w['id']}: running {w.get('running', '?')}, processed "
-                      f"{w.get('processed', '?')}, failed {w.get('failed', '?')}, seen "
-                      f"{w['seen_seconds_ago']}s ago")
+                print(
+                    f"  worker {w['id']}: running {w.get('running', '?')}, processed "
+                    f"{w.get('processed', '?')}, failed {w.get('failed', '?')}, seen "
+                    f"{w['seen_seconds_ago']}s ago"
+                )
     return 0
 
 
@@ -248,13 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run a worker for one or more queues")
-    w.add_argument("queues", nargs="+", metavar="module:queue",
-                   help="where the queue (or Worker) is, like myapp.jobs:queue")
+    w.add_argument(
+        "queues",
+        nargs="+",
+        metavar="module:queue",
+        help="where the queue (or Worker) is, like myapp.jobs:queue",
+    )
     w.add_argument("-c", "--concurrency", type=int, default=10, help="jobs in flight per queue")
     w.add_argument("-p", "--processes", type=int, default=1, help="worker processes to run")
     w.add_argument("--limiter", help="queue-wide rate limit, MAX/SECONDS (like 100/1)")
-    w.add_argument("--shutdown-grace", type=float, default=None,
-                   help="seconds running jobs get to finish on SIGTERM (default 30)")
+    w.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=None,
+        help="seconds running jobs get to finish on SIGTERM (default 30)",
+    )
     w.add_argument("--log-level", default="INFO")
     w.set_defaults(func=cmd_worker)
 
@@ -301,7 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedkitError as exc:
         print(f"redkit: {exc}", file=sys.stderr)
         return 1
-    return 0  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover

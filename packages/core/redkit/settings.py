@@ -399,8 +399,12 @@ def _validate(s: Settings) -> None:
     positive("queue_lock_ttl")
     for name in ("queue_keep_completed_age", "queue_keep_failed_age"):
         positive(name, allow_zero=True)
-    for name in ("queue_max_stalled", "queue_events_maxlen", "queue_keep_completed",
-                 "queue_keep_failed"):
+    for name in (
+        "queue_max_stalled",
+        "queue_events_maxlen",
+        "queue_keep_completed",
+        "queue_keep_failed",
+    ):
         if getattr(s, name) < 0:
             raise ConfigurationError(f"setting {name!r} must be >= 0")
     if s.queue_max_bytes < 1024:

@@ -1,5 +1,6 @@
-"""The producer side: ``kit.queue(name)`` returns a :class:`Queue` (or :class:`AsyncQueue`), whose
-``add`` / ``add_bulk`` / ``@task`` put jobs in Redis and whose :class:`Job` handles read them back."""
+"""The producer side: ``kit.queue(name)`` returns a :class:`Queue` (or :class:`AsyncQueue`),
+whose ``add`` / ``add_bulk`` / ``@task`` put jobs in Redis and whose :class:`Job` handles read
+them back."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ class _JobBase:
     __slots__ = ("_core", "_record", "_token", "id", "queue_name", "state")
 
     def __init__(
-        self, core: QueueCore, job_id: str, state: str, record: JobRecord | None = None,
+        self,
+        core: QueueCore,
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
         token: str | None = None,
     ) -> None:
         self._core = core
@@ -65,7 +70,6 @@ class _JobBase:
         ``active``, ``completed`` or ``failed``."""
         self._record = record
         self._token = token
-
 
     def _set(self, record: JobRecord | None) -> None:
         if record is not None:
@@ -94,7 +98,7 @@ class _JobBase:
 
     @property
     def attempts_made(self) -> int:
-        return self._field("attempts_made") or 0  # type: ignore[no-any-return]
+        return int(self._field("attempts_made") or 0)
 
     @property
     def failed_reason(self) -> str | None:
@@ -128,8 +132,15 @@ class Job(_JobBase):
 
     __slots__ = ("_run",)
 
-    def __init__(self, core: QueueCore, run: Callable[[Any], Any], job_id: str, state: str,
-                 record: JobRecord | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        core: QueueCore,
+        run: Callable[[Any], Any],
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        token: str | None = None,
+    ) -> None:
         super().__init__(core, job_id, state, record, token)
         self._run = run
 
@@ -188,8 +199,15 @@ class AsyncJob(_JobBase):
 
     __slots__ = ("_run",)
 
-    def __init__(self, core: QueueCore, run: Callable[[Any], Awaitable[Any]], job_id: str,
-                 state: str, record: JobRecord | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        core: QueueCore,
+        run: Callable[[Any], Awaitable[Any]],
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        token: str | None = None,
+    ) -> None:
         super().__init__(core, job_id, state, record, token)
         self._run = run
 
@@ -241,8 +259,13 @@ class TaskSpec:
 
     __slots__ = ("backoff_fn", "fn", "is_async", "name", "options")
 
-    def __init__(self, fn: Callable[..., Any], name: str, options: JobOptions,
-                 backoff_fn: Callable[..., float] | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        options: JobOptions,
+        backoff_fn: Callable[..., float] | None,
+    ) -> None:
         self.fn = fn
         self.name = name
         self.options = options
@@ -262,7 +285,7 @@ class _TaskBase(Generic[P, R]):
         self.spec = spec
         self.name = spec.name
         self._bound = bound or {}
-        functools.update_wrapper(self, spec.fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, spec.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now (no queue)."""
@@ -279,6 +302,8 @@ class _TaskBase(Generic[P, R]):
 class Task(_TaskBase[P, R]):
     """A function registered with ``@queue.task``: call it to run it here, ``enqueue`` it to run
     it on a worker."""
+
+    queue: Queue
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Add a job that runs ``fn(*args, **kwargs)`` on a worker."""
@@ -303,6 +328,8 @@ class Task(_TaskBase[P, R]):
 
 class AsyncTask(_TaskBase[P, R]):
     """A function registered with ``@queue.task`` on an :class:`AsyncQueue` (enqueue is awaited)."""
+
+    queue: AsyncQueue
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
         return await self.queue._add_one(self.name, _task_data(args, kwargs), self._opts({}))
@@ -388,7 +415,9 @@ class Queue(_QueueBase):
         ``job_id`` (an existing id returns that job instead), ``delay`` (seconds, timedelta or
         aware datetime), ``priority`` (1 is the highest; 0/None: before every prioritized
         job), ``attempts``, ``backoff``, ``timeout`` (seconds), ``keep`` (retention)."""
-        return self._add_one(name, data, JobOptions.build(**_options(options), defaults=self._core.defaults))
+        return self._add_one(
+            name, data, JobOptions.build(**_options(options), defaults=self._core.defaults)
+        )
 
     def add_bulk(self, jobs: Iterable[Any]) -> list[Job]:
         """Add many jobs, one round trip per 1,000: each item is ``(name, data)``, ``(name, data,
@@ -397,9 +426,14 @@ class Queue(_QueueBase):
         prepared = [_prepare(self._core, item) for item in jobs]
         out: list[Job] = []
         for i in range(0, len(prepared), BULK_CHUNK):
-            for job_id, state in self._kit._executor.run(self._core.add(prepared[i : i + BULK_CHUNK])):
-                out.append(self.get_job(job_id) or self._job(job_id, "unknown") if state is None
-                           else self._job(job_id, state))
+            for job_id, state in self._kit._executor.run(
+                self._core.add(prepared[i : i + BULK_CHUNK])
+            ):
+                out.append(
+                    self.get_job(job_id) or self._job(job_id, "unknown")
+                    if state is None
+                    else self._job(job_id, state)
+                )
         return out
 
     @overload
@@ -411,7 +445,7 @@ class Queue(_QueueBase):
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
         """Register a sync or async function as a task of this queue: ``@q.task`` or
         ``@q.task(attempts=3, backoff=Backoff.exponential(1), timeout=60, priority=5)``."""
-        _options({k: v for k, v in options.items()})
+        _options(dict(options.items()))
 
         def wrap(f: Callable[P, R]) -> Task[P, R]:
             return Task(self, self._spec(f, name, dict(options)))
@@ -436,9 +470,11 @@ class Queue(_QueueBase):
         return bool(self._kit._executor.run(self._core.pause(True)))
 
     def resume(self) -> bool:
+        """Hand out jobs again (wakes the waiting workers). True when it was paused."""
         return bool(self._kit._executor.run(self._core.pause(False)))
 
     def is_paused(self) -> bool:
+        """Whether the queue is paused."""
         return bool(self._kit._executor.run(self._core.is_paused()))
 
     def retry_failed(self, limit: int | None = None) -> int:
@@ -459,7 +495,7 @@ class Queue(_QueueBase):
             n, left = self._kit._executor.run(self._core.drain(delayed))
             removed += n
             if left == 0 or n == 0:
-                return removed
+                return int(removed)
 
     def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
         """The queue's events as they come (``since="0"``: from the oldest kept). Ends after
@@ -521,7 +557,7 @@ class AsyncQueue(_QueueBase):
         self, fn: None = None, /, *, name: str | None = None, **options: Any
     ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
-        _options({k: v for k, v in options.items()})
+        _options(dict(options.items()))
 
         def wrap(f: Callable[P, R]) -> AsyncTask[P, R]:
             return AsyncTask(self, self._spec(f, name, dict(options)))
@@ -563,7 +599,7 @@ class AsyncQueue(_QueueBase):
             n, left = await self._kit._executor.run(self._core.drain(delayed))
             removed += n
             if left == 0 or n == 0:
-                return removed
+                return int(removed)
 
     async def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
         run = self._kit._executor.run
@@ -599,6 +635,17 @@ def _prepare(core: QueueCore, item: Any) -> list[Any]:
         name, data = item[0], item[1]
         opts = _options(item[2]) if len(item) == 3 else {}
         return core.prepare(name, data, JobOptions.build(**opts, defaults=core.defaults))
-    raise TypeError(
-        f"a bulk job is (name, data), (name, data, options) or a mapping, not {item!r}"
-    )
+    raise TypeError(f"a bulk job is (name, data), (name, data, options) or a mapping, not {item!r}")
+
+
+def _share_docs(sync_cls: type, async_cls: type) -> None:
+    """The async twin's methods do what the sync ones do, awaited: same docstrings."""
+    for name, member in vars(async_cls).items():
+        twin = getattr(sync_cls, name, None)
+        if callable(member) and not getattr(member, "__doc__", None) and twin is not None:
+            member.__doc__ = twin.__doc__
+
+
+_share_docs(Queue, AsyncQueue)
+_share_docs(Job, AsyncJob)
+_share_docs(Task, AsyncTask)

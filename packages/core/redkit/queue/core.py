@@ -29,13 +29,13 @@ from ..ops import Batch, Script, command, script
 from ..serializers import JsonSerializer, find_unserializable
 
 __all__ = [
+    "STATES",
     "Backoff",
     "Event",
     "JobOptions",
     "JobRecord",
     "Keep",
     "QueueCore",
-    "STATES",
 ]
 
 ADD = Script.load("queue_add")
@@ -161,9 +161,7 @@ class Backoff:
         return cls("fixed", delay, None, jitter)
 
     @classmethod
-    def exponential(
-        cls, delay: float, *, max: float | None = None, jitter: float = 0.0
-    ) -> Backoff:
+    def exponential(cls, delay: float, *, max: float | None = None, jitter: float = 0.0) -> Backoff:
         return cls("exponential", delay, max, jitter)
 
     def seconds(self, attempt: int, rand: Callable[[], float]) -> float:
@@ -191,7 +189,9 @@ class Backoff:
 BackoffSpec = Backoff | float | int | Callable[[int, BaseException], float]
 
 
-def check_backoff(backoff: object, *, allow_callable: bool) -> Backoff | Callable[..., float] | None:
+def check_backoff(
+    backoff: object, *, allow_callable: bool
+) -> Backoff | Callable[..., float] | None:
     if backoff is None or isinstance(backoff, Backoff):
         return backoff
     if isinstance(backoff, (int, float, timedelta)) and not isinstance(backoff, bool):
@@ -202,7 +202,7 @@ def check_backoff(backoff: object, *, allow_callable: bool) -> Backoff | Callabl
                 "a custom backoff function cannot be stored with a job: give it to "
                 "@queue.task(backoff=...) or queue.worker(backoff=...)"
             )
-        return backoff  # type: ignore[return-value]
+        return backoff
     raise TypeError(
         f"backoff must be seconds, a Backoff or a function(attempt, exc), not {backoff!r}"
     )
@@ -289,10 +289,16 @@ class JobOptions:
         return cls(
             job_id=None if job_id is None else check_name("job_id", job_id),
             delay=base.delay if delay is None else to_delay(delay),
-            priority=base.priority if priority is None else _int("priority", priority, 0, MAX_PRIORITY),
-            attempts=base.attempts if attempts is None else _int("attempts", attempts, 1, MAX_ATTEMPTS),
+            priority=base.priority
+            if priority is None
+            else _int("priority", priority, 0, MAX_PRIORITY),
+            attempts=base.attempts
+            if attempts is None
+            else _int("attempts", attempts, 1, MAX_ATTEMPTS),
             backoff=b if isinstance(b, Backoff) else None,
-            timeout=base.timeout if timeout is None else _seconds("timeout", timeout, allow_zero=False),
+            timeout=base.timeout
+            if timeout is None
+            else _seconds("timeout", timeout, allow_zero=False),
             keep=base.keep if keep is None else Keep.coerce(keep),
         )
 
@@ -461,14 +467,16 @@ class QueueCore:
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
-        self.maxlen = settings.queue_events_maxlen if events is None else _int(
-            "events", events, 0, 10**9
+        self.maxlen = (
+            settings.queue_events_maxlen if events is None else _int("events", events, 0, 10**9)
         )
         self.block_slice = _block_slice(settings.socket_timeout)
         self.stats = kit.stats
         task_backoff = check_backoff(backoff, allow_callable=True)
         self.backoff_fn: Callable[..., float] | None = (
-            task_backoff if task_backoff is not None and not isinstance(task_backoff, Backoff) else None
+            task_backoff
+            if task_backoff is not None and not isinstance(task_backoff, Backoff)
+            else None
         )
         self.defaults = JobOptions.build(
             attempts=attempts,
@@ -483,7 +491,14 @@ class QueueCore:
         k = self.defaults.keep or Keep()
         self.keep_args = [
             settings.queue_keep_completed if k.completed is None else k.completed,
-            int(1000 * (settings.queue_keep_completed_age if k.completed_age is None else k.completed_age)),
+            int(
+                1000
+                * (
+                    settings.queue_keep_completed_age
+                    if k.completed_age is None
+                    else k.completed_age
+                )
+            ),
             settings.queue_keep_failed if k.failed is None else k.failed,
             int(1000 * (settings.queue_keep_failed_age if k.failed_age is None else k.failed_age)),
         ]
@@ -583,7 +598,9 @@ class QueueCore:
     # -- administration -------------------------------------------------------------------------
     def pause(self, paused: bool) -> Batch[bool]:
         return Batch.one(
-            script(PAUSE, [self.meta, self.events, self.marker], ["1" if paused else "0", self.maxlen]),
+            script(
+                PAUSE, [self.meta, self.events, self.marker], ["1" if paused else "0", self.maxlen]
+            ),
             lambda r: int(r) == 1,
         )
 
@@ -603,7 +620,14 @@ class QueueCore:
         return Batch.one(
             script(
                 REMOVE,
-                [self.wait, self.prioritized, self.delayed, self.completed, self.failed, self.events],
+                [
+                    self.wait,
+                    self.prioritized,
+                    self.delayed,
+                    self.completed,
+                    self.failed,
+                    self.events,
+                ],
                 [self.job_key(job_id), self.maxlen, job_id],
             ),
             int,
@@ -622,7 +646,9 @@ class QueueCore:
     def progress(self, job_id: str, token: str, value: Any) -> Batch[bool]:
         payload = encode(value, "progress", self.max_bytes)
         return Batch.one(
-            script(PROGRESS, [self.events], [self.job_key(job_id), self.maxlen, job_id, token, payload]),
+            script(
+                PROGRESS, [self.events], [self.job_key(job_id), self.maxlen, job_id, token, payload]
+            ),
             lambda r: int(r) == 1,
         )
 

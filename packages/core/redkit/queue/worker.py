@@ -12,6 +12,7 @@ queue's marker key until a producer adds one (no polling).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import logging
@@ -152,14 +153,18 @@ class Worker:
         self.max_stalled = settings.queue_max_stalled if max_stalled is None else int(max_stalled)
         if self.max_stalled < 0:
             raise ValueError("max_stalled must be >= 0")
-        if isinstance(shutdown_grace, bool) or not isinstance(shutdown_grace, (int, float)) or (
-            shutdown_grace < 0
+        if (
+            isinstance(shutdown_grace, bool)
+            or not isinstance(shutdown_grace, (int, float))
+            or (shutdown_grace < 0)
         ):
             raise ValueError("shutdown_grace must be a number of seconds >= 0")
         self.shutdown_grace = float(shutdown_grace)
         host = socket.gethostname()
-        self.id = check_name("worker name", name) if name else (
-            f"{host}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.id = (
+            check_name("worker name", name)
+            if name
+            else (f"{host}:{os.getpid()}:{os.urandom(3).hex()}")
         )
         self._host = host
         self.processed = 0
@@ -223,7 +228,10 @@ class Worker:
             log.warning(
                 "redkit worker %s: %s received, finishing %d running job(s) within %.0fs "
                 "(send it again to stop at once)",
-                self.id, name, len(self._running), self.shutdown_grace,
+                self.id,
+                name,
+                len(self._running),
+                self.shutdown_grace,
             )
             self._begin_stop(hard=False)
         else:
@@ -235,7 +243,8 @@ class Worker:
         if self._thread is not None:
             raise RuntimeError("this worker was started already")
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self.serve()), name=f"redkit-worker-{self.queue.name}",
+            target=lambda: asyncio.run(self.serve()),
+            name=f"redkit-worker-{self.queue.name}",
             daemon=True,
         )
         self._thread.start()
@@ -249,10 +258,8 @@ class Worker:
             self.shutdown_grace = float(grace)
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._begin_stop, False)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
@@ -303,7 +310,10 @@ class Worker:
         self._renewer.start()
         log.info(
             "redkit worker %s serving queue %r (concurrency %d, %d task(s))",
-            self.id, self.queue.name, self.concurrency, len(self.queue.tasks),
+            self.id,
+            self.queue.name,
+            self.concurrency,
+            len(self.queue.tasks),
         )
 
     async def _check_eviction(self) -> None:
@@ -315,13 +325,11 @@ class Worker:
         except (ResponseError, RedkitConnectionError) as exc:
             log.warning(
                 "redkit worker: could not read Redis' maxmemory-policy (%s); make sure it is "
-                "'noeviction', or Redis may delete queue state when memory runs out", exc,
+                "'noeviction', or Redis may delete queue state when memory runs out",
+                exc,
             )
             return
-        if isinstance(reply, dict):
-            values = list(reply.values())
-        else:
-            values = list(reply)[1::2]
+        values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1::2]
         policy = _text(values[0]) if values else ""
         if policy.startswith("allkeys"):
             message = (
@@ -348,8 +356,8 @@ class Worker:
                     if self._deadline is not None and time.monotonic() >= self._deadline:
                         break
                 finishes, self._done = self._done, []
-                want = 0 if self._stopping else min(
-                    self.concurrency - len(self._running), self.batch
+                want = (
+                    0 if self._stopping else min(self.concurrency - len(self._running), self.batch)
                 )
                 if not finishes and want <= 0:
                     wake.clear()
@@ -382,7 +390,8 @@ class Worker:
                 if down_since is not None:
                     log.warning(
                         "redkit worker %s: reconnected to Redis after %.1fs, resuming",
-                        self.id, time.monotonic() - down_since,
+                        self.id,
+                        time.monotonic() - down_since,
                     )
                     down_since = None
                     pause = 0.05
@@ -436,14 +445,30 @@ class Worker:
     def _step(self, finishes: list[list[Any]], want: int) -> Batch[_Reply]:
         core = self._core
         argv: list[Any] = [
-            core.job_prefix, core.maxlen, self.id, self.lock_ms, want, self.max_stalled,
-            self.limit_max, self.limit_ms, *core.keep_args, len(finishes),
+            core.job_prefix,
+            core.maxlen,
+            self.id,
+            self.lock_ms,
+            want,
+            self.max_stalled,
+            self.limit_max,
+            self.limit_ms,
+            *core.keep_args,
+            len(finishes),
         ]
         for f in finishes:
             argv.extend(f[:6])  # a 7th item is what the dead-letter queue gets
         keys = [
-            core.wait, core.prioritized, core.delayed, core.active, core.completed, core.failed,
-            core.meta, core.events, core.marker, core.limiter,
+            core.wait,
+            core.prioritized,
+            core.delayed,
+            core.active,
+            core.completed,
+            core.failed,
+            core.meta,
+            core.events,
+            core.marker,
+            core.limiter,
         ]
         return Batch.one(script(STEP, keys, argv, idempotent=False), _Reply)
 
@@ -453,7 +478,9 @@ class Worker:
                 self.lost += 1
                 log.warning(
                     "redkit worker %s: job %s was taken over after its lock expired; this "
-                    "worker's outcome was discarded", self.id, finish[0],
+                    "worker's outcome was discarded",
+                    self.id,
+                    finish[0],
                 )
             elif code == 3 and self._dlq_core is not None and len(finish) > 6:
                 self._dead.append((finish[0], finish[6]))
@@ -462,8 +489,9 @@ class Worker:
     def _launch(self, jobs: list[Any], i: int) -> None:
         job_id = _text(jobs[i])
         token = f"{self.id}:{int(jobs[i + 1])}"
-        active = _Active(job_id, token, _text(jobs[i + 2]), jobs[i + 3], jobs[i + 4],
-                         int(jobs[i + 5]))
+        active = _Active(
+            job_id, token, _text(jobs[i + 2]), jobs[i + 3], jobs[i + 4], int(jobs[i + 5])
+        )
         self._running[job_id] = active
         active.task = asyncio.ensure_future(self._process(active))
 
@@ -486,7 +514,7 @@ class Worker:
             if self._hard or self._stopping:
                 return  # given back to the queue by the shutdown
             raise
-        except BaseException as exc:  # noqa: BLE001 - a task's failure is the job's outcome
+        except BaseException as exc:
             self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
 
     async def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Any:
@@ -496,18 +524,37 @@ class Worker:
                 "worker (retry it with `redkit retry-failed` once a worker knows it)"
             )
         if spec is not None:
-            if not isinstance(data, dict) or not isinstance(data.get("args", []), list) or (
-                not isinstance(data.get("kwargs", {}), dict)
+            if (
+                not isinstance(data, dict)
+                or not isinstance(data.get("args", []), list)
+                or (not isinstance(data.get("kwargs", {}), dict))
             ):
                 raise Unrecoverable(f"job data of task {a.name!r} is not {{args, kwargs}}")
             fn, args, kwargs, is_async = (
-                spec.fn, data.get("args", []), data.get("kwargs", {}), spec.is_async
+                spec.fn,
+                data.get("args", []),
+                data.get("kwargs", {}),
+                spec.is_async,
             )
         else:
             fn, args, kwargs = self.processor, None, None
             is_async = asyncio.iscoroutinefunction(fn)
         record = JobRecord(
-            a.id, a.name, data, "active", {}, 0, a.atm, 0, 0, None, None, None, None, None, None,
+            a.id,
+            a.name,
+            data,
+            "active",
+            {},
+            0,
+            a.atm,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
             None,
         )
         if is_async:
@@ -540,8 +587,15 @@ class Worker:
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(self._exec.run(batch), self._loop).result()
 
-    def _fail(self, a: _Active, opts: dict[str, Any], spec: TaskSpec | None,
-              exc: BaseException, *, final: bool) -> None:
+    def _fail(
+        self,
+        a: _Active,
+        opts: dict[str, Any],
+        spec: TaskSpec | None,
+        exc: BaseException,
+        *,
+        final: bool,
+    ) -> None:
         self.failed += 1
         attempts = int(opts.get("a", 1)) if isinstance(opts, dict) else 1
         made = a.atm + 1
@@ -552,25 +606,40 @@ class Worker:
         if len(stack) > limit:
             stack = "...\n" + stack[-(limit - 4) :]
         if final or made >= attempts:
-            log.error("redkit job %s (%s) failed for good after %d attempt(s): %s",
-                      a.id, a.name, made, reason)
+            log.error(
+                "redkit job %s (%s) failed for good after %d attempt(s): %s",
+                a.id,
+                a.name,
+                made,
+                reason,
+            )
             dead = {"name": a.name, "data": a.data, "reason": reason, "attempts": made}
             self._finish(a, [a.id, a.token, "f", reason, stack, 0, dead])
             return
         delay = self._backoff(spec, opts, made, exc)
-        log.warning("redkit job %s (%s) failed (attempt %d of %d), retrying in %.3gs: %s",
-                    a.id, a.name, made, attempts, delay, reason)
+        log.warning(
+            "redkit job %s (%s) failed (attempt %d of %d), retrying in %.3gs: %s",
+            a.id,
+            a.name,
+            made,
+            attempts,
+            delay,
+            reason,
+        )
         self._finish(a, [a.id, a.token, "r", reason, stack, int(delay * 1000)])
 
-    def _backoff(self, spec: TaskSpec | None, opts: dict[str, Any], made: int,
-                 exc: BaseException) -> float:
+    def _backoff(
+        self, spec: TaskSpec | None, opts: dict[str, Any], made: int, exc: BaseException
+    ) -> float:
         fn = spec.backoff_fn if spec is not None else self._core.backoff_fn
         if fn is not None:
             try:
                 value = float(fn(made, exc))
-            except Exception:  # noqa: BLE001
-                log.exception("redkit: the backoff function of %s raised; retrying at once",
-                              spec.name if spec else self.queue.name)
+            except Exception:
+                log.exception(
+                    "redkit: the backoff function of %s raised; retrying at once",
+                    spec.name if spec else self.queue.name,
+                )
                 return 0.0
             return value if value > 0 and value < 1e9 else 0.0
         raw = opts.get("b")
@@ -597,10 +666,17 @@ class Worker:
             except RedkitError:
                 continue
             if n is not None:
-                self._dead.append((job_id, {
-                    "name": _text(n), "data": d, "reason": _text(err or b""),
-                    "attempts": int(atm or 0),
-                }))
+                self._dead.append(
+                    (
+                        job_id,
+                        {
+                            "name": _text(n),
+                            "data": d,
+                            "reason": _text(err or b""),
+                            "attempts": int(atm or 0),
+                        },
+                    )
+                )
 
     async def _send_dead(self) -> None:
         core = self._dlq_core
@@ -642,11 +718,18 @@ class Worker:
         for a in running.values():
             pairs += (a.id, a.token)
         core = self._core
-        info = json.dumps({
-            "id": self.id, "queue": core.name, "host": self._host, "pid": os.getpid(),
-            "concurrency": self.concurrency, "running": len(running),
-            "processed": self.processed, "failed": self.failed,
-        })
+        info = json.dumps(
+            {
+                "id": self.id,
+                "queue": core.name,
+                "host": self._host,
+                "pid": os.getpid(),
+                "concurrency": self.concurrency,
+                "running": len(running),
+                "processed": self.processed,
+                "failed": self.failed,
+            }
+        )
         call = script(
             EXTEND,
             [core.active, core.workers, f"{core.base}:w:{self.id}"],
@@ -654,9 +737,9 @@ class Worker:
         )
         try:
             reply = self._sync_kit._executor.run(Batch.one(call))
-            self._sync_kit._executor.run(Batch.one(
-                command("ZADD", core.registry, int(time.time() * 1000), core.name)
-            ))
+            self._sync_kit._executor.run(
+                Batch.one(command("ZADD", core.registry, int(time.time() * 1000), core.name))
+            )
         except RedkitError as exc:
             log.debug("redkit worker %s: lock renewal failed: %s", self.id, exc)
             return
@@ -665,7 +748,8 @@ class Worker:
                 a.lost = True
                 log.warning(
                     "redkit worker %s: lost the lock of job %s (it may run again elsewhere)",
-                    self.id, a.id,
+                    self.id,
+                    a.id,
                 )
 
     # -- shutdown -----------------------------------------------------------------------------
@@ -686,19 +770,36 @@ class Worker:
                     self._finished_jobs(finishes, reply)
                 if self._dead:
                     await self._send_dead()
-                released = await self._exec.run(Batch.one(script(
-                    RELEASE,
-                    [core.wait, core.prioritized, core.active, core.events, core.marker,
-                     core.meta, core.workers, f"{core.base}:w:{self.id}"],
-                    [core.job_prefix, core.maxlen, self.id, *pairs],
-                )))
+                released = await self._exec.run(
+                    Batch.one(
+                        script(
+                            RELEASE,
+                            [
+                                core.wait,
+                                core.prioritized,
+                                core.active,
+                                core.events,
+                                core.marker,
+                                core.meta,
+                                core.workers,
+                                f"{core.base}:w:{self.id}",
+                            ],
+                            [core.job_prefix, core.maxlen, self.id, *pairs],
+                        )
+                    )
+                )
                 if released:
-                    log.warning("redkit worker %s: gave %d unfinished job(s) back to the queue",
-                                self.id, released)
+                    log.warning(
+                        "redkit worker %s: gave %d unfinished job(s) back to the queue",
+                        self.id,
+                        released,
+                    )
             except RedkitError as exc:
                 log.warning(
                     "redkit worker %s: could not report its last jobs to Redis (%s); they "
-                    "return to the queue when their locks expire", self.id, exc,
+                    "return to the queue when their locks expire",
+                    self.id,
+                    exc,
                 )
         self._renew_stop.set()
         if self._renewer is not None:
@@ -709,14 +810,16 @@ class Worker:
             await self._kit.aclose()
         if self._sync_kit is not None:
             self._sync_kit.close()
-        log.info("redkit worker %s stopped (%d completed, %d failed)", self.id,
-                 self.processed, self.failed)
+        log.info(
+            "redkit worker %s stopped (%d completed, %d failed)",
+            self.id,
+            self.processed,
+            self.failed,
+        )
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:
     if timeout <= 0:
         return
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
