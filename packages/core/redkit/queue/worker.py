@@ -37,7 +37,7 @@ from ..errors import (
     Unrecoverable,
 )
 from ..ops import Batch, command, script
-from .api import AsyncJob, Job, TaskSpec, _current
+from .api import AsyncJob, Job, LazyJob, TaskSpec, _current
 from .core import (
     EXTEND,
     RELEASE,
@@ -504,7 +504,9 @@ class Worker:
             timeout = opts.get("t")
             result = await self._call(a, spec, data, timeout)
             try:
-                payload = encode(result, "result", self._core.max_bytes)
+                payload = (
+                    b"null" if result is None else encode(result, "result", self._core.max_bytes)
+                )
             except (SerializationError, PayloadTooLarge) as exc:
                 self._fail(a, opts, spec, exc, final=True)
                 return
@@ -539,6 +541,34 @@ class Worker:
         else:
             fn, args, kwargs = self.processor, None, None
             is_async = asyncio.iscoroutinefunction(fn)
+        if is_async:
+            lazy = LazyJob(lambda: self._handle(a, data, True))
+            _current.set(lazy)
+            coro = fn(*args, **kwargs) if args is not None else fn(lazy.get())
+            if timeout:
+                try:
+                    return await asyncio.wait_for(coro, timeout)
+                except asyncio.TimeoutError:
+                    raise JobTimeout(f"task {a.name!r} ran longer than {timeout}s") from None
+            return await coro
+        lazy = LazyJob(lambda: self._handle(a, data, False))
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, lazy)
+        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(lazy.get()))
+        assert self._loop is not None
+        future = self._loop.run_in_executor(self._threads, ctx.run, call)
+        if timeout:
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise JobTimeout(
+                    f"task {a.name!r} ran longer than {timeout}s (its thread runs on until it "
+                    "returns)"
+                ) from None
+        return await future
+
+    def _handle(self, a: _Active, data: Any, is_async: bool) -> Job | AsyncJob:
+        """The job handle a running task sees (``current_job()``), with the job's token."""
         record = JobRecord(
             a.id,
             a.name,
@@ -558,30 +588,8 @@ class Worker:
             None,
         )
         if is_async:
-            handle: Any = AsyncJob(self._core, self._exec.run, a.id, "active", record, a.token)
-            _current.set(handle)
-            coro = fn(*args, **kwargs) if args is not None else fn(handle)
-            if timeout:
-                try:
-                    return await asyncio.wait_for(coro, timeout)
-                except asyncio.TimeoutError:
-                    raise JobTimeout(f"task {a.name!r} ran longer than {timeout}s") from None
-            return await coro
-        handle = Job(self._core, self._run_threadsafe, a.id, "active", record, a.token)
-        ctx = contextvars.copy_context()
-        ctx.run(_current.set, handle)
-        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(handle))
-        assert self._loop is not None
-        future = self._loop.run_in_executor(self._threads, ctx.run, call)
-        if timeout:
-            try:
-                return await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                raise JobTimeout(
-                    f"task {a.name!r} ran longer than {timeout}s (its thread runs on until it "
-                    "returns)"
-                ) from None
-        return await future
+            return AsyncJob(self._core, self._exec.run, a.id, "active", record, a.token)
+        return Job(self._core, self._run_threadsafe, a.id, "active", record, a.token)
 
     def _run_threadsafe(self, batch: Batch[Any]) -> Any:
         assert self._loop is not None

@@ -1,0 +1,70 @@
+"""A worker app for the reliability tests, configured by the environment.
+
+``RKQ_URL`` is the Redis URL with the settings in its query (``?prefix=...&queue_lock_ttl=1``),
+``RKQ_QUEUE`` the queue's name. Every task records its runs in Redis, under the test's prefix:
+``<prefix>:starts`` and ``<prefix>:ends`` are lists of ``"<index>:<pid>"`` entries pushed when a
+run begins and when its work is done, so a test can count how many times each job ran and where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import time
+from typing import Any
+
+import redis
+
+import redkit
+
+kit = redkit.Redkit.from_url(os.environ["RKQ_URL"])
+queue = kit.queue(os.environ.get("RKQ_QUEUE", "jobs"))
+STARTS = kit.keyspace.key("starts")
+ENDS = kit.keyspace.key("ends")
+
+
+def note(key: str, index: Any) -> None:
+    """Push ``"<index>:<pid>"``; rides out a Redis restart (a run must not be lost to it)."""
+    entry = f"{index}:{os.getpid()}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            kit.client.rpush(key, entry)
+            return
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@queue.task(name="record")
+def record(index: int, sleep: float = 0.0) -> dict[str, Any]:
+    note(STARTS, index)
+    if sleep:
+        time.sleep(sleep)
+    note(ENDS, index)
+    return {"index": index, "pid": os.getpid()}
+
+
+@queue.task(name="arecord")
+async def arecord(index: int, sleep: float = 0.0) -> dict[str, Any]:
+    note(STARTS, index)
+    if sleep:
+        await asyncio.sleep(sleep)
+    note(ENDS, index)
+    return {"index": index, "pid": os.getpid()}
+
+
+@queue.task(name="exit")
+def exit_process(index: int) -> None:
+    """A poison job: the process dies without a word, every time."""
+    note(STARTS, index)
+    os._exit(1)
+
+
+@queue.task(name="segfault")
+def segfault(index: int) -> None:
+    """A poison job: a read at address 0 kills the process with SIGSEGV, every time."""
+    note(STARTS, index)
+    ctypes.string_at(0)
