@@ -53,3 +53,27 @@ def test_web_demo(expected: str, web_demo_output: str) -> None:
 @pytest.fixture(scope="module")
 def web_demo_output() -> str:
     return _run("web_demo.py")
+
+
+@pytest.fixture(scope="module")
+def queue_demo_output() -> str:
+    return _run("queue_demo.py")
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "same job_id, same job: True",
+        "'waiting': 5, 'prioritized': 2, 'delayed': 1",
+        "welcome sent to Ada <ada@example.com>",
+        "order 41 charged on attempt 3",
+        "report: {'rows': 400}, progress 100%",
+        "JobFailed: job",
+        "welcome sent to Bob <bob@example.com>",
+        "dead-letter queue got __main__.refuse: Unrecoverable: order 42 is cancelled",
+        "priority 1 ran before priority 9: True",
+        "'completed': 7, 'failed': 1}",
+    ],
+)
+def test_queue_demo(expected: str, queue_demo_output: str) -> None:
+    assert expected in queue_demo_output

@@ -583,11 +583,10 @@ class QueueCore:
         """Job ids in ``state``, oldest first (by position, ``stop`` inclusive)."""
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        key = getattr(self, state)
         if state == "waiting":
             call = command("LRANGE", self.wait, start, stop)
         else:
-            call = command("ZRANGE", key, start, stop)
+            call = command("ZRANGE", getattr(self, state), start, stop)
         strip = state in ("prioritized", "delayed")
 
         def parse(reply: list[bytes]) -> list[str]:
