@@ -372,14 +372,19 @@ class Worker:
                 try:
                     reply = await self._exec.run(self._step(finishes, want))
                 except RedkitError as exc:
-                    if not isinstance(exc, RedkitConnectionError):
-                        self._done = finishes + self._done
-                        raise
+                    # unreachable, or refusing (out of memory, a failover's READONLY, ...): keep
+                    # what finished, wait, try again; the worker never gives up by itself
                     self._done = finishes + self._done
                     if down_since is None:
                         down_since = time.monotonic()
-                        log.warning(
-                            "redkit worker %s: Redis is unreachable (%s); retrying", self.id, exc
+                        log.log(
+                            logging.WARNING
+                            if isinstance(exc, RedkitConnectionError)
+                            else logging.ERROR,
+                            "redkit worker %s: Redis is unreachable or refused the call (%s); "
+                            "retrying",
+                            self.id,
+                            exc,
                         )
                     if self._hard:
                         break
