@@ -321,7 +321,12 @@ class Worker:
         if policy_setting == "ignore" or self.settings.scheme == "memory":
             return
         try:
-            reply = await self._exec.run(Batch.one(command("CONFIG", "GET", "maxmemory-policy")))
+            if self.settings.is_cluster:
+                reply = await self._cluster_policy()
+            else:
+                reply = await self._exec.run(
+                    Batch.one(command("CONFIG", "GET", "maxmemory-policy"))
+                )
         except (ResponseError, RedkitConnectionError) as exc:
             log.warning(
                 "redkit worker: could not read Redis' maxmemory-policy (%s); make sure it is "
@@ -340,6 +345,23 @@ class Worker:
             if policy_setting == "refuse":
                 raise ConfigurationError(message)
             log.error("redkit worker: %s", message)
+
+    async def _cluster_policy(self) -> Any:
+        """CONFIG GET on the node that owns this queue's slot."""
+        import redis.exceptions as rex
+
+        from ..executor import wrap_error
+
+        client = self._kit.client
+        try:
+            if not self._exec._ready:
+                await self._exec._initialize()
+            node = client.get_node_from_key(self._core.wait)
+            return await client.execute_command(
+                "CONFIG", "GET", "maxmemory-policy", target_nodes=node
+            )
+        except (rex.RedisError, OSError) as exc:
+            raise wrap_error(exc) from exc
 
     # -- the loop -----------------------------------------------------------------------------
     async def _main(self) -> None:
