@@ -119,6 +119,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await asyncio.gather(*(w.serve() for w in workers))
 
     asyncio.run(serve_all())
+    if any(t.name.startswith("redkit-task") and t.is_alive() for t in threading.enumerate()):
+        # a sync task that outlived the grace period still runs on its thread: its job went
+        # back to the queue, so the process ends now instead of waiting for it
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
@@ -144,55 +151,64 @@ def supervise(args: argparse.Namespace) -> int:
     if args.shutdown_grace is not None:
         argv += ["--shutdown-grace", str(args.shutdown_grace)]
     children: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = threading.Event()
-    signals = {"n": 0}
-    lock = threading.Lock()
+    started: dict[int, float] = {}
+    pending: list[int] = []  # signals received, not yet forwarded
 
     def spawn(slot: int) -> None:
         # a session of its own: a signal to the supervisor's process group reaches the
         # children once, forwarded
         children[slot] = subprocess.Popen(argv, start_new_session=True)
+        started[slot] = time.monotonic()
         log.info("redkit supervisor: started worker process %d (pid %d)", slot, children[slot].pid)
 
-    def forward(sig: int, _frame: Any) -> None:
-        with lock:
-            signals["n"] += 1
-            stopping.set()
-            for child in children.values():
-                if child.poll() is None:
-                    child.send_signal(sig)
+    def on_signal(sig: int, _frame: Any) -> None:
+        pending.append(sig)  # forwarded by the loop below: a handler must not take locks
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     for slot in range(args.processes):
         spawn(slot)
     pauses = dict.fromkeys(range(args.processes), 0.5)
+    restart_at: dict[int, float] = {}
+    stopped_ones: list[subprocess.Popen[bytes]] | None = None  # children running at the stop
     while True:
+        while pending:
+            sig = pending.pop(0)
+            if stopped_ones is None:
+                stopped_ones = [c for c in children.values() if c.poll() is None]
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(sig)
+        now = time.monotonic()
         alive = 0
         for slot, child in list(children.items()):
             code = child.poll()
             if code is None:
                 alive += 1
                 continue
-            if stopping.is_set():
+            if stopped_ones is not None:
                 continue
-            log.error(
-                "redkit supervisor: worker process %d (pid %d) exited with %s; restarting in %.1fs",
-                slot,
-                child.pid,
-                code,
-                pauses[slot],
-            )
-            if stopping.wait(pauses[slot]):
-                continue
-            pauses[slot] = min(30.0, pauses[slot] * 2)
-            with lock:
+            if slot not in restart_at:
+                if now - started[slot] > 60:
+                    pauses[slot] = 0.5  # it ran well for a while: not a crash loop
+                log.error(
+                    "redkit supervisor: worker process %d (pid %d) exited with %s; "
+                    "restarting in %.1fs",
+                    slot,
+                    child.pid,
+                    code,
+                    pauses[slot],
+                )
+                restart_at[slot] = now + pauses[slot]
+                pauses[slot] = min(30.0, pauses[slot] * 2)
+            elif now >= restart_at[slot]:
+                del restart_at[slot]
                 spawn(slot)
-            alive += 1
-        if stopping.is_set() and alive == 0:
+                alive += 1
+        if stopped_ones is not None and alive == 0:
             break
-        time.sleep(0.1)
-    codes = [c.returncode for c in children.values()]
+        time.sleep(0.05)
+    codes = [c.returncode for c in stopped_ones or ()]
     return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes) else 1
 
 

@@ -174,8 +174,8 @@ class Job(_JobBase):
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in poll_delays():
             record = self._run(self._core.get(self.id))
-            done, result = self._core.wait_outcome(record, self.id)
             self._set(record)
+            done, result = self._core.wait_outcome(record, self.id)
             if done:
                 return result
             if deadline is not None:
@@ -238,8 +238,8 @@ class AsyncJob(_JobBase):
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in poll_delays():
             record = await self._run(self._core.get(self.id))
-            done, result = self._core.wait_outcome(record, self.id)
             self._set(record)
+            done, result = self._core.wait_outcome(record, self.id)
             if done:
                 return result
             if deadline is not None:
@@ -325,12 +325,12 @@ class Task(_TaskBase[P, R]):
         """Add a job that runs ``fn(*args, **kwargs)`` on a worker."""
         return self.queue._add_one(self.name, _task_data(args, kwargs), self._opts({}))
 
-    def enqueue_in(self, delay: float | timedelta, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue_in(self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like :meth:`enqueue`, run no sooner than ``delay`` (seconds or a timedelta) from now."""
         opts = self._opts({"delay": delay})
         return self.queue._add_one(self.name, _task_data(args, kwargs), opts)
 
-    def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like :meth:`enqueue`, run no sooner than ``when`` (a timezone-aware datetime)."""
         if not isinstance(when, datetime):
             raise TypeError(f"when must be a datetime, not {type(when).__name__}")
@@ -351,12 +351,12 @@ class AsyncTask(_TaskBase[P, R]):
         return await self.queue._add_one(self.name, _task_data(args, kwargs), self._opts({}))
 
     async def enqueue_in(
-        self, delay: float | timedelta, *args: P.args, **kwargs: P.kwargs
+        self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs
     ) -> AsyncJob:
         opts = self._opts({"delay": delay})
         return await self.queue._add_one(self.name, _task_data(args, kwargs), opts)
 
-    async def enqueue_at(self, when: datetime, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
+    async def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
         if not isinstance(when, datetime):
             raise TypeError(f"when must be a datetime, not {type(when).__name__}")
         opts = self._opts({"delay": to_delay(when)})

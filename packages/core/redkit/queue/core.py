@@ -200,7 +200,7 @@ def check_backoff(
         if not allow_callable:
             raise TypeError(
                 "a custom backoff function cannot be stored with a job: give it to "
-                "@queue.task(backoff=...) or queue.worker(backoff=...)"
+                "@queue.task(backoff=...) or kit.queue(name, backoff=...)"
             )
         return backoff
     raise TypeError(

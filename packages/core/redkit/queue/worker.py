@@ -40,6 +40,7 @@ from ..ops import Batch, command, script
 from .api import AsyncJob, Job, LazyJob, TaskSpec, _current
 from .core import (
     EXTEND,
+    REGISTRY_TTL_MS,
     RELEASE,
     STEP,
     Backoff,
@@ -192,6 +193,8 @@ class Worker:
         self._core: QueueCore = queue._core
         self._dlq_core: QueueCore | None = None
         self._signals = 0
+        self._error: BaseException | None = None
+        self._setup_failed = False
         self._last_signal = 0.0
 
     # -- running ------------------------------------------------------------------------------
@@ -226,7 +229,7 @@ class Worker:
         name = signal.Signals(sig).name
         if self._signals == 1:
             log.warning(
-                "redkit worker %s: %s received, finishing %d running job(s) within %.0fs "
+                "redkit worker %s: %s received, finishing %d running job(s) within %.1fs "
                 "(send it again to stop at once)",
                 self.id,
                 name,
@@ -242,13 +245,24 @@ class Worker:
         """Run the worker on a background thread (returns once it is serving)."""
         if self._thread is not None:
             raise RuntimeError("this worker was started already")
+
+        def target() -> None:
+            try:
+                asyncio.run(self.serve())
+            except BaseException as exc:
+                self._error = exc
+                self._started.set()
+
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self.serve()),
+            target=target,
             name=f"redkit-worker-{self.queue.name}",
             daemon=True,
         )
         self._thread.start()
         self._started.wait(30)
+        if self._error is not None and self._setup_failed:
+            self._thread.join()
+            raise self._error
         return self
 
     def stop(self, grace: float | None = None, *, wait: bool = True) -> None:
@@ -284,7 +298,11 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         try:
-            await self._setup()
+            try:
+                await self._setup()
+            except BaseException:
+                self._setup_failed = True
+                raise
             self._started.set()
             await self._main()
         finally:
@@ -773,7 +791,12 @@ class Worker:
         try:
             reply = self._sync_kit._executor.run(Batch.one(call))
             self._sync_kit._executor.run(
-                Batch.one(command("ZADD", core.registry, int(time.time() * 1000), core.name))
+                Batch(
+                    (
+                        command("ZADD", core.registry, int(time.time() * 1000), core.name),
+                        command("PEXPIRE", core.registry, REGISTRY_TTL_MS),
+                    )
+                )
             )
         except RedkitError as exc:
             log.debug("redkit worker %s: lock renewal failed: %s", self.id, exc)

@@ -68,11 +68,16 @@ local function requeue(key, id, front)
 end
 
 -- retention: what the last job finished into each set asked for, or the queue's default
+-- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
 local trims = {}
 local function retain(set, key, ck, ak, dc, da)
   local c, a = unpack(redis.call('HMGET', key, ck, ak))
-  trims[set] = {tonumber(c) or dc, tonumber(a) or da}
-  return trims[set][1]
+  local count = tonumber(c) or dc
+  if tonumber(c) == 0 then
+    return 0
+  end
+  trims[set] = {count, tonumber(a) or da}
+  return count
 end
 
 local function remove_jobs(set, ids)
