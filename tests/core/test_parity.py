@@ -56,7 +56,7 @@ NO_IO = {
     "options",
 }
 # objects that start their I/O when entered or awaited (``async with kit.pubsub.subscribe(...)``)
-LAZY = {"AsyncIdempotency.guard", "AsyncPubSub.subscribe"}
+LAZY = {"AsyncIdempotency.guard", "AsyncPubSub.subscribe", "AsyncQueue.events"}
 # names that differ on purpose: close/aclose and the context-manager protocols
 RENAMED = {"close": "aclose", "__enter__": "__aenter__", "__exit__": "__aexit__"}
 

@@ -45,9 +45,9 @@ def test_json_roundtrip(value: Any) -> None:
     [
         (datetime.date(2020, 1, 1), "value is a datetime.date"),
         ([1, decimal.Decimal("1")], "value[1] is a decimal.Decimal"),
-        ({"a": {1: "x"}}, "value['a'] has a key 1 of type int"),
-        ({"f": math.inf}, "value['f'] is inf"),
-        ({"s": {1}}, "value['s'] is a set"),
+        ({"a": {1: "x"}}, 'value["a"] has a key 1 of type int'),
+        ({"f": math.inf}, 'value["f"] is inf'),
+        ({"s": {1}}, 'value["s"] is a set'),
         (b"raw", "value is a bytes"),
     ],
 )

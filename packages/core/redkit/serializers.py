@@ -89,7 +89,7 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
                         return (
                             f"{where} has a key {k!r} of type {type(k).__name__} (keys must be str)"
                         )
-                    stack.append((v, f"{where}[{k!r}]", depth + 1))
+                    stack.append((v, f"{where}[{json.dumps(k, ensure_ascii=False)}]", depth + 1))
             else:
                 for i, v in enumerate(item):
                     stack.append((v, f"{where}[{i}]", depth + 1))

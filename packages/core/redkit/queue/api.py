@@ -23,6 +23,7 @@ from .core import (
     QueueCore,
     check_backoff,
     check_name,
+    decode,
     poll_delays,
     to_delay,
 )
@@ -68,7 +69,7 @@ def _options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class _JobBase:
     """Fields shared by :class:`Job` and :class:`AsyncJob`: a snapshot, refreshed on demand."""
 
-    __slots__ = ("_core", "_record", "_token", "id", "queue_name", "state")
+    __slots__ = ("_core", "_pending", "_record", "_token", "id", "queue_name", "state")
 
     def __init__(
         self,
@@ -86,6 +87,7 @@ class _JobBase:
         ``active``, ``completed`` or ``failed``."""
         self._record = record
         self._token = token
+        self._pending: list[Any] | None = None  # what add() sent, until the job is read
 
     def _set(self, record: JobRecord | None) -> None:
         if record is not None:
@@ -97,10 +99,14 @@ class _JobBase:
 
     @property
     def name(self) -> str | None:
+        if self._record is None and self._pending is not None:
+            return str(self._pending[1])
         return self._field("name")  # type: ignore[no-any-return]
 
     @property
     def data(self) -> Any:
+        if self._record is None and self._pending is not None:
+            return decode(self._pending[2])
         return self._field("data")
 
     @property
@@ -416,15 +422,23 @@ class _QueueBase:
 class Queue(_QueueBase):
     """A job queue over a blocking client: ``kit.queue("emails")``."""
 
-    def _job(self, job_id: str, state: str, record: JobRecord | None = None) -> Job:
-        return Job(self._core, self._kit._executor.run, job_id, state, record)
+    def _job(
+        self,
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        pending: list[Any] | None = None,
+    ) -> Job:
+        job = Job(self._core, self._kit._executor.run, job_id, state, record)
+        job._pending = pending
+        return job
 
     def _add_one(self, name: str, data: Any, opts: JobOptions) -> Job:
         prepared = self._core.prepare(name, data, opts)
-        ((job_id, state),) = self._kit._executor.run(self._core.add([prepared]))
+        ((job_id, state, _),) = self._kit._executor.run(self._core.add([prepared]))
         if state is None:
             return self.get_job(job_id) or self._job(job_id, "unknown")
-        return self._job(job_id, state)
+        return self._job(job_id, state, pending=prepared)
 
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job: ``name`` says what to run, ``data`` (JSON) what with. Options:
@@ -442,13 +456,13 @@ class Queue(_QueueBase):
         prepared = [_prepare(self._core, item) for item in jobs]
         out: list[Job] = []
         for i in range(0, len(prepared), BULK_CHUNK):
-            for job_id, state in self._kit._executor.run(
+            for job_id, state, sent in self._kit._executor.run(
                 self._core.add(prepared[i : i + BULK_CHUNK])
             ):
                 out.append(
                     self.get_job(job_id) or self._job(job_id, "unknown")
                     if state is None
-                    else self._job(job_id, state)
+                    else self._job(job_id, state, pending=sent)
                 )
         return out
 
@@ -514,9 +528,13 @@ class Queue(_QueueBase):
                 return int(removed)
 
     def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
-        """The queue's events as they come (``since="0"``: from the oldest kept). Ends after
-        ``timeout`` seconds without an event (None: never)."""
+        """The queue's events as they come: from the moment of this call (``since="$"``), from
+        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
+        event (None: never)."""
         last = since if since != "$" else self._kit._executor.run(self._core.last_event_id())
+        return self._events(last, timeout)
+
+    def _events(self, last: str, timeout: float | None) -> Iterator[Event]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = self._core.block_slice
@@ -539,15 +557,23 @@ class Queue(_QueueBase):
 class AsyncQueue(_QueueBase):
     """A job queue over an asyncio client: ``kit.queue("emails")`` on ``redkit.asyncio.Redkit``."""
 
-    def _job(self, job_id: str, state: str, record: JobRecord | None = None) -> AsyncJob:
-        return AsyncJob(self._core, self._kit._executor.run, job_id, state, record)
+    def _job(
+        self,
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        pending: list[Any] | None = None,
+    ) -> AsyncJob:
+        job = AsyncJob(self._core, self._kit._executor.run, job_id, state, record)
+        job._pending = pending
+        return job
 
     async def _add_one(self, name: str, data: Any, opts: JobOptions) -> AsyncJob:
         prepared = self._core.prepare(name, data, opts)
-        ((job_id, state),) = await self._kit._executor.run(self._core.add([prepared]))
+        ((job_id, state, _),) = await self._kit._executor.run(self._core.add([prepared]))
         if state is None:
             return await self.get_job(job_id) or self._job(job_id, "unknown")
-        return self._job(job_id, state)
+        return self._job(job_id, state, pending=prepared)
 
     async def add(self, name: str, data: Any = None, **options: Any) -> AsyncJob:
         return await self._add_one(
@@ -559,11 +585,11 @@ class AsyncQueue(_QueueBase):
         out: list[AsyncJob] = []
         for i in range(0, len(prepared), BULK_CHUNK):
             reply = await self._kit._executor.run(self._core.add(prepared[i : i + BULK_CHUNK]))
-            for job_id, state in reply:
+            for job_id, state, sent in reply:
                 if state is None:
                     out.append(await self.get_job(job_id) or self._job(job_id, "unknown"))
                 else:
-                    out.append(self._job(job_id, state))
+                    out.append(self._job(job_id, state, pending=sent))
         return out
 
     @overload
@@ -617,9 +643,17 @@ class AsyncQueue(_QueueBase):
             if left == 0 or n == 0:
                 return int(removed)
 
-    async def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
+    def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
+        """The queue's events as they come (``async for``): from the moment of this call
+        (``since="$"``, by this host's clock: nothing is sent before the first iteration), from
+        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
+        event (None: never)."""
+        # every entry from this millisecond on: the last possible id of the one before
+        last = since if since != "$" else f"{int(time.time() * 1000) - 1}-{2**64 - 1}"
+        return self._events(last, timeout)
+
+    async def _events(self, last: str, timeout: float | None) -> AsyncIterator[Event]:
         run = self._kit._executor.run
-        last = since if since != "$" else await run(self._core.last_event_id())
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = self._core.block_slice

@@ -524,9 +524,10 @@ class QueueCore:
             *keep,
         ]
 
-    def add(self, prepared: Sequence[list[Any]]) -> Batch[list[tuple[str, str | None]]]:
+    def add(self, prepared: Sequence[list[Any]]) -> Batch[list[tuple[str, str | None, list[Any]]]]:
         """Add prepared jobs (at most :data:`BULK_CHUNK`): one script call, safe to re-send
-        (an id it has seen is not added again). Returns (id, state or None when it existed)."""
+        (an id it has seen is not added again). Returns (id, state or None when it existed,
+        the prepared arguments)."""
         argv: list[Any] = [self.job_prefix, self.maxlen, len(prepared)]
         for job in prepared:
             argv.extend(job)
@@ -541,11 +542,11 @@ class QueueCore:
             calls.append(command("ZADD", self.registry, int(time.time() * 1000), self.name))
             calls.append(command("PEXPIRE", self.registry, REGISTRY_TTL_MS))
 
-        def parse(replies: list[Any]) -> list[tuple[str, str | None]]:
+        def parse(replies: list[Any]) -> list[tuple[str, str | None, list[Any]]]:
             self.registered = True
             out = []
             for job, created in zip(prepared, replies[0]):
-                out.append((job[0], _added_state(job) if int(created) == 1 else None))
+                out.append((job[0], _added_state(job) if int(created) == 1 else None, job))
             return out
 
         return Batch(tuple(calls), parse)

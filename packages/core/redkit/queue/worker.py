@@ -260,9 +260,10 @@ class Worker:
         )
         self._thread.start()
         self._started.wait(30)
-        if self._error is not None and self._setup_failed:
+        if self._setup_failed:
             self._thread.join()
-            raise self._error
+            if self._error is not None:
+                raise self._error
         return self
 
     def stop(self, grace: float | None = None, *, wait: bool = True) -> None:
@@ -271,7 +272,9 @@ class Worker:
         if grace is not None:
             self.shutdown_grace = float(grace)
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None:
+            self._begin_stop(False)  # not serving yet: serve() sees it and returns at once
+        elif not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._begin_stop, False)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
@@ -317,7 +320,11 @@ class Worker:
         self._kit = AsyncRedkit(self.settings)
         self._sync_kit = Redkit(self.settings)
         self._exec = self._kit._executor
-        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="redkit-task")
+        # room beyond `concurrency` for threads still inside a sync task that timed out: its job
+        # is done with, so it no longer counts, and the next job must not wait for its thread
+        self._threads = ThreadPoolExecutor(
+            self.concurrency * 2 + 32, thread_name_prefix="redkit-task"
+        )
         if self._core.dead_letter:
             self._dlq_core = QueueCore(self._kit, self._core.dead_letter)
         await self._check_eviction()

@@ -129,6 +129,7 @@ for i = 0, m - 1 do
   else
     redis.call('ZREM', active, id)
     if kind == 'c' then
+      redis.call('HINCRBY', key, 'atm', 1)
       redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fon', now)
       if retain(KEYS[5], key, 'kc', 'ka', keep[1], keep[2]) == 0 then
         redis.call('DEL', key)
