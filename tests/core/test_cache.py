@@ -306,12 +306,12 @@ def test_cached_default_key_needs_json_arguments(sync_kit: Any) -> None:
     def f(when: Any) -> int:
         return 1
 
-    with pytest.raises(InvalidKeyError, match=r"arguments\['when'\] is a datetime.datetime"):
+    with pytest.raises(InvalidKeyError, match=r'arguments\["when"\] is a datetime.datetime'):
         f(datetime.datetime.now())
 
 
 async def test_unserializable_values_raise_clear_errors_and_write_nothing(kit: Any) -> None:
-    with pytest.raises(SerializationError, match=r"value\['when'\] is a datetime\.datetime"):
+    with pytest.raises(SerializationError, match=r'value\["when"\] is a datetime\.datetime'):
         await call(kit.cache.set("k", {"when": datetime.datetime.now()}))
     with pytest.raises(SerializationError, match=r"value\[1\] is a set"):
         await call(kit.cache.set_many({"a": 1, "b": [1, {2}]}))
