@@ -477,6 +477,9 @@ class Worker:
         finally:
             if marker is not None and not marker.done():
                 marker.cancel()
+                # let the cancelled call give its connection back before the clients close
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await marker
 
     async def _wait_marker(self, timeout: float) -> None:
         try:
