@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -541,3 +542,40 @@ async def test_a_stop_right_after_serve_was_scheduled_is_not_lost(async_kit: Any
         w.stop(wait=False)
         await asyncio.wait_for(task, 10)
     assert done, "serve() did not return after stop()"
+
+
+@REDIS_AND_MEMORY
+async def test_stopping_an_idle_worker_does_not_wait_out_its_blocking_call(
+    make_kit: Any,
+) -> None:
+    # an idle worker blocks on the queue for up to socket_timeout - 0.5 s (9.5 s here); a stop
+    # must interrupt that, whenever it comes
+    kit = make_kit(socket_timeout=10.0)
+    q = kit.queue("idle-stop")
+    for pause in (0, 0, 0.001, 0.005, 0.02, 0.1):
+        running = await start_worker(q)
+        await asyncio.sleep(pause)
+        running.begin_stop()
+        if running.task is not None:
+            done, _ = await asyncio.wait({running.task}, timeout=5)
+            stopped = bool(done)
+        else:
+            thread = running.worker._thread
+            await asyncio.to_thread(thread.join, 5)
+            stopped = not thread.is_alive()
+        if not stopped:
+            await running.join()
+        assert stopped, f"stop() {pause}s after start waited for the blocking call to time out"
+
+
+class _SkewedClock:
+    """The time module as seen from a host whose clock is ``skew`` seconds ahead of Redis'."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def time(self) -> float:
+        return time.time() + self.skew
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)

@@ -477,9 +477,15 @@ class Worker:
         finally:
             if marker is not None and not marker.done():
                 marker.cancel()
-                # let the cancelled call give its connection back before the clients close
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await marker
+                # let the cancelled call give its connection back before the clients close; a
+                # cancellation redis-py missed is ended from Redis, by waking the blocked call
+                done, _ = await asyncio.wait({marker}, timeout=0.1)
+                if not done:
+                    with contextlib.suppress(RedkitError):
+                        await self._exec.run(Batch.one(command("ZADD", self._core.marker, 0, "0")))
+                    await asyncio.wait({marker}, timeout=self._core.block_slice + 1)
+                if marker.done() and not marker.cancelled():
+                    marker.exception()  # retrieved: no "never retrieved" warning
 
     async def _wait_marker(self, timeout: float) -> None:
         try:
