@@ -94,7 +94,6 @@ class Redkit(KitBase):
     ) -> AsyncQueue:
         """The job queue ``name`` (see :class:`redkit.queue.AsyncQueue`); the options are defaults
         of its jobs. The same name gives a queue over the same Redis state."""
-        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
         options = {
             "attempts": attempts,
             "backoff": backoff,
@@ -104,12 +103,7 @@ class Redkit(KitBase):
             "events": events,
             "dead_letter": dead_letter,
         }
-        if any(v is not None for v in options.values()) or name not in queues:
-            q = AsyncQueue(self, name, **options)
-            if name not in queues:
-                queues[name] = q
-            return q
-        return queues[name]  # type: ignore[no-any-return]
+        return self._queue(AsyncQueue, name, options)  # type: ignore[no-any-return]
 
     def stream(self, name: object) -> AsyncStream:
         """The Redis stream ``name`` (see :class:`redkit.messaging.AsyncStream`)."""

@@ -49,6 +49,17 @@ class KitBase:
         )
         return Health(self.breaker, self.stats, redact_url(settings.url))
 
+    def _queue(self, cls: Any, name: str, options: dict[str, Any]) -> Any:
+        """``kit.queue(name, ...)``: the first queue made for a name is kept and returned for
+        later plain calls, so the tasks registered on it are what a worker of it runs; a call
+        with options makes a new queue (the first one is kept)."""
+        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
+        if any(v is not None for v in options.values()) or name not in queues:
+            q = cls(self, name, **options)
+            queues.setdefault(name, q)
+            return q
+        return queues[name]
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__module__}.{type(self).__qualname__} "

@@ -90,7 +90,6 @@ class Redkit(KitBase):
     ) -> Queue:
         """The job queue ``name`` (see :class:`redkit.queue.Queue`); the options are defaults
         of its jobs. The same name gives a queue over the same Redis state."""
-        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
         options = {
             "attempts": attempts,
             "backoff": backoff,
@@ -100,12 +99,7 @@ class Redkit(KitBase):
             "events": events,
             "dead_letter": dead_letter,
         }
-        if any(v is not None for v in options.values()) or name not in queues:
-            q = Queue(self, name, **options)
-            if name not in queues:
-                queues[name] = q
-            return q
-        return queues[name]  # type: ignore[no-any-return]
+        return self._queue(Queue, name, options)  # type: ignore[no-any-return]
 
     def stream(self, name: object) -> Stream:
         """The Redis stream ``name`` (see :class:`redkit.messaging.Stream`)."""

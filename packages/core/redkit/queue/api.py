@@ -509,23 +509,11 @@ class Queue(_QueueBase):
 
     def retry_failed(self, limit: int | None = None) -> int:
         """Move failed jobs (all, or the oldest ``limit``) back to the queue; returns how many."""
-        moved = 0
-        while limit is None or moved < limit:
-            step = 1000 if limit is None else min(1000, limit - moved)
-            n, left = self._kit._executor.run(self._core.retry((), step))
-            moved += n
-            if n == 0 or left == 0:
-                break
-        return moved
+        return int(self._kit._executor.drive(self._core.retry_all(limit)))
 
     def drain(self, *, delayed: bool = False) -> int:
         """Delete every waiting job (and delayed ones when asked); running jobs go on."""
-        removed = 0
-        while True:
-            n, left = self._kit._executor.run(self._core.drain(delayed))
-            removed += n
-            if left == 0 or n == 0:
-                return int(removed)
+        return int(self._kit._executor.drive(self._core.drain_all(delayed)))
 
     def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
         """The queue's events as they come: from the moment of this call (``since="$"``), from
@@ -626,22 +614,10 @@ class AsyncQueue(_QueueBase):
         return bool(await self._kit._executor.run(self._core.is_paused()))
 
     async def retry_failed(self, limit: int | None = None) -> int:
-        moved = 0
-        while limit is None or moved < limit:
-            step = 1000 if limit is None else min(1000, limit - moved)
-            n, left = await self._kit._executor.run(self._core.retry((), step))
-            moved += n
-            if n == 0 or left == 0:
-                break
-        return moved
+        return int(await self._kit._executor.drive(self._core.retry_all(limit)))
 
     async def drain(self, *, delayed: bool = False) -> int:
-        removed = 0
-        while True:
-            n, left = await self._kit._executor.run(self._core.drain(delayed))
-            removed += n
-            if left == 0 or n == 0:
-                return int(removed)
+        return int(await self._kit._executor.drive(self._core.drain_all(delayed)))
 
     def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
         """The queue's events as they come (``async for``): from the moment of this call

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..errors import JobFailed, JobNotFound, PayloadTooLarge, SerializationError
-from ..ops import Batch, Script, command, script
+from ..ops import Batch, Flow, Script, command, script
 from ..serializers import JsonSerializer, find_unserializable
 
 __all__ = [
@@ -614,6 +614,26 @@ class QueueCore:
             ),
             lambda r: (int(r[0]), int(r[1])),
         )
+
+    def retry_all(self, limit: int | None) -> Flow[int]:
+        """Move failed jobs (all, or the oldest ``limit``) back, 1,000 per call; the count."""
+        moved = 0
+        while limit is None or moved < limit:
+            step = 1000 if limit is None else min(1000, limit - moved)
+            n, left = yield self.retry((), step)
+            moved += int(n)
+            if n == 0 or left == 0:
+                break
+        return moved
+
+    def drain_all(self, delayed: bool) -> Flow[int]:
+        """Delete waiting (and delayed) jobs, 1,000 per call, until none is left; the count."""
+        removed = 0
+        while True:
+            n, left = yield self.drain(delayed)
+            removed += int(n)
+            if left == 0 or n == 0:
+                return removed
 
     def remove(self, job_id: str) -> Batch[int]:
         check_name("job_id", job_id)
