@@ -232,3 +232,29 @@ def test_prefixes_with_colons_are_refused(prefix: str) -> None:
 def test_query_values_keep_their_encoding() -> None:
     s = Settings.from_url("redis://h/0?client_name=a%26b%3Dc&prefix=p")
     assert s.url == "redis://h/0?client_name=a%26b%3Dc"
+
+
+def test_asyncio_connections_pack_commands_as_redis_py_does() -> None:
+    # the asyncio pool's connection class packs in one pass; the bytes must be redis-py's own
+    from redis.asyncio.connection import Connection
+
+    kit = redkit.asyncio.Redkit.from_url("redis://127.0.0.1:6379/15")
+    pool = kit.client.connection_pool
+    fast = pool.connection_class(**pool.connection_kwargs)
+    plain = Connection(**pool.connection_kwargs)
+    assert type(fast) is not Connection and isinstance(fast, Connection)
+    big = b"x" * 70_000
+    cases: list[tuple[Any, ...]] = [
+        ("PING",),
+        ("CONFIG GET", "maxmemory-policy"),
+        (b"CLIENT LIST",),
+        ("EVALSHA", "ab" * 20, 2, "k1", "{q}:k2", 3, 2.5, -7, "é", b"\x00\r\n", big),
+        ("SET", "k", memoryview(b"view")),
+        ("HSET", "k", *[f"f{i}" for i in range(400)]),
+    ]
+    for args in cases:
+        assert b"".join(fast.pack_command(*args)) == b"".join(plain.pack_command(*args))
+    from redis.exceptions import DataError
+
+    with pytest.raises(DataError, match="Invalid input"):  # the same encoder rejects the same
+        fast.pack_command("SET", "k", None)

@@ -34,6 +34,38 @@ def memory_server(name: str) -> Any:
         return server
 
 
+_fast_classes: dict[type, type] = {}
+
+
+def _pack_linear(self: Any, *args: Any) -> list[bytes]:
+    """redis-py's asyncio connections pack a command by re-joining the whole buffer once per
+    argument (quadratic up to 6 KB per chunk: about 2 ms for a 300-argument script call). This
+    packs the same bytes, with the same encoder and the same first-argument rule, in one pass."""
+    if isinstance(args[0], str):
+        args = tuple(args[0].encode().split()) + args[1:]
+    elif b" " in args[0]:
+        args = tuple(args[0].split()) + args[1:]
+    encode = self.encoder.encode
+    parts: list[Any] = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        value = encode(arg)
+        append(b"$%d\r\n" % len(value))
+        append(value)
+        append(b"\r\n")
+    return [b"".join(parts)]
+
+
+def fast_packing(pool: Any) -> Any:
+    """Give an asyncio connection pool a connection class that packs commands in linear time."""
+    base = pool.connection_class
+    fast = _fast_classes.get(base)
+    if fast is None:
+        fast = _fast_classes[base] = type(base.__name__, (base,), {"pack_command": _pack_linear})
+    pool.connection_class = fast
+    return pool
+
+
 def _retry(settings: Settings, asyncio: bool) -> Any:
     # redis-py never re-sends: it would also re-send a command that ran but whose reply was
     # lost. redkit's executors retry instead, and only batches that are safe to send twice.
@@ -132,8 +164,10 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
                 from redis.asyncio import ConnectionPool as AsyncPool
                 from redis.asyncio import Redis as AsyncRedis
 
-                apool = AsyncPool.from_url(
-                    url, max_connections=settings.max_connections, **common, **extra
+                apool = fast_packing(
+                    AsyncPool.from_url(
+                        url, max_connections=settings.max_connections, **common, **extra
+                    )
                 )
                 return AsyncRedis.from_pool(apool)
             # a blocking pool: when all connections are busy, a thread waits for one

@@ -66,10 +66,13 @@ forwards it too), not a request to stop at once."""
 class _Active:
     """A job this worker runs."""
 
-    __slots__ = ("atm", "data", "id", "lost", "name", "opts", "started", "task", "token")
+    __slots__ = ("ats", "atm", "data", "id", "lost", "name", "opts", "started", "task", "token")
 
-    def __init__(self, job_id: str, token: str, name: str, data: bytes, opts: bytes, atm: int):
+    def __init__(
+        self, job_id: str, ats: int, token: str, name: str, data: bytes, opts: bytes, atm: int
+    ):
         self.id = job_id
+        self.ats = ats
         self.token = token
         self.name = name
         self.data = data
@@ -175,7 +178,9 @@ class Worker:
         self.lost = 0
         """Results rejected because the job's lock had been lost (it ran again elsewhere)."""
         self._running: dict[str, _Active] = {}
-        self._done: list[list[Any]] = []
+        # finished jobs not reported yet: (job id, the step's arguments, what a dead-letter
+        # queue receives if the job failed for good)
+        self._done: list[tuple[str, list[Any], dict[str, Any] | None]] = []
         self._dead: list[tuple[str, dict[str, Any]]] = []
         self._stopping = False
         self._hard = False
@@ -503,7 +508,9 @@ class Worker:
         except RedkitError:
             await asyncio.sleep(0.05)
 
-    def _step(self, finishes: list[list[Any]], want: int) -> Batch[_Reply]:
+    def _step(
+        self, finishes: list[tuple[str, list[Any], dict[str, Any] | None]], want: int
+    ) -> Batch[_Reply]:
         core = self._core
         argv: list[Any] = [
             core.job_prefix,
@@ -518,7 +525,7 @@ class Worker:
             len(finishes),
         ]
         for f in finishes:
-            argv.extend(f[:6])  # a 7th item is what the dead-letter queue gets
+            argv += f[1]
         keys = [
             core.wait,
             core.prioritized,
@@ -533,7 +540,9 @@ class Worker:
         ]
         return Batch.one(script(STEP, keys, argv, idempotent=False), _Reply)
 
-    def _finished_jobs(self, finishes: list[list[Any]], reply: _Reply) -> None:
+    def _finished_jobs(
+        self, finishes: list[tuple[str, list[Any], dict[str, Any] | None]], reply: _Reply
+    ) -> None:
         for finish, code in zip(finishes, reply.codes):
             if code == 0:
                 self.lost += 1
@@ -543,15 +552,21 @@ class Worker:
                     self.id,
                     finish[0],
                 )
-            elif code == 3 and self._dlq_core is not None and len(finish) > 6:
-                self._dead.append((finish[0], finish[6]))
+            elif code == 3 and self._dlq_core is not None and finish[2] is not None:
+                self._dead.append((finish[0], finish[2]))
 
     # -- jobs ---------------------------------------------------------------------------------
     def _launch(self, jobs: list[Any], i: int) -> None:
         job_id = _text(jobs[i])
-        token = f"{self.id}:{int(jobs[i + 1])}"
+        ats = int(jobs[i + 1])
         active = _Active(
-            job_id, token, _text(jobs[i + 2]), jobs[i + 3], jobs[i + 4], int(jobs[i + 5])
+            job_id,
+            ats,
+            f"{self.id}:{ats}",
+            _text(jobs[i + 2]),
+            jobs[i + 3],
+            jobs[i + 4],
+            int(jobs[i + 5]),
         )
         self._running[job_id] = active
         active.task = asyncio.ensure_future(self._process(active))
@@ -564,15 +579,16 @@ class Worker:
             data = decode(a.data)
             timeout = opts.get("t")
             result = await self._call(a, spec, data, timeout)
-            try:
-                payload = (
-                    b"null" if result is None else encode(result, "result", self._core.max_bytes)
-                )
-            except (SerializationError, PayloadTooLarge) as exc:
-                self._fail(a, opts, spec, exc, final=True)
-                return
+            if result is None:
+                args: list[Any] = [f"n{a.ats}:{a.id}"]
+            else:
+                try:
+                    args = [f"c{a.ats}:{a.id}", encode(result, "result", self._core.max_bytes)]
+                except (SerializationError, PayloadTooLarge) as exc:
+                    self._fail(a, opts, spec, exc, final=True)
+                    return
             self.processed += 1
-            self._finish(a, [a.id, a.token, "c", payload, "", 0])
+            self._finish(a, args)
         except asyncio.CancelledError:
             if self._hard or self._stopping:
                 return  # given back to the queue by the shutdown
@@ -683,7 +699,7 @@ class Worker:
                 reason,
             )
             dead = {"name": a.name, "data": a.data, "reason": reason, "attempts": made}
-            self._finish(a, [a.id, a.token, "f", reason, stack, 0, dead])
+            self._finish(a, [f"f{a.ats}:{a.id}", reason, stack], dead)
             return
         delay = self._backoff(spec, opts, made, exc)
         log.warning(
@@ -695,7 +711,7 @@ class Worker:
             delay,
             reason,
         )
-        self._finish(a, [a.id, a.token, "r", reason, stack, int(delay * 1000)])
+        self._finish(a, [f"r{a.ats}:{a.id}", reason, stack, int(delay * 1000)])
 
     def _backoff(
         self, spec: TaskSpec | None, opts: dict[str, Any], made: int, exc: BaseException
@@ -719,9 +735,9 @@ class Worker:
                 return 0.0
         return 0.0
 
-    def _finish(self, a: _Active, finish: list[Any]) -> None:
+    def _finish(self, a: _Active, args: list[Any], dead: dict[str, Any] | None = None) -> None:
         self._running.pop(a.id, None)
-        self._done.append(finish)
+        self._done.append((a.id, args, dead))
         if self._wake is not None:
             self._wake.set()
 

@@ -5,16 +5,20 @@
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
---       12 keep failed age ms (0: none), 13 number of finishes m, then 6 per finish:
---       id, token, kind, a, b, c with kind 'c' (completed: a = result JSON), 'f' (failed for
---       good: a = reason, b = traceback) or 'r' (failed, try again: a, b as for 'f', c = delay ms)
+--       12 keep failed age ms (0: none), 13 number of finishes m, then the m finishes, each a
+--       head '<kind><attempts started>:<job id>' (the job's token is '<worker id>:<attempts
+--       started>') followed by the kind's own arguments:
+--         n  completed with a null result (none)
+--         c  completed (result JSON)
+--         f  failed for good (reason, traceback)
+--         r  failed, try again (reason, traceback, delay ms)
 -- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
 --   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
 --   id, attempts started, name, data, options, attempts made, created ms},
 --   {ids of stalled jobs that failed}}
 -- Finish codes: 1 completed, 3 failed, 4 will retry, 2 already finished with this token (a re-sent
 -- call), 0 rejected (the token is not the job's: its lock was lost), -1 no such job.
-local STRIDE = 6
+local SIZE = {n = 1, c = 2, f = 3, r = 4}
 local maxlen = tonumber(ARGV[2])
 local lock_ms = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
@@ -24,15 +28,23 @@ local keep = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumbe
 local m = tonumber(ARGV[13])
 if not (maxlen and lock_ms and lock_ms > 0 and count and count >= 0 and max_stalled and lmax
     and lperiod and keep[1] and keep[2] and keep[3] and keep[4] and m and m >= 0)
-    or #ARGV ~= 13 + m * STRIDE or ARGV[3] == '' then
+    or ARGV[3] == '' then
   return redis.error_reply('ERR queue_step: bad arguments')
 end
-for i = 0, m - 1 do
-  local b = 13 + i * STRIDE
-  local kind = ARGV[b + 3]
-  if ARGV[b + 1] == '' or not (kind == 'c' or kind == 'f' or (kind == 'r' and tonumber(ARGV[b + 6]))) then
+-- every finish is parsed before the first write
+local finishes = {}
+local at = 14
+for i = 1, m do
+  local kind, ats, id = string.match(ARGV[at] or '', '^([ncfr])(%d+):(.+)$')
+  local size = SIZE[kind]
+  if not size or at + size - 1 > #ARGV or (kind == 'r' and not tonumber(ARGV[at + 3])) then
     return redis.error_reply('ERR queue_step: bad finish')
   end
+  finishes[i] = {kind, ARGV[3] .. ':' .. ats, id, at}
+  at = at + size
+end
+if at ~= #ARGV + 1 then
+  return redis.error_reply('ERR queue_step: bad arguments')
 end
 
 local t = redis.call('TIME')
@@ -70,8 +82,7 @@ end
 -- retention: what the last job finished into each set asked for, or the queue's default
 -- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
 local trims = {}
-local function retain(set, key, ck, ak, dc, da)
-  local c, a = unpack(redis.call('HMGET', key, ck, ak))
+local function retain(set, c, a, dc, da)
   local count = tonumber(c) or dc
   if tonumber(c) == 0 then
     return 0
@@ -101,10 +112,11 @@ local function trim(set, c, a)
   end
 end
 
-local function fail(key, id, reason, stack)
-  redis.call('HINCRBY', key, 'atm', 1)
-  redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now)
-  if retain(KEYS[6], key, 'kf', 'kfa', keep[3], keep[4]) == 0 then
+-- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs
+local function fail(key, id, reason, stack, atm, kf, kfa)
+  redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now,
+    'atm', (tonumber(atm) or 0) + 1)
+  if retain(KEYS[6], kf, kfa, keep[3], keep[4]) == 0 then
     redis.call('DEL', key)
   else
     redis.call('ZADD', KEYS[6], now, id)
@@ -114,37 +126,36 @@ end
 
 -- 1. finishes
 local codes = {}
-for i = 0, m - 1 do
-  local b = 13 + i * STRIDE
-  local id, token, kind = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+for i = 1, m do
+  local kind, token, id, b = unpack(finishes[i])
   local key = prefix .. id
-  local st, tok = unpack(redis.call('HMGET', key, 'st', 'tok'))
+  local st, tok, atm, kc, ka, kf, kfa = unpack(redis.call('HMGET', key, 'st', 'tok', 'atm', 'kc',
+    'ka', 'kf', 'kfa'))
   if not st then
     redis.call('ZREM', active, id)
-    codes[i + 1] = -1
+    codes[i] = -1
   elseif tok ~= token then
-    codes[i + 1] = 0
+    codes[i] = 0
   elseif st ~= 'active' then
-    codes[i + 1] = 2
+    codes[i] = 2
   else
     redis.call('ZREM', active, id)
-    if kind == 'c' then
-      redis.call('HINCRBY', key, 'atm', 1)
-      redis.call('HSET', key, 'st', 'completed', 'rv', ARGV[b + 4], 'fon', now)
-      if retain(KEYS[5], key, 'kc', 'ka', keep[1], keep[2]) == 0 then
+    if kind == 'n' or kind == 'c' then
+      redis.call('HSET', key, 'st', 'completed', 'rv', kind == 'n' and 'null' or ARGV[b + 1],
+        'fon', now, 'atm', (tonumber(atm) or 0) + 1)
+      if retain(KEYS[5], kc, ka, keep[1], keep[2]) == 0 then
         redis.call('DEL', key)
       else
         redis.call('ZADD', KEYS[5], now, id)
       end
       event('completed', 'id', id)
-      codes[i + 1] = 1
+      codes[i] = 1
     elseif kind == 'f' then
-      fail(key, id, ARGV[b + 4], ARGV[b + 5])
-      codes[i + 1] = 3
+      fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa)
+      codes[i] = 3
     else
-      redis.call('HINCRBY', key, 'atm', 1)
-      redis.call('HSET', key, 'err', ARGV[b + 4], 'stk', ARGV[b + 5])
-      local delay = tonumber(ARGV[b + 6])
+      redis.call('HSET', key, 'err', ARGV[b + 1], 'stk', ARGV[b + 2], 'atm', (tonumber(atm) or 0) + 1)
+      local delay = tonumber(ARGV[b + 3])
       if delay > 0 then
         local ord = new_ord()
         redis.call('HSET', key, 'st', 'delayed', 'ord', ord)
@@ -152,8 +163,8 @@ for i = 0, m - 1 do
       else
         requeue(key, id, false)
       end
-      event('retried', 'id', id, 'delay', delay, 'reason', string.sub(ARGV[b + 4], 1, 1000))
-      codes[i + 1] = 4
+      event('retried', 'id', id, 'delay', delay, 'reason', string.sub(ARGV[b + 1], 1, 1000))
+      codes[i] = 4
     end
   end
 end
@@ -170,13 +181,15 @@ if #stale > 0 then
     local id = stale[i]
     local key = prefix .. id
     redis.call('ZREM', active, id)
-    if redis.call('EXISTS', key) == 1 then
-      local stc = redis.call('HINCRBY', key, 'stc', 1)
+    local st, stc, atm, kf, kfa = unpack(redis.call('HMGET', key, 'st', 'stc', 'atm', 'kf', 'kfa'))
+    if st then
+      stc = (tonumber(stc) or 0) + 1
+      redis.call('HSET', key, 'stc', stc)
       redis.call('HDEL', key, 'tok')
       event('stalled', 'id', id, 'count', stc)
       if stc > max_stalled then
         fail(key, id, 'stalled ' .. stc .. ' times (max_stalled is ' .. max_stalled ..
-          '): its worker stopped renewing its lock (killed, crashed or frozen)', '')
+          '): its worker stopped renewing its lock (killed, crashed or frozen)', '', atm, kf, kfa)
         stalled_failed[#stalled_failed + 1] = id
       else
         requeue(key, id, true)
@@ -236,10 +249,10 @@ if want > 0 then
   for i = 1, #ids do
     local id = ids[i]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts')
+    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats')
     if f[1] then
-      local ats = redis.call('HINCRBY', key, 'ats', 1)
-      redis.call('HSET', key, 'st', 'active', 'tok', base .. ats, 'pon', now)
+      local ats = (tonumber(f[6]) or 0) + 1
+      redis.call('HSET', key, 'st', 'active', 'tok', base .. ats, 'pon', now, 'ats', ats)
       redis.call('ZADD', active, now + lock_ms, id)
       jobs[#jobs + 1] = id
       jobs[#jobs + 1] = ats
