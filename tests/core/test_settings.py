@@ -242,7 +242,8 @@ def test_asyncio_connections_pack_commands_as_redis_py_does() -> None:
     pool = kit.client.connection_pool
     fast = pool.connection_class(**pool.connection_kwargs)
     plain = Connection(**pool.connection_kwargs)
-    assert type(fast) is not Connection and isinstance(fast, Connection)
+    assert type(fast) is not Connection
+    assert isinstance(fast, Connection)
     big = b"x" * 70_000
     cases: list[tuple[Any, ...]] = [
         ("PING",),

@@ -66,7 +66,7 @@ forwards it too), not a request to stop at once."""
 class _Active:
     """A job this worker runs."""
 
-    __slots__ = ("ats", "atm", "data", "id", "lost", "name", "opts", "started", "task", "token")
+    __slots__ = ("atm", "ats", "data", "id", "lost", "name", "opts", "started", "task", "token")
 
     def __init__(
         self, job_id: str, ats: int, token: str, name: str, data: bytes, opts: bytes, atm: int
