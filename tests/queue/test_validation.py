@@ -309,3 +309,52 @@ async def test_invalid_queue_task_and_backoff_settings_raise(kit: Any) -> None:
     with pytest.raises(TypeError):
         q.worker(processor="not callable")
     assert await keys(kit) == []
+
+
+async def test_queue_scripts_refuse_malformed_calls_before_their_first_write(kit: Any) -> None:
+    # the scripts check every job and every finish of a call before they write anything (a Lua
+    # error does not undo earlier writes), so a malformed call leaves the queue as it was
+    from redkit.errors import ResponseError
+    from redkit.ops import Batch, script
+    from redkit.queue.core import ADD, STEP
+
+    q = kit.queue("malformed")
+    job = await call(q.add("good", {"n": 1}))
+    core = q._core
+    before = sorted(await keys(kit))
+    add_keys = [core.wait, core.prioritized, core.delayed, core.meta, core.events, core.marker]
+    good = [3, "fresh-1", "n", b"{}"]
+    for argv, message in (
+        ([core.job_prefix, 100, 2, *good, 4, "fresh-2", "n", b"{}"], "bad argument count"),
+        ([core.job_prefix, 100, 2, *good, 3, "", "n", b"{}"], "empty job id"),
+        ([core.job_prefix, 100, 1, 10, "x", "n", b"{}", b"", -1, 0, -1, -1, -1, -1], "priority"),
+        ([core.job_prefix, 100, 1, 10, "x", "n", b"{}", b"", 0, 0, "a", -1, -1, -1], "retention"),
+        ([core.job_prefix, 100, 1, *good, "extra"], "bad argument count"),
+    ):
+        with pytest.raises(ResponseError, match=message):
+            await call(kit._executor.run(Batch.one(script(ADD, add_keys, argv))))
+    step_keys = [
+        core.wait,
+        core.prioritized,
+        core.delayed,
+        core.active,
+        core.completed,
+        core.failed,
+        core.meta,
+        core.events,
+        core.marker,
+        core.limiter,
+    ]
+    fixed = [core.job_prefix, 100, "w1", 30_000, 1, 1, 0, 0, 10, 0, 10, 0]
+    for finishes in (
+        [2, f"n1:{job.id}", "x1:other"],  # the second finish is malformed
+        [1, f"r1:{job.id}", "reason", "stack", "soon"],  # a retry's delay is not a number
+        [1, f"c1:{job.id}"],  # a completion without its result
+        [2, f"n1:{job.id}"],  # fewer finishes than announced
+    ):
+        with pytest.raises(ResponseError, match="bad"):
+            await call(kit._executor.run(Batch.one(script(STEP, step_keys, fixed + finishes))))
+    # nothing was taken, finished or created by any of the refused calls
+    assert sorted(await keys(kit)) == before
+    assert (await call(q.get_job(job.id))).state == "waiting"
+    assert (await call(q.counts()))["waiting"] == 1

@@ -433,7 +433,7 @@ class Queue(_QueueBase):
         job._pending = pending
         return job
 
-    def _add_one(self, name: str, data: Any, opts: JobOptions) -> Job:
+    def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> Job:
         prepared = self._core.prepare(name, data, opts)
         ((job_id, state, _),) = self._kit._executor.run(self._core.add([prepared]))
         if state is None:
@@ -445,9 +445,7 @@ class Queue(_QueueBase):
         ``job_id`` (an existing id returns that job instead), ``delay`` (seconds, timedelta or
         aware datetime), ``priority`` (1 is the highest; 0/None: before every prioritized
         job), ``attempts``, ``backoff``, ``timeout`` (seconds), ``keep`` (retention)."""
-        return self._add_one(
-            name, data, JobOptions.build(**_options(options), defaults=self._core.defaults)
-        )
+        return self._add_one(name, data, _job_options(self._core, options))
 
     def add_bulk(self, jobs: Iterable[Any]) -> list[Job]:
         """Add many jobs, one round trip per 1,000: each item is ``(name, data)``, ``(name, data,
@@ -556,7 +554,7 @@ class AsyncQueue(_QueueBase):
         job._pending = pending
         return job
 
-    async def _add_one(self, name: str, data: Any, opts: JobOptions) -> AsyncJob:
+    async def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> AsyncJob:
         prepared = self._core.prepare(name, data, opts)
         ((job_id, state, _),) = await self._kit._executor.run(self._core.add([prepared]))
         if state is None:
@@ -564,9 +562,7 @@ class AsyncQueue(_QueueBase):
         return self._job(job_id, state, pending=prepared)
 
     async def add(self, name: str, data: Any = None, **options: Any) -> AsyncJob:
-        return await self._add_one(
-            name, data, JobOptions.build(**_options(options), defaults=self._core.defaults)
-        )
+        return await self._add_one(name, data, _job_options(self._core, options))
 
     async def add_bulk(self, jobs: Iterable[Any]) -> list[AsyncJob]:
         prepared = [_prepare(self._core, item) for item in jobs]
@@ -648,7 +644,16 @@ class AsyncQueue(_QueueBase):
         return await self._kit._executor.run(self._core.workers_info())  # type: ignore[no-any-return]
 
 
+def _job_options(core: QueueCore, options: Mapping[str, Any]) -> JobOptions | None:
+    """The options of one job; ``None`` for the queue's defaults (the common case, kept cheap)."""
+    if not options:
+        return None
+    return JobOptions.build(**_options(options), defaults=core.defaults)
+
+
 def _prepare(core: QueueCore, item: Any) -> list[Any]:
+    if type(item) is tuple and len(item) == 2:
+        return core.prepare(item[0], item[1])
     if isinstance(item, Mapping):
         rest = dict(item)
         try:

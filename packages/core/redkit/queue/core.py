@@ -502,27 +502,30 @@ class QueueCore:
             settings.queue_keep_failed if k.failed is None else k.failed,
             int(1000 * (settings.queue_keep_failed_age if k.failed_age is None else k.failed_age)),
         ]
+        self._default_tail = _tail(self.defaults)
         self.registered = False
 
     def job_key(self, job_id: str) -> str:
         return self.job_prefix + job_id
 
     # -- producing ------------------------------------------------------------------------------
-    def prepare(self, name: object, data: Any, opts: JobOptions) -> list[Any]:
-        """The add script's ten arguments for one job (validated, encoded)."""
+    def prepare(
+        self, name: object, data: Any, opts: JobOptions | None = None, job_id: str | None = None
+    ) -> list[Any]:
+        """The add script's arguments for one job (validated, encoded): id, name and data, then,
+        unless every option is a default, seven more (see ``queue_add.lua``). ``opts=None``: the
+        queue's defaults."""
         check_name("job name", name)
         payload = encode(data, "data", self.max_bytes)
-        job_id = opts.job_id or new_ids.next()
-        keep = opts.keep.args() if opts.keep is not None else _NO_KEEP
-        return [
-            job_id,
-            name,
-            payload,
-            opts.stored(),
-            opts.priority,
-            int(opts.delay * 1000),
-            *keep,
-        ]
+        if opts is None:
+            tail = self._default_tail
+        else:
+            job_id = opts.job_id
+            tail = _tail(opts)
+        job = [job_id or new_ids.next(), name, payload]
+        if tail is not None:
+            job += tail
+        return job
 
     def add(self, prepared: Sequence[list[Any]]) -> Batch[list[tuple[str, str | None, list[Any]]]]:
         """Add prepared jobs (at most :data:`BULK_CHUNK`): one script call, safe to re-send
@@ -530,7 +533,8 @@ class QueueCore:
         the prepared arguments)."""
         argv: list[Any] = [self.job_prefix, self.maxlen, len(prepared)]
         for job in prepared:
-            argv.extend(job)
+            argv.append(len(job))
+            argv += job
         calls = [
             script(
                 ADD,
@@ -708,7 +712,18 @@ class QueueCore:
         return False, None
 
 
+def _tail(opts: JobOptions) -> list[Any] | None:
+    """What a job's add sends after id, name and data; ``None`` when every option is a default."""
+    stored = opts.stored()
+    if not stored and not opts.priority and not opts.delay and opts.keep is None:
+        return None
+    keep = opts.keep.args() if opts.keep is not None else _NO_KEEP
+    return [stored, opts.priority, int(opts.delay * 1000), *keep]
+
+
 def _added_state(job: list[Any]) -> str:
+    if len(job) == 3:
+        return "waiting"
     if job[5] > 0:
         return "delayed"
     if job[4] > 0:

@@ -1,30 +1,44 @@
 -- Add jobs to a queue. A job id that exists already is left as it is (deduplication, and a
 -- re-sent add after a lost reply creates nothing).
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 meta, 5 events, 6 marker
--- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 job count n, then 10 per job:
---   id, name, data, options (JSON or ''), priority (0: none), delay ms, keep completed count
+-- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 job count n, then per job its argument
+--   count (3 or 10) and that many arguments: id, name, data, then, unless every option is a
+--   default, options (JSON or ''), priority (0: none), delay ms, keep completed count
 --   (-1: queue default), keep completed age ms (-1), keep failed count (-1), keep failed age ms (-1)
 -- Returns one integer per job: 1 added, 0 existed already.
-local STRIDE = 10
 local n = tonumber(ARGV[3])
 local maxlen = tonumber(ARGV[2])
-if not n or n < 1 or #ARGV ~= 3 + n * STRIDE or not maxlen then
+if not n or n < 1 or not maxlen then
   return redis.error_reply('ERR queue_add: bad argument count')
 end
-for i = 0, n - 1 do
-  local b = 3 + i * STRIDE
-  if ARGV[b + 1] == '' or ARGV[b + 2] == '' then
+-- every job is checked before the first write; starts[i] is the index of job i's id
+local starts = {}
+local at = 4
+for i = 1, n do
+  local size = tonumber(ARGV[at])
+  if not (size == 3 or size == 10) or at + size > #ARGV then
+    return redis.error_reply('ERR queue_add: bad argument count')
+  end
+  local b = at + 1
+  if ARGV[b] == '' or ARGV[b + 1] == '' then
     return redis.error_reply('ERR queue_add: empty job id or name')
   end
-  local prio, delay = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
-  if not prio or prio < 0 or not delay or delay < 0 then
-    return redis.error_reply('ERR queue_add: bad priority or delay')
-  end
-  for k = 7, 10 do
-    if not tonumber(ARGV[b + k]) then
-      return redis.error_reply('ERR queue_add: bad retention')
+  if size == 10 then
+    local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
+    if not prio or prio < 0 or not delay or delay < 0 then
+      return redis.error_reply('ERR queue_add: bad priority or delay')
+    end
+    for k = 6, 9 do
+      if not tonumber(ARGV[b + k]) then
+        return redis.error_reply('ERR queue_add: bad retention')
+      end
     end
   end
+  starts[i] = b
+  at = b + size
+end
+if at ~= #ARGV + 1 then
+  return redis.error_reply('ERR queue_add: bad argument count')
 end
 
 local t = redis.call('TIME')
@@ -33,21 +47,28 @@ local prefix = ARGV[1]
 local out = {}
 local ready = {}
 local wake = false
-local first_delayed = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-local earliest = first_delayed[2] and tonumber(first_delayed[2]) or nil
+local earliest = false -- the due time of the first delayed job, read when a delayed job comes
 
-for i = 0, n - 1 do
-  local b = 3 + i * STRIDE
-  local id = ARGV[b + 1]
+for i = 1, n do
+  local b = starts[i]
+  local id = ARGV[b]
   local key = prefix .. id
   if redis.call('EXISTS', key) == 1 then
-    out[i + 1] = 0
+    out[i] = 0
+  elseif ARGV[b - 1] == '3' then
+    redis.call('HSET', key, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'ts', now, 'st', 'waiting')
+    ready[#ready + 1] = id
+    if maxlen > 0 then
+      redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', 'added', 'id', id,
+        'state', 'waiting')
+    end
+    out[i] = 1
   else
-    local prio, delay = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
+    local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
     local state
-    local fields = {'n', ARGV[b + 2], 'd', ARGV[b + 3], 'ts', now}
-    if ARGV[b + 4] ~= '' then
-      fields[#fields + 1] = 'o'; fields[#fields + 1] = ARGV[b + 4]
+    local fields = {'n', ARGV[b + 1], 'd', ARGV[b + 2], 'ts', now}
+    if ARGV[b + 3] ~= '' then
+      fields[#fields + 1] = 'o'; fields[#fields + 1] = ARGV[b + 3]
     end
     if prio > 0 then
       fields[#fields + 1] = 'p'; fields[#fields + 1] = prio
@@ -57,8 +78,8 @@ for i = 0, n - 1 do
     end
     local keep = {'kc', 'ka', 'kf', 'kfa'}
     for k = 1, 4 do
-      if tonumber(ARGV[b + 6 + k]) >= 0 then
-        fields[#fields + 1] = keep[k]; fields[#fields + 1] = ARGV[b + 6 + k]
+      if tonumber(ARGV[b + 5 + k]) >= 0 then
+        fields[#fields + 1] = keep[k]; fields[#fields + 1] = ARGV[b + 5 + k]
       end
     end
     if delay > 0 or prio > 0 then
@@ -67,6 +88,10 @@ for i = 0, n - 1 do
       if delay > 0 then
         state = 'delayed'
         local due = now + delay
+        if earliest == false then
+          local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+          earliest = first[2] and tonumber(first[2]) or nil
+        end
         redis.call('ZADD', KEYS[3], due, ord .. id)
         if not earliest or due < earliest then
           earliest = due
@@ -80,7 +105,6 @@ for i = 0, n - 1 do
     else
       state = 'waiting'
       ready[#ready + 1] = id
-      wake = true
     end
     fields[#fields + 1] = 'st'; fields[#fields + 1] = state
     redis.call('HSET', key, unpack(fields))
@@ -88,8 +112,11 @@ for i = 0, n - 1 do
       redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', 'added', 'id', id,
         'state', state)
     end
-    out[i + 1] = 1
+    out[i] = 1
   end
+end
+if #ready > 0 then
+  wake = true
 end
 for i = 1, #ready, 4000 do
   redis.call('RPUSH', KEYS[1], unpack(ready, i, math.min(i + 3999, #ready)))
