@@ -238,12 +238,36 @@ def rtt(args: dict[str, Any]) -> dict[str, Any]:
     return {"results": [x.as_dict() for x in results]}
 
 
+def ceiling(args: dict[str, Any]) -> dict[str, Any]:
+    """The job body alone, without any queue: ``n`` async bodies by ``concurrency`` coroutines
+    (what one process can do at most when every job costs that body)."""
+    n, c = int(args["n"]), int(args["concurrency"])
+
+    async def go() -> dict[str, Any]:
+        per = max(1, n // c)
+
+        async def loop() -> None:
+            for _ in range(per):
+                await probe.body_async()
+
+        await asyncio.gather(*(loop() for _ in range(c)))  # warm: connections opened
+        start, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(loop() for _ in range(c)))
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return {"rate": per * c / seconds, "cpu_us": 1e6 * cpu / (per * c)}
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     lib, action = sys.argv[1], sys.argv[2]
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     if action == "rtt":
         probe.emit(rtt(args))
+        return
+    if action == "ceiling":
+        probe.emit(ceiling(args))
         return
     mod = importlib.import_module(f"lib_{lib}")
     if action == "info":

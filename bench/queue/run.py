@@ -102,6 +102,11 @@ OWNER_KEY = "rkbench:owner"
 PROCESS_TARGET = 15_000
 ADD_RATIO_TARGET = 0.85
 BULK_TARGET = 100_000
+# The targets above are for a machine where one Python process makes 14,000 sync and 28,000
+# asyncio round trips per second with redis-py. On another machine the same targets, as shares
+# of that machine's own raw round-trip rates (measured in the same run):
+REFERENCE_SYNC_RTT = 14_000
+REFERENCE_ASYNC_RTT = 28_000
 POLL = 0.002
 SPY_RATE = 500
 
@@ -185,7 +190,13 @@ class Bench:
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    def agent(self, lib: str, action: str, args: Mapping[str, Any] | None = None) -> Any:
+    def agent(
+        self,
+        lib: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         cmd = [self.pythons.get(lib, sys.executable), os.path.join(HERE, "agent.py"), lib, action]
         cmd.append(json.dumps(args or {}))
         try:
@@ -195,11 +206,13 @@ class Bench:
                 env=self.env(),
                 capture_output=True,
                 text=True,
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise PeerError(f"{lib} {action}: no answer within {self.timeout}s") from None
+            raise PeerError(
+                f"{lib} {action}: no answer within {timeout or self.timeout}s"
+            ) from None
         for line in reversed(done.stdout.splitlines()):
             if line.startswith("RKBENCH "):
                 return json.loads(line[8:])
@@ -693,6 +706,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "redkit",
         "rtt",
         {"rounds": args.rounds, "ops": args.ops, "chunk": args.chunk, "warmup": args.warmup},
+        timeout=3600,  # a fixed amount of work, however slow the machine
     )["results"]
     results: dict[str, Any] = {}
     for lib in libs:
@@ -709,9 +723,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except PeerError as exc:
             bench.notes.append(f"redkit sync task: {exc}")
     profile = None
+    ceiling = None
     best = _best(results.get("redkit", {}))
-    if args.profile and best is not None:
+    if best is not None:
         config = next(c for c in _config("redkit")["SWEEP"] if c["label"] == best["config"])
+        bench.flush()
+        try:
+            ceiling = bench.agent(
+                "redkit",
+                "ceiling",
+                {"n": args.n, "concurrency": config["concurrency"]},
+                timeout=600,
+            )
+            ceiling["concurrency"] = config["concurrency"]
+            ceiling["share"] = round(best["rate"] / ceiling["rate"], 3)
+        except PeerError as exc:
+            bench.notes.append(f"body ceiling: {exc}")
+    if args.profile and best is not None:
         try:
             profile = bench.profile(config, args.profile_n or 2 * args.n)
         except PeerError as exc:
@@ -742,6 +770,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "processing": processing,
         "memory": memory,
         "targets": targets(enqueue, processing, rtt),
+        "ceiling": ceiling,
         "profile": profile,
         "logs": bench.logs,
     }
@@ -816,6 +845,30 @@ def targets(
             "ok": value >= BULK_TARGET,
         }
     )
+    # the same targets on this machine's scale: rates as multiples of its raw PING rates
+    raw = {
+        r["mode"]: 1e6 / r["median_us"]
+        for r in rtt
+        if r["contender"] == "raw PING" and r["median_us"]
+    }
+    for what, rate_value, mode, reference, limit in (
+        ("processing", rate, "async", REFERENCE_ASYNC_RTT, PROCESS_TARGET),
+        ("processing", rate, "sync", REFERENCE_SYNC_RTT, PROCESS_TARGET),
+        ("add_bulk", value, "sync", REFERENCE_SYNC_RTT, BULK_TARGET),
+    ):
+        if mode not in raw:
+            continue
+        share = rate_value / raw[mode]
+        out.append(
+            {
+                "what": f"{what} / raw {mode} PING rate",
+                "value": round(share, 3),
+                "unit": "share",
+                "limit": round(limit / reference, 2),
+                "ok": share >= limit / reference,
+                "scaled": True,
+            }
+        )
     return out
 
 
@@ -922,8 +975,29 @@ def render(report: dict[str, Any]) -> str:
                 f"after {g['after'][0]:>6} {g['after'][1]:>10,}"
             )
         lines.append("  " + _retained_line(kit))
+    ceiling = report.get("ceiling")
+    if ceiling:
+        lines += [
+            "",
+            f"The job body alone, no queue (asyncio redis-py INCR by {ceiling['concurrency']} "
+            f"coroutines): {ceiling['rate']:,.0f}/s, {ceiling['cpu_us']:.1f} µs of CPU each; "
+            f"redkit's best run reached {ceiling['share']:.0%} of it",
+        ]
     lines += ["", "Targets (redkit)"]
+    scaled_header = False
     for t in report["targets"]:
+        if t.get("scaled") and not scaled_header:
+            scaled_header = True
+            raw = {
+                r["mode"]: 1e6 / r["median_us"]
+                for r in report["round_trip"]
+                if r["contender"] == "raw PING" and r["median_us"]
+            }
+            lines.append(
+                f"  the same, scaled to this machine: it makes {raw.get('sync', 0):,.0f} sync and "
+                f"{raw.get('async', 0):,.0f} asyncio raw round trips/s (the targets assume "
+                f"{REFERENCE_SYNC_RTT:,} and {REFERENCE_ASYNC_RTT:,})"
+            )
         value = f"{t['value']:,.0f} jobs/s" if t["unit"] == "jobs/s" else f"{t['value']:.2f}"
         limit = (
             "info"

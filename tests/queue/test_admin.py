@@ -311,3 +311,22 @@ async def test_ignore_skips_the_eviction_check(
         assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]
     finally:
         await _close(kit)
+
+
+@pytest.mark.parametrize(
+    "argv", [["info"], ["info", "--json"], ["retry-failed", "q"], ["drain", "q"]]
+)
+def test_cli_reports_an_unreachable_redis_in_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.2&retry_attempts=0"
+    capsys.readouterr()
+    code = main([*argv, "--url", url])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == ""
+    assert err.startswith("redkit: ")
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from redkit.queue import STATES, JobFailed, JobTimeout, Keep, current_job
+from redkit.queue import STATES, JobFailed, JobNotFound, JobTimeout, Keep, current_job
 from tests.conftest import call
 from tests.queue.conftest import (
     REDIS_AND_MEMORY,
@@ -277,6 +277,34 @@ async def test_keep_false_deletes_a_job_when_it_completes(kit: Any) -> None:
     # only that job: the others' history stays
     assert (await call(q.get_job(kept.id))).result == 1
     assert await call(q.counts()) == {**ZERO, "completed": 1}
+
+
+@REDIS_AND_MEMORY
+async def test_wait_on_a_job_deleted_as_it_finished_reads_how_it_ended(kit: Any) -> None:
+    q = kit.queue("keep-nothing-wait", keep=Keep(completed=0, failed=0))
+
+    @q.task(name="ok")
+    def ok(i: int) -> int:
+        return i
+
+    @q.task(name="bad")
+    def bad() -> None:
+        raise ValueError("broken input")
+
+    async with serving(q, concurrency=2):
+        done = await call(ok.enqueue(1))
+        assert await call(done.wait(10)) is None  # completed; keep=False kept no result
+        failed = await call(bad.enqueue())
+        with pytest.raises(JobFailed, match="broken input") as caught:
+            await call(failed.wait(10))
+        assert "ValueError" in caught.value.reason
+        await eventually(lambda: _counts_are(q, ZERO))
+    assert await call(q.get_job(done.id)) is None
+    assert await call(q.get_job(failed.id)) is None
+    ghost = await call(q.add("x", None, job_id="gone-soon"))
+    assert await call(ghost.remove()) is True  # removed: no end to find
+    with pytest.raises(JobNotFound):
+        await call(ghost.wait(1))
 
 
 @REDIS_AND_MEMORY

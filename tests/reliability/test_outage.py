@@ -226,3 +226,31 @@ async def test_a_read_only_replica_during_failover_fails_open(
             await close(kit)
     finally:
         other.cleanup()
+
+
+async def test_a_write_redis_does_not_read_times_out_and_the_connection_is_not_reused(
+    server: RedisProcess,
+) -> None:
+    # a frozen Redis stops reading: once the socket buffers are full, an asyncio write waits,
+    # bounded by socket_timeout; the half-written connection is dropped, never reused
+    import signal
+
+    from redkit.ops import Batch, command
+
+    kit = make("async", server.url, retry_attempts=0)
+    try:
+        await kit._executor.run(Batch.one(command("PING")))
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedkitConnectionError, match=r"[Tt]imeout"):
+                await kit._executor.run(Batch.one(command("SET", "big", b"x" * 64_000_000)))
+            assert time.monotonic() - started < 5  # bounded by socket_timeout (0.5 s), not hung
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        await kit._executor.run(Batch.one(command("SET", "small", "1")))
+        assert await kit._executor.run(Batch.one(command("GET", "small"))) == b"1"
+        assert await kit._executor.run(Batch.one(command("EXISTS", "big"))) == 0
+    finally:
+        await close(kit)

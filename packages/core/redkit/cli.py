@@ -224,10 +224,13 @@ def _kit(args: argparse.Namespace) -> Any:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .ops import Batch, command
+
     with _kit(args) as kit:
+        run = kit._executor.run  # redkit's errors (RedkitConnectionError, ...), not redis-py's
         names = list(args.names)
         if not names:
-            raw = kit.client.zrange(kit.keyspace.key("queues"), 0, -1)
+            raw = run(Batch.one(command("ZRANGE", kit.keyspace.key("queues"), 0, -1)))
             names = [n.decode("utf-8", "replace") for n in raw]
         report = []
         now = time.time() * 1000
@@ -236,7 +239,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             counts = q.counts()
             workers = []
             for wid, seen in q.workers():
-                raw = kit.client.get(f"{q._core.base}:w:{wid}")
+                raw = run(Batch.one(command("GET", f"{q._core.base}:w:{wid}")))
                 info = json.loads(raw) if raw else {}
                 workers.append(
                     {

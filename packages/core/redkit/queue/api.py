@@ -176,10 +176,14 @@ class Job(_JobBase):
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job completed and return its result; raises ``JobFailed`` when it
-        failed, ``JobTimeout`` after ``timeout`` seconds."""
+        failed, ``JobTimeout`` after ``timeout`` seconds. A job deleted as it finished
+        (``keep=False``) keeps no result: ``None`` when its ``completed`` event is found,
+        ``JobFailed`` for its ``failed`` event, else ``JobNotFound``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in poll_delays():
             record = self._run(self._core.get(self.id))
+            if record is None:  # deleted as it finished (keep=False)? its events tell
+                return self._core.ended(self._run(self._core.end_event(self.id)), self.id)
             self._set(record)
             done, result = self._core.wait_outcome(record, self.id)
             if done:
@@ -244,6 +248,8 @@ class AsyncJob(_JobBase):
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in poll_delays():
             record = await self._run(self._core.get(self.id))
+            if record is None:
+                return self._core.ended(await self._run(self._core.end_event(self.id)), self.id)
             self._set(record)
             done, result = self._core.wait_outcome(record, self.id)
             if done:

@@ -698,6 +698,31 @@ class QueueCore:
             lambda r: [(m.decode("utf-8", "replace"), float(s)) for m, s in r],
         )
 
+    def end_event(self, job_id: str) -> Batch[Event | None]:
+        """The latest ``completed`` or ``failed`` event of a job among the stream's last
+        :data:`END_SEARCH` entries: how a job deleted when it finished (``keep=False``) ended."""
+
+        def parse(reply: Any) -> Event | None:
+            for event in parse_events([(b"", reply)]):
+                if event.job_id == job_id and event.event in ("completed", "failed"):
+                    return event
+            return None
+
+        return Batch.one(command("XREVRANGE", self.events, "+", "-", "COUNT", END_SEARCH), parse)
+
+    def ended(self, event: Event | None, job_id: str) -> Any:
+        """``job.wait()`` on a job that no longer exists: its result (``None``: a job deleted
+        when it completed keeps no result), ``JobFailed``, or ``JobNotFound``."""
+        if event is None:
+            raise JobNotFound(
+                f"job {job_id!r} of queue {self.name!r} does not exist (never added, removed, "
+                "or deleted by its retention too long ago to find its end in the events)"
+            )
+        if event.event == "failed":
+            reason = event.fields.get("reason", "")
+            raise JobFailed(f"job {job_id!r} of queue {self.name!r} failed: {reason}", reason)
+        return None
+
     def wait_outcome(self, record: JobRecord | None, job_id: str) -> tuple[bool, Any]:
         """(done, result) for ``job.wait()``; raises when the job failed or is gone."""
         if record is None:
@@ -710,6 +735,10 @@ class QueueCore:
                 record.failed_reason,
             )
         return False, None
+
+
+END_SEARCH = 2000
+"""How many of the latest events ``job.wait()`` reads to learn how a deleted job ended."""
 
 
 def _tail(opts: JobOptions) -> list[Any] | None:
