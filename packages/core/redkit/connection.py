@@ -71,7 +71,10 @@ def _pack_linear(self: Any, *args: Any) -> list[bytes]:
     return [b"".join(parts)]
 
 
-def _bounded_send(base: type) -> Any:
+_asyncio_timeout: Any = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
+def _bounded_send(base: Any) -> Any:
     """redis-py bounds each write by ``socket_timeout`` with ``asyncio.wait_for``, which makes a
     Task per command. This is the same method, bounded by ``asyncio.timeout`` (Python 3.11+), which
     needs no Task: same connecting, health check, errors and disconnecting."""
@@ -90,7 +93,7 @@ def _bounded_send(base: type) -> Any:
                 command = command.encode()
             if isinstance(command, bytes):
                 command = [command]
-            async with asyncio.timeout(timeout):
+            async with _asyncio_timeout(timeout):
                 self._writer.writelines(command)
                 await self._writer.drain()
         except TimeoutError:  # before OSError: TimeoutError is one
@@ -129,7 +132,7 @@ def fast_packing(pool: Any) -> Any:
     fast = _fast_classes.get(base)
     if fast is None:
         members: dict[str, Any] = {"pack_command": _pack_linear}
-        if hasattr(asyncio, "timeout") and all(
+        if _asyncio_timeout is not None and all(
             hasattr(base, name) for name in ("is_connected", "connect_check_health", "check_health")
         ):
             members["send_packed_command"] = _bounded_send(base)
