@@ -36,26 +36,11 @@ R = TypeVar("R")
 _current: contextvars.ContextVar[Any] = contextvars.ContextVar("redkit_current_job", default=None)
 
 
-class LazyJob:
-    """What a running task's context holds: the job handle, built on first use."""
-
-    __slots__ = ("_job", "_make")
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._job: Any = None
-
-    def get(self) -> Any:
-        if self._job is None:
-            self._job = self._make()
-        return self._job
-
-
 def current_job() -> Any:
     """The job the calling task is running (a :class:`Job` in a sync task, an :class:`AsyncJob`
     in an async one); ``None`` outside a task."""
-    lazy = _current.get()
-    return None if lazy is None else lazy.get()
+    running = _current.get()  # what the worker set for this task (it builds the handle)
+    return None if running is None else running.get()
 
 
 def _options(kwargs: Mapping[str, Any]) -> dict[str, Any]:

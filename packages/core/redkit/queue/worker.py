@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,7 +38,7 @@ from ..errors import (
     Unrecoverable,
 )
 from ..ops import Batch, command, script
-from .api import AsyncJob, Job, LazyJob, TaskSpec, _current
+from .api import AsyncJob, Job, TaskSpec, _current
 from .core import (
     EXTEND,
     REGISTRY_TTL_MS,
@@ -56,6 +57,7 @@ __all__ = ["Worker"]
 
 log = logging.getLogger("redkit.worker")
 _FETCH_BATCH = 100  # most jobs taken by one round trip
+_NO_KWARGS: dict[str, Any] = {}
 _MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
 SIGNAL_ECHO = 1.0
 """A second stop signal within this many seconds of the first is the same stop delivered twice
@@ -64,9 +66,24 @@ forwards it too), not a request to stop at once."""
 
 
 class _Active:
-    """A job this worker runs."""
+    """A job this worker runs; also what ``current_job()`` reads in its task's context."""
 
-    __slots__ = ("atm", "ats", "data", "id", "lost", "name", "opts", "started", "task", "token")
+    __slots__ = (
+        "atm",
+        "ats",
+        "data",
+        "decoded",
+        "handle",
+        "id",
+        "is_async",
+        "lost",
+        "name",
+        "opts",
+        "started",
+        "task",
+        "token",
+        "worker",
+    )
 
     def __init__(
         self, job_id: str, ats: int, token: str, name: str, data: bytes, opts: bytes, atm: int
@@ -81,6 +98,17 @@ class _Active:
         self.lost = False
         self.started = time.monotonic()
         self.task: asyncio.Task[None] | None = None
+        self.handle: Job | AsyncJob | None = None
+        self.worker: Worker | None = None
+        self.decoded: Any = None
+        self.is_async = False
+
+    def get(self) -> Job | AsyncJob:
+        """The job handle the running task sees (built on first use)."""
+        if self.handle is None:
+            assert self.worker is not None
+            self.handle = self.worker._handle(self, self.decoded, self.is_async)
+        return self.handle
 
 
 class _Reply:
@@ -578,7 +606,7 @@ class Worker:
             opts = json.loads(a.opts) if a.opts else {}
             data = decode(a.data)
             timeout = opts.get("t")
-            result = await self._call(a, spec, data, timeout)
+            result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
             if result is None:
                 args: list[Any] = [f"n{a.ats}:{a.id}"]
             else:
@@ -596,53 +624,45 @@ class Worker:
         except BaseException as exc:
             self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
 
-    async def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Any:
-        if spec is None and self.processor is None:
+    def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Awaitable[Any]:
+        """Start the job's task: the awaitable of its outcome (a coroutine on this loop, or the
+        future of a thread of the pool)."""
+        args: Any
+        kwargs: Any
+        if spec is not None:
+            args = data.get("args", ()) if type(data) is dict else None
+            kwargs = data.get("kwargs", _NO_KWARGS) if args is not None else None
+            if type(args) not in (list, tuple) or type(kwargs) is not dict:
+                raise Unrecoverable(f"job data of task {a.name!r} is not {{args, kwargs}}")
+            fn, is_async = spec.fn, spec.is_async
+        elif self.processor is None:
             raise Unrecoverable(
                 f"no task named {a.name!r} is registered on queue {self.queue.name!r} in this "
                 "worker (retry it with `redkit retry-failed` once a worker knows it)"
             )
-        if spec is not None:
-            if (
-                not isinstance(data, dict)
-                or not isinstance(data.get("args", []), list)
-                or (not isinstance(data.get("kwargs", {}), dict))
-            ):
-                raise Unrecoverable(f"job data of task {a.name!r} is not {{args, kwargs}}")
-            fn, args, kwargs, is_async = (
-                spec.fn,
-                data.get("args", []),
-                data.get("kwargs", {}),
-                spec.is_async,
-            )
         else:
             fn, args, kwargs = self.processor, None, None
             is_async = asyncio.iscoroutinefunction(fn)
+        a.worker, a.decoded, a.is_async = self, data, is_async
         if is_async:
-            lazy = LazyJob(lambda: self._handle(a, data, True))
-            _current.set(lazy)
-            coro = fn(*args, **kwargs) if args is not None else fn(lazy.get())
-            if timeout:
-                try:
-                    return await asyncio.wait_for(coro, timeout)
-                except asyncio.TimeoutError:
-                    raise JobTimeout(f"task {a.name!r} ran longer than {timeout}s") from None
-            return await coro
-        lazy = LazyJob(lambda: self._handle(a, data, False))
+            _current.set(a)  # current_job(): the task runs in this coroutine's context
+            coro = fn(*args, **kwargs) if args is not None else fn(a.get())
+            return self._bounded(coro, timeout, a.name, "") if timeout else coro
         ctx = contextvars.copy_context()
-        ctx.run(_current.set, lazy)
-        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(lazy.get()))
+        ctx.run(_current.set, a)
+        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(a.get()))
         assert self._loop is not None
         future = self._loop.run_in_executor(self._threads, ctx.run, call)
         if timeout:
-            try:
-                return await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
-                raise JobTimeout(
-                    f"task {a.name!r} ran longer than {timeout}s (its thread runs on until it "
-                    "returns)"
-                ) from None
-        return await future
+            return self._bounded(future, timeout, a.name, " (its thread runs on until it returns)")
+        return future
+
+    @staticmethod
+    async def _bounded(work: Awaitable[Any], timeout: float, name: str, more: str) -> Any:
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except asyncio.TimeoutError:
+            raise JobTimeout(f"task {name!r} ran longer than {timeout}s{more}") from None
 
     def _handle(self, a: _Active, data: Any, is_async: bool) -> Job | AsyncJob:
         """The job handle a running task sees (``current_job()``), with the job's token."""
