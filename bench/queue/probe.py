@@ -55,6 +55,34 @@ def install() -> None:
 
     redis.connection.AbstractConnection.send_packed_command = send_sync  # type: ignore[method-assign]
     redis.asyncio.connection.AbstractConnection.send_packed_command = send_async  # type: ignore[method-assign]
+    _count_redkit_connections(count)
+
+
+def _count_redkit_connections(count: Callable[[], Any]) -> None:
+    """redkit gives its asyncio pools connection classes of its own, whose ``send_packed_command``
+    does not call redis-py's: count theirs too (when redkit is installed)."""
+    try:
+        import redkit.connection as rc
+    except ImportError:
+        return
+    make = rc.fast_packing
+
+    def fast_packing(pool: Any) -> Any:
+        out = make(pool)
+        cls = pool.connection_class
+        send = cls.__dict__.get("send_packed_command")
+        if send is not None and not getattr(send, "_rkbench_counted", False):
+
+            def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if self.socket_timeout:  # without one it calls redis-py's, counted already
+                    count()
+                return send(self, *args, **kwargs)
+
+            counted._rkbench_counted = True  # type: ignore[attr-defined]
+            cls.send_packed_command = counted
+        return out
+
+    rc.fast_packing = fast_packing  # type: ignore[assignment]
 
 
 class _UncountedSync(redis.connection.Connection):

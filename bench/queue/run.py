@@ -62,11 +62,15 @@ server add to them; the header gives the CPU that other processes used during th
 Targets for redkit: processing at least 15,000 no-op jobs/s from one worker process; a single
 add at least 85% of the rate of raw redis-py round trips (``PING``, measured in the same run,
 interleaved with the adds by ``bench/harness.py``; ``INCR`` shown too), sync and async;
-``add_bulk`` at least 100,000 jobs/s. ``--profile`` (on by default) also profiles redkit's
-worker at its best concurrency on ``--profile-n`` jobs: py-spy's samples of the busy threads
-while the jobs run, then a separate run under cProfile (figures per job), and single adds under
-cProfile. ``--json`` prints the report as JSON (``--report FILE``
-shows a saved one as text); ``--check`` exits with status 1 when a target is missed.
+``add_bulk`` at least 100,000 jobs/s. These figures assume a machine where one Python process
+makes 14,000 sync and 28,000 asyncio raw round trips per second; the report also gives them scaled
+to the machine it ran on (processing and bulk rates as multiples of the raw PING rates measured in
+the same run), and the rate of the job body alone, without any queue, at redkit's best
+concurrency: no worker can run jobs faster than their bodies. ``--profile`` (on by default) also
+profiles redkit's worker at its best concurrency on ``--profile-n`` jobs: py-spy's samples of the
+busy threads while the jobs run, then a separate run under cProfile (figures per job), and single
+adds under cProfile. ``--json`` prints the report as JSON (``--report FILE`` shows a saved one as
+text); ``--check`` exits with status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -219,7 +223,13 @@ class Bench:
         raise PeerError(f"{lib} {action} failed (exit {done.returncode}): {_tail(done.stderr)}")
 
     def enqueue(self, lib: str, mode: str, n: int, *, warm: int = 0, **extra: Any) -> Any:
-        return self.agent(lib, "enqueue", {"n": n, "mode": mode, "warm": warm, **extra})
+        # a fixed amount of work: on a slow machine 20,000 single adds take well over a minute
+        return self.agent(
+            lib,
+            "enqueue",
+            {"n": n, "mode": mode, "warm": warm, **extra},
+            timeout=max(self.timeout, 1800),
+        )
 
     def process(
         self,
