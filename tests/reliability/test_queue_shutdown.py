@@ -101,3 +101,28 @@ def test_sigterm_lets_short_jobs_finish_within_the_grace(h: Harness) -> None:
     assert h.queue.counts()["completed"] == 4
     assert all(h.state(i) == "completed" for i in ids)
     assert "gave" not in w.log()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_worker_runs_on_the_event_loop_asked_for(h: Harness, loop: str) -> None:
+    ids = h.add_records(range(6), sleep=0.01, task="arecord")
+    w = h.worker("-c", "3", "--loop", loop)
+    wait_for(lambda: h.recorded("ends") == 6, 30, "the six jobs to run", log=w.log)
+    assert f"event loop {loop}" in w.log()
+    w.signal(signal.SIGTERM)
+    assert w.wait(10) == 0
+    assert all(h.state(i) == "completed" for i in ids)
+
+
+def test_asking_for_uvloop_without_it_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from redkit.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(SystemExit) as stopped:
+        main(["worker", "tests.reliability.queue_apps.jobs:queue", "--loop", "uvloop"])
+    assert stopped.value.code == 2
+    assert "uvloop package" in capsys.readouterr().err

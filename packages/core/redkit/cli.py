@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 __all__ = ["main"]
@@ -86,7 +86,39 @@ def _workers(args: argparse.Namespace) -> list[Any]:
     return out
 
 
+def _uvloop(choice: str) -> Any:
+    """The uvloop module for ``--loop`` (``None``: run on asyncio's own loop)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise UsageError(
+                "--loop uvloop needs the uvloop package: pip install 'redkit[fast]'"
+            ) from None
+        return None
+    return uvloop
+
+
+def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], choice: str) -> None:
+    uvloop = _uvloop(choice)
+    log.info("redkit worker: event loop %s", "uvloop" if uvloop is not None else "asyncio")
+    if uvloop is None:
+        asyncio.run(main())
+    elif sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:  # pragma: no cover - Python 3.10
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        try:
+            asyncio.run(main())
+        finally:
+            asyncio.set_event_loop_policy(None)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    _uvloop(args.loop)  # a missing uvloop is a usage error before anything starts
     if args.processes > 1:
         return supervise(args)
     from .queue.worker import SIGNAL_ECHO
@@ -118,7 +150,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, on_signal, sig)
         await asyncio.gather(*(w.serve() for w in workers))
 
-    asyncio.run(serve_all())
+    _run_loop(serve_all, args.loop)
     if any(t.name.startswith("redkit-task") and t.is_alive() for t in threading.enumerate()):
         # a sync task that outlived the grace period still runs on its thread: its job went
         # back to the queue, so the process ends now instead of waiting for it
@@ -150,6 +182,7 @@ def supervise(args: argparse.Namespace) -> int:
         argv += ["--limiter", args.limiter]
     if args.shutdown_grace is not None:
         argv += ["--shutdown-grace", str(args.shutdown_grace)]
+    argv += ["--loop", args.loop]
     children: dict[int, subprocess.Popen[bytes]] = {}
     started: dict[int, float] = {}
     pending: list[int] = []  # signals received, not yet forwarded
@@ -317,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds running jobs get to finish on SIGTERM (default 30)",
+    )
+    w.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: uvloop when it is installed (auto, the default), or the one named",
     )
     w.add_argument("--log-level", default="INFO")
     w.set_defaults(func=cmd_worker)
