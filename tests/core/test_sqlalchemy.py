@@ -303,3 +303,59 @@ def test_bad_rules_are_refused_at_bind(engine: Any, kit: redkit.Redkit) -> None:
         rksa.bind(made, kit, {User: "users"})
     with pytest.raises(TypeError, match=r"redkit\.Redkit"):
         rksa.bind(made, object(), RULES)
+
+
+def test_a_transaction_that_wrote_does_not_fill_the_cache(
+    factory: sessionmaker[Session], kit: redkit.Redkit
+) -> None:
+    loads: list[int] = []
+
+    @kit.cache.cached(ttl=60, key="name:{user_id}", tags=["user:{user_id}"])
+    def name_of(session: Session, user_id: int) -> str | None:
+        loads.append(user_id)
+        user = session.get(User, user_id)
+        return None if user is None else user.name
+
+    @kit.cache.cached(ttl=60, key="count", tags=["stats"])
+    def count(session: Session) -> int:
+        loads.append(0)
+        return len(session.query(User).all())
+
+    with factory() as s:
+        s.add(User(id=1, name="ada"))
+        s.commit()
+        assert name_of(s, 1) == "ada"  # filled: no write pending
+    assert kit.cache.get("name:1") == "ada"
+
+    with factory() as s:
+        user = s.get(User, 1)
+        assert user is not None
+        user.name = "ada lovelace"
+        s.flush()
+        # its own write: read past the cache, and nothing stored
+        assert name_of(s, 1) == "ada lovelace"
+        assert kit.cache.get("name:1") == "ada"
+        # another tag: a miss loads without storing (it may read the uncommitted row)
+        s.add(User(id=2, name="bob"))
+        s.flush()
+        assert count(s) == 2
+        assert kit.cache.get("count") is None
+        s.rollback()
+    # rolled back: the cache holds only committed data, and fills again
+    assert kit.cache.get("name:1") == "ada"
+    with factory() as s:
+        assert name_of(s, 1) == "ada"
+        assert count(s) == 1
+    assert kit.cache.get("count") == 1
+
+    with factory() as s:
+        user = s.get(User, 1)
+        assert user is not None
+        user.name = "ada byron"
+        s.flush()
+        assert name_of(s, 1) == "ada byron"
+        s.commit()
+    assert kit.cache.get("name:1") is None  # invalidated by the commit
+    with factory() as s:
+        assert name_of(s, 1) == "ada byron"
+    assert kit.cache.get("name:1") == "ada byron"

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .cache.core import Uncommitted, uncommitted
 from .optional import require
 
 require("sqlalchemy", "sqlalchemy")
@@ -37,6 +38,7 @@ its attributes. An object whose columns changed gets the tags of its old values 
 
 _PENDING = "redkit_pending"  # session.info: {transaction: _Pending}
 _OUTCOME = "redkit_outcome"  # session.info: how the transaction ending now ended
+_SCOPE = "redkit_scope"  # session.info: the Uncommitted its writes were reported to
 
 
 class _Pending:
@@ -159,20 +161,23 @@ class Binding:
         if not self._mine(session):
             return
         tags: set[str] = set()
+        wrote = False
         for obj in (*session.new, *session.dirty, *session.deleted):
             if obj in session.dirty and not session.is_modified(obj):
                 continue
+            wrote = True
             tags |= self.tags_of(obj)
-        if tags:
+        if wrote:
             self._pending(session).tags |= tags
+            _writing(session, tags)
 
     def _orm_execute(self, state: ORMExecuteState) -> None:
         if not (state.is_update or state.is_delete) or not self._mine(state.session):
             return
         table = getattr(state.statement, "table", None)
         tags = self.tables.get(getattr(table, "name", ""), set())
-        if tags:
-            self._pending(state.session).tags |= tags
+        self._pending(state.session).tags |= tags
+        _writing(state.session, tags)
 
     def add_job(self, session: Session, task: Any, job_id: str, args: Any, kwargs: Any) -> None:
         self._pending(session).jobs.append((task, job_id, args, kwargs))
@@ -192,6 +197,10 @@ class Binding:
     def _transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         if not (transaction.nested or transaction.parent is None):
             return  # a flush's own subtransaction
+        if transaction.parent is None and not transaction.nested:
+            scope = session.info.pop(_SCOPE, None)
+            if scope is not None:
+                scope.pending.pop(id(session), None)  # the cache may be filled again
         committed = bool(session.info.pop(_OUTCOME, False))
         table: dict[Any, _Pending] | None = session.info.get(_PENDING)
         pending = table.pop(transaction, None) if table else None
@@ -227,6 +236,20 @@ class Binding:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def _writing(session: Session, tags: set[str]) -> None:
+    """Tell the cache, for the code running here, that ``session`` wrote (``tags``) and has not
+    committed: ``get_or_set`` and ``@cached`` stop filling the cache until the transaction ends,
+    and calls carrying one of ``tags`` read past it."""
+    scope = session.info.get(_SCOPE)
+    if scope is None:
+        scope = uncommitted.get()
+        if scope is None:
+            scope = Uncommitted()
+            uncommitted.set(scope)
+        session.info[_SCOPE] = scope
+    scope.pending.setdefault(id(session), set()).update(tags)
 
 
 def _pending_of(session: Session) -> _Pending:

@@ -13,6 +13,7 @@ carry it, and entries and tags may live in different cluster slots.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import math
@@ -42,6 +43,26 @@ RELEASE = Script.load("cache_release")
 INCR = Script.load("cache_incr")
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+
+
+class Uncommitted:
+    """Tags of data written in transactions that have not committed yet, per transaction, for
+    the code running in one context (a thread, or an asyncio task). While any is pending,
+    ``get_or_set`` (and ``@cached``) stores nothing: what a loader reads may still roll back.
+    A call whose tags are pending skips the cache altogether, so it sees its own writes."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: dict[int, set[str]] = {}
+
+    def touches(self, tags: Sequence[str]) -> bool:
+        return any(not pending.isdisjoint(tags) for pending in self.pending.values())
+
+
+uncommitted: contextvars.ContextVar[Uncommitted | None] = contextvars.ContextVar(
+    "redkit_uncommitted", default=None
+)
 
 
 class _Tokens:
@@ -328,6 +349,13 @@ class CacheCore:
         lifetime = _seconds("ttl", ttl, s.cache_ttl)
         stale_ms = int(_seconds("stale_ttl", stale_ttl, s.cache_stale_ttl, allow_zero=True) * 1000)
         beta = _seconds("early_refresh", early_refresh, s.cache_early_refresh, allow_zero=True)
+        scope = uncommitted.get()
+        if scope is not None and scope.pending:
+            # inside a transaction that wrote: never fill the cache with what may roll back
+            if tag_list and scope.touches(tag_list):
+                return (yield Load(loader))  # its own writes: read past the cache
+            value = yield from self.get(key, MISSING)
+            return (yield Load(loader)) if value is MISSING else value
         ek = self.entry_key(key)
         lk = ek + ":lock"  # same as lock_key(key), without escaping the key twice
         token = _token()
