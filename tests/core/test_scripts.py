@@ -25,3 +25,12 @@ async def test_scripts_are_reloaded_after_a_flush(kit: Any) -> None:
     assert await call(kit.cache.get_or_set("b", lambda: 2, tags=["t"])) == 2
     assert await call(kit.cache.get_or_set("b", lambda: 3, tags=["t"])) == 2
     assert kit.stats.get("script_loads") > loads
+
+
+def test_shared_lua_functions_are_included_into_each_script() -> None:
+    from redkit.queue.core import RELEASE, STEP
+
+    for loaded in (STEP, RELEASE):
+        assert not [line for line in loaded.source.splitlines() if line.startswith("-- include:")]
+        assert loaded.source.count("local function requeue(") == 1
+    assert STEP.sha != RELEASE.sha

@@ -259,3 +259,14 @@ def test_asyncio_connections_pack_commands_as_redis_py_does() -> None:
 
     with pytest.raises(DataError, match="Invalid input"):  # the same encoder rejects the same
         fast.pack_command("SET", "k", None)
+
+
+def test_from_config_reads_prefixed_keys_and_refuses_unknown_ones() -> None:
+    config = {"REDKIT_PREFIX": "shop", "REDKIT_CACHE_TTL": "30", "SECRET_KEY": "x", 1: "y"}
+    s = Settings.from_config(config, cache_ttl=5)
+    assert (s.prefix, s.cache_ttl) == ("shop", 5.0)
+    assert Settings.from_config({"APP_PREFIX": "a"}, prefix="APP_").prefix == "a"
+    with pytest.raises(ConfigurationError, match="REDKIT_PREFIXX"):
+        Settings.from_config({"REDKIT_PREFIXX": "shop"})
+    with pytest.raises(ConfigurationError, match="cache_tll"):
+        Settings.from_config({}, cache_tll=1)

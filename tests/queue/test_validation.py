@@ -322,7 +322,7 @@ async def test_queue_scripts_refuse_malformed_calls_before_their_first_write(kit
     job = await call(q.add("good", {"n": 1}))
     core = q._core
     before = sorted(await keys(kit))
-    add_keys = [core.wait, core.prioritized, core.delayed, core.meta, core.events, core.marker]
+    add_keys = core.add_keys
     good = [3, "fresh-1", "n", b"{}"]
     for argv, message in (
         ([core.job_prefix, 100, 2, *good, 4, "fresh-2", "n", b"{}"], "bad argument count"),
@@ -333,18 +333,7 @@ async def test_queue_scripts_refuse_malformed_calls_before_their_first_write(kit
     ):
         with pytest.raises(ResponseError, match=message):
             await call(kit._executor.run(Batch.one(script(ADD, add_keys, argv))))
-    step_keys = [
-        core.wait,
-        core.prioritized,
-        core.delayed,
-        core.active,
-        core.completed,
-        core.failed,
-        core.meta,
-        core.events,
-        core.marker,
-        core.limiter,
-    ]
+    step_keys = core.step_keys
     fixed = [core.job_prefix, 100, "w1", 30_000, 1, 1, 0, 0, 10, 0, 10, 0]
     for finishes in (
         [2, f"n1:{job.id}", "x1:other"],  # the second finish is malformed

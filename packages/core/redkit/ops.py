@@ -29,9 +29,24 @@ class Script:
 
     @classmethod
     def load(cls, name: str) -> Script:
-        """Read ``redkit/scripts/<name>.lua`` from the installed package."""
-        source = resources.files("redkit").joinpath(f"scripts/{name}.lua").read_text("utf-8")
+        """Read ``redkit/scripts/<name>.lua`` from the installed package. A line
+        ``-- include: <other>`` is replaced by ``scripts/<other>.lua`` (functions shared by
+        several scripts: Redis runs each script as one self-contained source)."""
+        source = "".join(_expand(name, ()))
         return cls(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def _expand(name: str, seen: tuple[str, ...]) -> list[str]:
+    if name in seen:
+        raise ValueError(f"scripts include each other: {' -> '.join((*seen, name))}")
+    text = resources.files("redkit").joinpath(f"scripts/{name}.lua").read_text("utf-8")
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("-- include: "):
+            out += _expand(line[len("-- include: ") :].strip(), (*seen, name))
+        else:
+            out.append(line)
+    return out
 
 
 class Call:

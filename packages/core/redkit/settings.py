@@ -274,6 +274,31 @@ class Settings:
             raise ConfigurationError(str(exc)) from None
 
     @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], prefix: str = "REDKIT_", **options: Any
+    ) -> Settings:
+        """Settings from a framework's flat config (Flask's ``app.config``): every
+        ``<prefix><SETTING>`` key (``REDKIT_URL``, ``REDKIT_CACHE_TTL``, ...), then ``options``
+        over them. Other keys are ignored; an unknown ``<prefix>`` key or option is a
+        ``ConfigurationError`` (a typo would otherwise pass unnoticed)."""
+        names = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in config.items():
+            if not isinstance(key, str) or not key.startswith(prefix):
+                continue
+            name = key[len(prefix) :].lower()
+            if name not in names:
+                raise ConfigurationError(
+                    f"unknown setting {key!r}; known: "
+                    + ", ".join(f"{prefix}{n.upper()}" for n in sorted(names))
+                )
+            values[name] = value
+        for name in options:
+            if name not in names:
+                raise ConfigurationError(f"unknown redkit setting {name!r}")
+        return cls.from_mapping({**values, **options})
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Settings:
         """Settings from the environment: the URL from ``REDKIT_URL``, then ``REDIS_URL``
         (default ``memory://``), and any ``REDKIT_<SETTING>`` variable (``REDKIT_PREFIX=shop``)."""

@@ -13,7 +13,6 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -23,7 +22,6 @@ require("flask", "flask")
 
 import redkit  # noqa: E402
 from flask import Flask, current_app, has_app_context  # noqa: E402
-from redkit.errors import ConfigurationError  # noqa: E402
 from redkit.queue import Job, Queue, Task  # noqa: E402
 from redkit.settings import Settings  # noqa: E402
 
@@ -32,30 +30,12 @@ __all__ = ["FlaskTask", "Redkit", "settings_from_config"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_SETTINGS = {f.name for f in fields(Settings)}
-
 
 def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
     """redkit's settings from a Flask config: every ``REDKIT_<SETTING>`` key (``REDKIT_URL``,
-    ``REDKIT_PREFIX``, ``REDKIT_CACHE_TTL``, ...), then ``options`` over them. An unknown
-    ``REDKIT_`` key is a :class:`~redkit.errors.ConfigurationError` (a typo would otherwise be
-    ignored silently)."""
-    values: dict[str, Any] = {}
-    for key, value in config.items():
-        if not isinstance(key, str) or not key.startswith("REDKIT_"):
-            continue
-        name = key[len("REDKIT_") :].lower()
-        if name not in _SETTINGS:
-            raise ConfigurationError(
-                f"unknown setting {key!r} in the Flask config; known: "
-                + ", ".join(f"REDKIT_{n.upper()}" for n in sorted(_SETTINGS))
-            )
-        values[name] = value
-    for name in options:
-        if name not in _SETTINGS:
-            raise ConfigurationError(f"unknown redkit setting {name!r}")
-    values.update(options)
-    return Settings.from_mapping(values)
+    ``REDKIT_PREFIX``, ``REDKIT_CACHE_TTL``, ...), then ``options`` over them; an unknown
+    ``REDKIT_`` key is a :class:`~redkit.errors.ConfigurationError`."""
+    return Settings.from_config(config, **options)
 
 
 class _State:
@@ -88,9 +68,7 @@ class Redkit:
     :attr:`sessions`, :attr:`limiter`, :attr:`idempotency`) are the current application's."""
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
-        for name in options:
-            if name not in _SETTINGS:
-                raise ConfigurationError(f"unknown redkit setting {name!r}")
+        Settings.from_config({}, **options)  # an unknown setting fails here, not at init_app
         self._options = options
         self._tasks: list[FlaskTask[Any, Any]] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()

@@ -4,7 +4,6 @@ them back."""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
@@ -13,9 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from ..errors import JobTimeout
 from .core import (
-    BULK_CHUNK,
     Backoff,
     Event,
     JobOptions,
@@ -24,7 +21,6 @@ from .core import (
     check_backoff,
     check_name,
     decode,
-    poll_delays,
     to_delay,
 )
 
@@ -137,19 +133,20 @@ class _JobBase:
 class Job(_JobBase):
     """A handle on one job (blocking calls)."""
 
-    __slots__ = ("_run",)
+    __slots__ = ("_drive", "_run")
 
     def __init__(
         self,
         core: QueueCore,
-        run: Callable[[Any], Any],
+        executor: Any,
         job_id: str,
         state: str,
         record: JobRecord | None = None,
         token: str | None = None,
     ) -> None:
         super().__init__(core, job_id, state, record, token)
-        self._run = run
+        self._run: Callable[[Any], Any] = executor.run
+        self._drive: Callable[[Any], Any] = executor.drive
 
     def refresh(self) -> Job:
         """Read the job again (raises ``JobNotFound`` when it no longer exists)."""
@@ -164,22 +161,7 @@ class Job(_JobBase):
         failed, ``JobTimeout`` after ``timeout`` seconds. A job deleted as it finished
         (``keep=False``) keeps no result: ``None`` when its ``completed`` event is found,
         ``JobFailed`` for its ``failed`` event, else ``JobNotFound``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in poll_delays():
-            record = self._run(self._core.get(self.id))
-            if record is None:  # deleted as it finished (keep=False)? its events tell
-                return self._core.ended(self._run(self._core.end_event(self.id)), self.id)
-            self._set(record)
-            done, result = self._core.wait_outcome(record, self.id)
-            if done:
-                return result
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JobTimeout(f"job {self.id!r} did not finish within {timeout}s")
-                pause = min(pause, left)
-            time.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._drive(self._core.wait_result(self.id, timeout, self._set))
 
     def update_progress(self, value: Any) -> bool:
         """From inside the task running this job: record its progress (any JSON value) and
@@ -208,19 +190,20 @@ class Job(_JobBase):
 class AsyncJob(_JobBase):
     """A handle on one job (asyncio)."""
 
-    __slots__ = ("_run",)
+    __slots__ = ("_drive", "_run")
 
     def __init__(
         self,
         core: QueueCore,
-        run: Callable[[Any], Awaitable[Any]],
+        executor: Any,
         job_id: str,
         state: str,
         record: JobRecord | None = None,
         token: str | None = None,
     ) -> None:
         super().__init__(core, job_id, state, record, token)
-        self._run = run
+        self._run: Callable[[Any], Awaitable[Any]] = executor.run
+        self._drive: Callable[[Any], Awaitable[Any]] = executor.drive
 
     async def refresh(self) -> AsyncJob:
         record = await self._run(self._core.get(self.id))
@@ -230,22 +213,7 @@ class AsyncJob(_JobBase):
         return self
 
     async def wait(self, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for pause in poll_delays():
-            record = await self._run(self._core.get(self.id))
-            if record is None:
-                return self._core.ended(await self._run(self._core.end_event(self.id)), self.id)
-            self._set(record)
-            done, result = self._core.wait_outcome(record, self.id)
-            if done:
-                return result
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JobTimeout(f"job {self.id!r} did not finish within {timeout}s")
-                pause = min(pause, left)
-            await asyncio.sleep(pause)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._drive(self._core.wait_result(self.id, timeout, self._set))
 
     async def update_progress(self, value: Any) -> bool:
         if self._token is None:
@@ -365,6 +333,23 @@ class AsyncTask(_TaskBase[P, R]):
 
 # -- queues -----------------------------------------------------------------------------------
 class _QueueBase:
+    _job_class: Any = None  # Job or AsyncJob
+
+    def _job(
+        self,
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        pending: list[Any] | None = None,
+    ) -> Any:
+        job = self._job_class(self._core, self._kit._executor, job_id, state, record)
+        job._pending = pending
+        return job
+
+    def _handles(self, rows: list[tuple[str, str, JobRecord | None, list[Any] | None]]) -> Any:
+        """Job handles for what ``QueueCore.add_jobs`` gave."""
+        return [self._job(job_id, state, record, sent) for job_id, state, record, sent in rows]
+
     def __init__(self, kit: Any, name: object, **defaults: Any) -> None:
         self._kit = kit
         self._core = QueueCore(kit, name, **defaults)
@@ -413,23 +398,11 @@ class _QueueBase:
 class Queue(_QueueBase):
     """A job queue over a blocking client: ``kit.queue("emails")``."""
 
-    def _job(
-        self,
-        job_id: str,
-        state: str,
-        record: JobRecord | None = None,
-        pending: list[Any] | None = None,
-    ) -> Job:
-        job = Job(self._core, self._kit._executor.run, job_id, state, record)
-        job._pending = pending
-        return job
+    _job_class = Job
 
     def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> Job:
         prepared = self._core.prepare(name, data, opts)
-        ((job_id, state, _),) = self._kit._executor.run(self._core.add([prepared]))
-        if state is None:
-            return self.get_job(job_id) or self._job(job_id, "unknown")
-        return self._job(job_id, state, pending=prepared)
+        return self._handles(self._kit._executor.drive(self._core.add_jobs([prepared])))[0]  # type: ignore[no-any-return]
 
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job: ``name`` says what to run, ``data`` (JSON) what with. Options:
@@ -443,17 +416,7 @@ class Queue(_QueueBase):
         options)`` or a mapping with ``name``, ``data`` and options. Every job is validated
         before anything is sent."""
         prepared = [_prepare(self._core, item) for item in jobs]
-        out: list[Job] = []
-        for i in range(0, len(prepared), BULK_CHUNK):
-            for job_id, state, sent in self._kit._executor.run(
-                self._core.add(prepared[i : i + BULK_CHUNK])
-            ):
-                out.append(
-                    self.get_job(job_id) or self._job(job_id, "unknown")
-                    if state is None
-                    else self._job(job_id, state, pending=sent)
-                )
-        return out
+        return self._handles(self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
@@ -534,38 +497,19 @@ class Queue(_QueueBase):
 class AsyncQueue(_QueueBase):
     """A job queue over an asyncio client: ``kit.queue("emails")`` on ``redkit.asyncio.Redkit``."""
 
-    def _job(
-        self,
-        job_id: str,
-        state: str,
-        record: JobRecord | None = None,
-        pending: list[Any] | None = None,
-    ) -> AsyncJob:
-        job = AsyncJob(self._core, self._kit._executor.run, job_id, state, record)
-        job._pending = pending
-        return job
+    _job_class = AsyncJob
 
     async def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> AsyncJob:
         prepared = self._core.prepare(name, data, opts)
-        ((job_id, state, _),) = await self._kit._executor.run(self._core.add([prepared]))
-        if state is None:
-            return await self.get_job(job_id) or self._job(job_id, "unknown")
-        return self._job(job_id, state, pending=prepared)
+        rows = await self._kit._executor.drive(self._core.add_jobs([prepared]))
+        return self._handles(rows)[0]  # type: ignore[no-any-return]
 
     async def add(self, name: str, data: Any = None, **options: Any) -> AsyncJob:
         return await self._add_one(name, data, _job_options(self._core, options))
 
     async def add_bulk(self, jobs: Iterable[Any]) -> list[AsyncJob]:
         prepared = [_prepare(self._core, item) for item in jobs]
-        out: list[AsyncJob] = []
-        for i in range(0, len(prepared), BULK_CHUNK):
-            reply = await self._kit._executor.run(self._core.add(prepared[i : i + BULK_CHUNK]))
-            for job_id, state, sent in reply:
-                if state is None:
-                    out.append(await self.get_job(job_id) or self._job(job_id, "unknown"))
-                else:
-                    out.append(self._job(job_id, state, pending=sent))
-        return out
+        return self._handles(await self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
 
     @overload
     def task(self, fn: Callable[P, R], /) -> AsyncTask[P, R]: ...

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ..errors import JobFailed, JobNotFound, PayloadTooLarge, SerializationError
-from ..ops import Batch, Flow, Script, command, script
+from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, SerializationError
+from ..ops import Batch, Flow, Script, Sleep, command, script
 from ..serializers import JsonSerializer, find_unserializable
 
 __all__ = [
@@ -464,6 +464,11 @@ class QueueCore:
         self.active, self.completed, self.failed = f"{b}:active", f"{b}:completed", f"{b}:failed"
         self.meta, self.events, self.marker = f"{b}:meta", f"{b}:events", f"{b}:marker"
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
+        # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
+        self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
+        self.add_keys += [self.events, self.marker]
+        self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
+        self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -538,7 +543,7 @@ class QueueCore:
         calls = [
             script(
                 ADD,
-                [self.wait, self.prioritized, self.delayed, self.meta, self.events, self.marker],
+                self.add_keys,
                 argv,
             )
         ]
@@ -554,6 +559,44 @@ class QueueCore:
             return out
 
         return Batch(tuple(calls), parse)
+
+    def add_jobs(
+        self, prepared: Sequence[list[Any]]
+    ) -> Flow[list[tuple[str, str, JobRecord | None, list[Any] | None]]]:
+        """Flow of ``add`` and ``add_bulk``: one script call per :data:`BULK_CHUNK` jobs; an id
+        that existed already is read back. Gives (id, state, record read or None, what was
+        sent or None) per job."""
+        out: list[tuple[str, str, JobRecord | None, list[Any] | None]] = []
+        for i in range(0, len(prepared), BULK_CHUNK):
+            for job_id, state, sent in (yield self.add(prepared[i : i + BULK_CHUNK])):
+                if state is not None:
+                    out.append((job_id, state, None, sent))
+                    continue
+                record = yield self.get(job_id)
+                out.append((job_id, "unknown" if record is None else record.state, record, None))
+        return out
+
+    def wait_result(
+        self, job_id: str, timeout: float | None, seen: Callable[[JobRecord], None]
+    ) -> Flow[Any]:
+        """Flow of ``job.wait()``: read the job until it finished (``seen`` gets each read),
+        pausing 5 ms doubling to 0.5 s; a job gone meanwhile is judged by its events."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pause in poll_delays():
+            record = yield self.get(job_id)
+            if record is None:  # deleted as it finished (keep=False)? its events tell
+                return self.ended((yield self.end_event(job_id)), job_id)
+            seen(record)
+            done, result = self.wait_outcome(record, job_id)
+            if done:
+                return result
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JobTimeout(f"job {job_id!r} did not finish within {timeout}s")
+                pause = min(pause, left)
+            yield Sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, job_id: str) -> Batch[JobRecord | None]:

@@ -554,19 +554,7 @@ class Worker:
         ]
         for f in finishes:
             argv += f[1]
-        keys = [
-            core.wait,
-            core.prioritized,
-            core.delayed,
-            core.active,
-            core.completed,
-            core.failed,
-            core.meta,
-            core.events,
-            core.marker,
-            core.limiter,
-        ]
-        return Batch.one(script(STEP, keys, argv, idempotent=False), _Reply)
+        return Batch.one(script(STEP, core.step_keys, argv, idempotent=False), _Reply)
 
     def _finished_jobs(
         self, finishes: list[tuple[str, list[Any], dict[str, Any] | None]], reply: _Reply
@@ -685,12 +673,10 @@ class Worker:
             None,
         )
         if is_async:
-            return AsyncJob(self._core, self._exec.run, a.id, "active", record, a.token)
-        return Job(self._core, self._run_threadsafe, a.id, "active", record, a.token)
-
-    def _run_threadsafe(self, batch: Batch[Any]) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(self._exec.run(batch), self._loop).result()
+            return AsyncJob(self._core, self._exec, a.id, "active", record, a.token)
+        return Job(
+            self._core, _ThreadsafeExecutor(self._exec, self._loop), a.id, "active", record, a.token
+        )
 
     def _fail(
         self,
@@ -926,6 +912,21 @@ class Worker:
             self.processed,
             self.failed,
         )
+
+
+class _ThreadsafeExecutor:
+    """The worker's asyncio executor, called from a sync task's thread (``current_job()``)."""
+
+    def __init__(self, executor: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        assert loop is not None
+        self._executor = executor
+        self._loop = loop
+
+    def run(self, batch: Batch[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(self._executor.run(batch), self._loop).result()
+
+    def drive(self, flow: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(self._executor.drive(flow), self._loop).result()
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:

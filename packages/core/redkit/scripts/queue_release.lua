@@ -3,6 +3,8 @@
 -- ARGV: 1 job key prefix, 2 events maxlen, 3 worker id ('' keeps the registration), then pairs
 --       of job id, token
 -- Returns how many jobs were given back.
+-- include: queue_requeue
+
 local maxlen = tonumber(ARGV[2])
 if not maxlen or (#ARGV - 3) % 2 ~= 0 then
   return redis.error_reply('ERR queue_release: bad arguments')
@@ -11,21 +13,11 @@ local released = 0
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local key = ARGV[1] .. id
-  local st, tok, p, ord = unpack(redis.call('HMGET', key, 'st', 'tok', 'p', 'ord'))
+  local st, tok = unpack(redis.call('HMGET', key, 'st', 'tok'))
   if st == 'active' and tok == ARGV[i + 1] then
     redis.call('ZREM', KEYS[3], id)
     redis.call('HDEL', key, 'tok')
-    if p then
-      if not ord then
-        ord = string.format('%016x', redis.call('HINCRBY', KEYS[6], 'seq', 1))
-        redis.call('HSET', key, 'ord', ord)
-      end
-      redis.call('ZADD', KEYS[2], tonumber(p), ord .. id)
-      redis.call('HSET', key, 'st', 'prioritized')
-    else
-      redis.call('LPUSH', KEYS[1], id)
-      redis.call('HSET', key, 'st', 'waiting')
-    end
+    requeue(KEYS[1], KEYS[2], KEYS[6], key, id, true)
     if maxlen > 0 then
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'event', 'released', 'id', id)
     end

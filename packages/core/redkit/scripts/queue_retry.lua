@@ -3,6 +3,8 @@
 -- KEYS: 1 wait, 2 prioritized, 3 failed, 4 events, 5 marker, 6 meta
 -- ARGV: 1 job key prefix, 2 events maxlen, 3 limit, then job ids (none: the oldest failed jobs)
 -- Returns {moved, failed jobs left}.
+-- include: queue_requeue
+
 local maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 if not maxlen or not limit or limit < 1 then
   return redis.error_reply('ERR queue_retry: bad arguments')
@@ -19,18 +21,7 @@ for i = 1, #ids do
   local key = ARGV[1] .. id
   if redis.call('ZREM', KEYS[3], id) == 1 and redis.call('EXISTS', key) == 1 then
     redis.call('HDEL', key, 'err', 'stk', 'fon', 'atm', 'stc', 'tok', 'prg')
-    local p, ord = unpack(redis.call('HMGET', key, 'p', 'ord'))
-    if p then
-      if not ord then
-        ord = string.format('%016x', redis.call('HINCRBY', KEYS[6], 'seq', 1))
-        redis.call('HSET', key, 'ord', ord)
-      end
-      redis.call('ZADD', KEYS[2], tonumber(p), ord .. id)
-      redis.call('HSET', key, 'st', 'prioritized')
-    else
-      redis.call('RPUSH', KEYS[1], id)
-      redis.call('HSET', key, 'st', 'waiting')
-    end
+    requeue(KEYS[1], KEYS[2], KEYS[6], key, id, false)
     if maxlen > 0 then
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'id', id)
     end

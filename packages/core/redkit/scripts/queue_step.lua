@@ -62,22 +62,7 @@ local function new_ord()
   return string.format('%016x', redis.call('HINCRBY', KEYS[7], 'seq', 1))
 end
 
--- back to the queue: the front of `wait` (a stalled or released job), the back (a retry), or
--- its place among the prioritized jobs
-local function requeue(key, id, front)
-  local p, ord = unpack(redis.call('HMGET', key, 'p', 'ord'))
-  if p then
-    if not ord then
-      ord = new_ord()
-      redis.call('HSET', key, 'ord', ord)
-    end
-    redis.call('ZADD', prio, tonumber(p), ord .. id)
-    redis.call('HSET', key, 'st', 'prioritized')
-  else
-    redis.call(front and 'LPUSH' or 'RPUSH', wait, id)
-    redis.call('HSET', key, 'st', 'waiting')
-  end
-end
+-- include: queue_requeue
 
 -- retention: what the last job finished into each set asked for, or the queue's default
 -- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
@@ -161,7 +146,7 @@ for i = 1, m do
         redis.call('HSET', key, 'st', 'delayed', 'ord', ord)
         redis.call('ZADD', delayed, now + delay, ord .. id)
       else
-        requeue(key, id, false)
+        requeue(wait, prio, KEYS[7], key, id, false)
       end
       event('retried', 'id', id, 'delay', delay, 'reason', string.sub(ARGV[b + 1], 1, 1000))
       codes[i] = 4
@@ -192,7 +177,7 @@ if #stale > 0 then
           '): its worker stopped renewing its lock (killed, crashed or frozen)', '', atm, kf, kfa)
         stalled_failed[#stalled_failed + 1] = id
       else
-        requeue(key, id, true)
+        requeue(wait, prio, KEYS[7], key, id, true)
       end
     end
   end
@@ -208,7 +193,7 @@ if #due > 0 then
     local id = string.sub(due[i], 17)
     local key = prefix .. id
     if redis.call('EXISTS', key) == 1 then
-      requeue(key, id, false)
+      requeue(wait, prio, KEYS[7], key, id, false)
     end
   end
   for i = 1, #due, 1000 do
