@@ -4,7 +4,6 @@ application, tasks run inside the application's context, pools closed. Real Redi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,31 +14,7 @@ import redkit
 from flask import Flask, current_app
 from redkit import ConfigurationError
 from redkit_flask import Redkit, settings_from_config
-from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
-
-
-@pytest.fixture(params=["redis", "memory"])
-def url(request: pytest.FixtureRequest) -> str:
-    if request.param == "redis" and not REAL_REDIS:  # pragma: no cover
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    return REDIS_URL if request.param == "redis" else "memory://flask"
-
-
-def make_app(url: str, name: str = "app", **config: Any) -> Flask:
-    app = Flask(name)
-    app.config.update(REDKIT_URL=url, REDKIT_PREFIX=new_prefix(), **config)
-    return app
-
-
-@pytest.fixture
-def apps() -> Iterator[list[Flask]]:
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        state = app.extensions.get("redkit")
-        if state is not None:
-            state.kit.clear()
-            state.kit.close()
+from tests.flask.conftest import make_app
 
 
 def test_settings_come_from_app_config_and_arguments_win(url: str, apps: list[Flask]) -> None:

@@ -121,9 +121,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _uvloop(args.loop)  # a missing uvloop is a usage error before anything starts
     if args.processes > 1:
         return supervise(args)
+    return run_workers(_workers(args), args.loop)
+
+
+def run_workers(workers: list[Any], loop_choice: str = "auto") -> int:
+    """Serve ``workers`` on one event loop until SIGTERM/SIGINT (a second signal more than a
+    second later stops at once); the exit status. Used by ``redkit worker`` and the framework
+    adapters' worker commands."""
     from .queue.worker import SIGNAL_ECHO
 
-    workers = _workers(args)
+    _uvloop(loop_choice)
 
     async def serve_all() -> None:
         loop = asyncio.get_running_loop()
@@ -150,7 +157,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, on_signal, sig)
         await asyncio.gather(*(w.serve() for w in workers))
 
-    _run_loop(serve_all, args.loop)
+    _run_loop(serve_all, loop_choice)
     if any(t.name.startswith("redkit-task") and t.is_alive() for t in threading.enumerate()):
         # a sync task that outlived the grace period still runs on its thread: its job went
         # back to the queue, so the process ends now instead of waiting for it

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import InvalidKeyError, SerializationError, SessionTooLarge
 from .executor import AsyncExecutor, SyncExecutor
@@ -46,6 +46,7 @@ _SID = re.compile(r"[A-Za-z0-9_-]{44}[AEIMQUYcgkosw048]")
 _FIELD = "u:"  # prefix of the fields holding the application's keys
 _FIELD_BYTES = _FIELD.encode()
 _json = JsonSerializer()
+S = TypeVar("S", bound="SessionData")
 
 
 def valid_sid(sid: object) -> str | None:
@@ -140,7 +141,7 @@ class SessionData(MutableMapping[str, Any]):
         self.accessed = False
 
     @classmethod
-    def _from_store(cls, sid: str, stored: dict[str, bytes], ttl_ms: int) -> SessionData:
+    def _from_store(cls: type[S], sid: str, stored: dict[str, bytes], ttl_ms: int) -> S:
         session = cls()
         session._sid = sid
         session._stored = stored
@@ -375,16 +376,19 @@ class SessionCore:
         self.stats.incr("session_hits")
         return {k: _loads(v) for k, v in found[0].items()}
 
-    def open(self, sid: object) -> Flow[SessionData]:
-        """Flow of ``open``: a :class:`SessionData` of the live session ``sid``, or a new one."""
+    def open(self, sid: object, session_class: type[S] = SessionData) -> Flow[S]:  # type: ignore[assignment]
+        """Flow of ``open``: a ``session_class`` (:class:`SessionData` or a subclass) of the
+        live session ``sid``, or a new one."""
+        if not (isinstance(session_class, type) and issubclass(session_class, SessionData)):
+            raise TypeError(f"session_class must be a SessionData subclass, not {session_class!r}")
         valid = self._valid(sid)
         found = None if valid is None else (yield self._fetch(valid, True))
         if found is None:
             if sid is not None:
                 self.stats.incr("session_misses")
-            return SessionData()
+            return session_class()
         self.stats.incr("session_hits")
-        return SessionData._from_store(str(valid), *found)
+        return session_class._from_store(str(valid), *found)
 
     def save(self, sid: object, changes: Mapping[str, Any], removed: Iterable[str]) -> Flow[bool]:
         """Flow of ``save``: write ``changes``, delete ``removed``; False when the session is
@@ -506,10 +510,10 @@ class Sessions:
         """Slide the expiry of a live session without reading it; False when it is unknown."""
         return self._x.drive(self._core.touch(sid))
 
-    def open(self, sid: object) -> SessionData:
+    def open(self, sid: object, session_class: type[S] = SessionData) -> S:  # type: ignore[assignment]
         """A :class:`SessionData` for ``sid`` (loaded, expiry slid), or a new empty one when
         ``sid`` is ``None``, unknown, expired or malformed."""
-        return self._x.drive(self._core.open(sid))
+        return self._x.drive(self._core.open(sid, session_class))
 
     def commit(self, session: SessionData) -> str | None:
         """Write a :class:`SessionData` back: create it when new and not empty, else write only
@@ -555,9 +559,9 @@ class AsyncSessions:
         """Slide the expiry of a live session; False when it is unknown."""
         return await self._x.drive(self._core.touch(sid))
 
-    async def open(self, sid: object) -> SessionData:
-        """A :class:`SessionData` for ``sid``, or a new empty one."""
-        return await self._x.drive(self._core.open(sid))
+    async def open(self, sid: object, session_class: type[S] = SessionData) -> S:  # type: ignore[assignment]
+        """A :class:`SessionData` (or ``session_class``) for ``sid``, or a new empty one."""
+        return await self._x.drive(self._core.open(sid, session_class))
 
     async def commit(self, session: SessionData) -> str | None:
         """Write a :class:`SessionData` back; returns the id the client should hold, or

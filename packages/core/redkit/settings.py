@@ -175,6 +175,28 @@ class Settings:
     ``X-Forwarded-For`` / ``Forwarded`` entries are believed. Empty: the socket peer is the
     client."""
 
+    # -- web adapters (Flask, Django, Starlette) -----------------------------------------------
+    sessions: bool = False
+    """Make redkit's server-side sessions the framework's session backend (a signed cookie
+    carries only the session id)."""
+    ratelimit_default: str | None = None
+    """Limits (``"100/minute;1000/hour"``) applied to every view that has no limit of its own
+    and is not exempt, counted per view and client. ``None``: no default."""
+    ratelimit_application: str | None = None
+    """Limits shared by all views (one counter per client across the application), checked
+    before a view's own. ``None``: none."""
+    ratelimit_headers: bool = True
+    """Send ``X-RateLimit-*`` and ``RateLimit``/``RateLimit-Policy`` headers on limited views
+    (``Retry-After`` is always sent with a 429)."""
+    client_ip_header: str = "x-forwarded-for"
+    """The header trusted proxies put the client address in: ``x-forwarded-for`` or
+    ``forwarded`` (RFC 7239). Read only when the socket peer is a trusted proxy."""
+    idempotency_methods: tuple[str, ...] = ()
+    """Methods whose requests carrying an ``Idempotency-Key`` header are handled as idempotent
+    on every view (``POST, PATCH``); empty: only views decorated as idempotent."""
+    idempotency_header: str = "Idempotency-Key"
+    """The request header carrying the idempotency key."""
+
     # -- streams -------------------------------------------------------------------------------
     stream_maxlen: int = 10_000
     """Default cap of a stream's length: ``add`` trims older entries (approximately) past it."""
@@ -454,6 +476,30 @@ def _validate(s: Settings) -> None:
             raise ConfigurationError(
                 f"trusted_proxies: {proxy!r} is not an IP address or CIDR network"
             ) from None
+    for name in ("ratelimit_default", "ratelimit_application"):
+        text = getattr(s, name)
+        if text is not None:
+            from .errors import InvalidRateLimit
+            from .ratelimit.limits import parse_limits  # here: the limiter imports settings
+
+            try:
+                parse_limits(text)
+            except (InvalidRateLimit, TypeError) as exc:
+                raise ConfigurationError(f"setting {name!r}: {exc}") from None
+    if s.client_ip_header.lower() not in ("x-forwarded-for", "forwarded"):
+        raise ConfigurationError(
+            "setting 'client_ip_header' must be 'x-forwarded-for' or 'forwarded', "
+            f"got {s.client_ip_header!r}"
+        )
+    for method in s.idempotency_methods:
+        if method.upper() not in ("POST", "PUT", "PATCH", "DELETE"):
+            raise ConfigurationError(
+                f"setting 'idempotency_methods' takes POST, PUT, PATCH and DELETE, got {method!r}"
+            )
+    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", s.idempotency_header):
+        raise ConfigurationError(
+            f"setting 'idempotency_header' is not a header name: {s.idempotency_header!r}"
+        )
     if s.ratelimit_algorithm not in RATELIMIT_ALGORITHMS:
         raise ConfigurationError(
             f"unknown ratelimit_algorithm {s.ratelimit_algorithm!r}; use one of "

@@ -12,7 +12,7 @@ import atexit
 import functools
 import inspect
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -20,15 +20,41 @@ from redkit.optional import require
 
 require("flask", "flask")
 
+import click  # noqa: E402
+from flask.cli import AppGroup  # noqa: E402
+
 import redkit  # noqa: E402
-from flask import Flask, current_app, has_app_context  # noqa: E402
+from flask import Blueprint, Flask, current_app, has_app_context, has_request_context  # noqa: E402
+from flask import request as flask_request  # noqa: E402
+from flask import session as flask_session  # noqa: E402
 from redkit.queue import Job, Queue, Task  # noqa: E402
 from redkit.settings import Settings  # noqa: E402
+from redkit.web import ViewCachePolicy  # noqa: E402
 
-__all__ = ["FlaskTask", "Redkit", "settings_from_config"]
+from .hooks import (  # noqa: E402
+    CacheRule,
+    Hooks,
+    IdempotentRule,
+    Marks,
+    RateLimitExceeded,
+    limit_rule,
+    marks_of,
+)
+from .sessions import RedkitSession, RedkitSessionInterface  # noqa: E402
+
+__all__ = [
+    "FlaskTask",
+    "RateLimitExceeded",
+    "Redkit",
+    "RedkitSession",
+    "RedkitSessionInterface",
+    "regenerate_session",
+    "settings_from_config",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+V = TypeVar("V")
 
 
 def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
@@ -41,13 +67,32 @@ def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
 class _State:
     """What ``app.extensions["redkit"]`` holds for one application."""
 
-    __slots__ = ("__weakref__", "app", "ext", "kit", "tasks")
+    __slots__ = ("__weakref__", "app", "ext", "hooks", "kit", "tasks")
 
     def __init__(self, ext: Redkit, app: Flask, kit: redkit.Redkit) -> None:
         self.ext = ext
         self.app = app
         self.kit = kit
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.hooks: Hooks | None = None
+
+
+def regenerate_session() -> None:
+    """Give the current session a new id at the end of this request, keeping its data: call it
+    in a login view (against session fixation). Needs ``REDKIT_SESSIONS``. With Flask-Login it
+    is done for you when ``login_user`` or ``logout_user`` runs."""
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(session, RedkitSession):
+        raise RuntimeError(
+            "regenerate_session() needs redkit's sessions: set REDKIT_SESSIONS = True"
+        )
+    session.regenerate()
+
+
+def _regenerate_on_signal(sender: Any, **extra: Any) -> None:
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(session, RedkitSession):
+        session.regenerate()
 
 
 def _close_at_exit(kit: redkit.Redkit) -> None:
@@ -72,6 +117,8 @@ class Redkit:
         self._options = options
         self._tasks: list[FlaskTask[Any, Any]] = []
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._blueprint_marks: dict[str, Marks] = {}
+        self._scope_loader: Callable[[], object] | None = None
         if app is not None:
             self.init_app(app)
 
@@ -89,6 +136,23 @@ class Redkit:
         _close_at_exit(kit)
         for task in self._tasks:
             task._bind(state)
+        hooks = state.hooks = Hooks(self, app)
+        app.before_request(hooks.before)
+        app.after_request(hooks.after)
+        app.teardown_request(hooks.teardown)
+        if kit.settings.sessions:
+            app.session_interface = RedkitSessionInterface(self)
+            try:
+                from flask_login import (  # type: ignore[import-untyped, unused-ignore]
+                    user_logged_in,
+                    user_logged_out,
+                )
+            except ImportError:
+                pass
+            else:
+                user_logged_in.connect(_regenerate_on_signal, app, weak=False)
+                user_logged_out.connect(_regenerate_on_signal, app, weak=False)
+        app.cli.add_command(_cli_group(self))
 
     # -- the current application's client -------------------------------------------------------
     def state(self, app: Flask | None = None) -> Any:
@@ -143,6 +207,169 @@ class Redkit:
         """Close the connection pool of ``app`` (default: the current one). Idempotent; it is
         also done when the process exits."""
         self.state(app).kit.close()
+
+    # -- views ----------------------------------------------------------------------------------
+    def rate_limit(
+        self,
+        limits: Any,
+        *,
+        key: Callable[[], object] | None = None,
+        scope: str | None = None,
+        methods: Iterable[str] | None = None,
+        cost: int | Callable[[], int] = 1,
+        exempt_when: Callable[[], bool] | None = None,
+        algorithm: str | None = None,
+    ) -> Callable[[V], V]:
+        """Limit a view (or every view of a blueprint): ``@kit.rate_limit("10/second;100/minute")``.
+
+        ``key`` returns who is counted (default: the client address, resolved through
+        ``REDKIT_TRUSTED_PROXIES``); ``scope`` names the counter (default: the endpoint, so
+        views with one ``scope`` share it); ``methods`` limits only those; ``cost`` (or a
+        callable returning it) is the units a request takes; ``exempt_when()`` returning true
+        skips the limit. Over the limit the request gets ``429`` with ``Retry-After`` and the
+        rate-limit headers (:class:`RateLimitExceeded`). Stack decorators for separate limits."""
+        rule = limit_rule(limits, key, scope, methods, cost, exempt_when, algorithm)
+
+        def decorate(target: V) -> V:
+            marks = self._marks(target)
+            marks.limits.append(rule)
+            return target
+
+        return decorate
+
+    def exempt(self, target: V) -> V:
+        """Exempt a view (or a blueprint) from ``REDKIT_RATELIMIT_DEFAULT`` and
+        ``REDKIT_RATELIMIT_APPLICATION`` and any blueprint limit."""
+        self._marks(target).exempt = True
+        return target
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        *,
+        tags: Any = None,
+        key: Any = None,
+        query: bool | Iterable[str] = True,
+        statuses: Iterable[int] = (200,),
+        cookies: bool = False,
+        vary: Iterable[str] = (),
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Cache a view's response, or a plain function's result, for ``ttl`` seconds (default
+        ``REDKIT_CACHE_TTL``) with ``tags`` (templates over the view's URL arguments or the
+        function's parameters, like ``"user:{user_id}"``, or a callable).
+
+        On a view, the key is the host, path and query arguments (``query=False`` ignores them,
+        a list keeps only those), plus the request headers the response's ``Vary`` names (and
+        ``Cookie`` when the view used the session) and those in ``vary``. Only GET responses
+        with a status in ``statuses`` (200) that set no cookie (unless ``cookies``), are not
+        ``Cache-Control: private``/``no-store``/``no-cache`` and do not vary on ``*`` are stored;
+        HEAD is answered from the GET entry. Nothing is stored while a database transaction of
+        the request has uncommitted writes (see ``redkit.sqlalchemy``).
+
+        On any other function it is ``kit.cache.cached(ttl, key, tags)`` of the current
+        application (``key`` as there)."""
+        policy = ViewCachePolicy.build(query, statuses, cookies, vary)
+        rule = CacheRule(ttl, tags, policy)
+        ext = self
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            per_app: weakref.WeakKeyDictionary[Flask, Any] = weakref.WeakKeyDictionary()
+
+            @functools.wraps(fn)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                if has_request_context() and ext._is_view(wrapper):
+                    return fn(*args, **kwargs)  # the response is cached by the request hooks
+                if inspect.iscoroutinefunction(fn):
+                    raise TypeError(
+                        f"{fn.__qualname__} is async: @kit.cached caches it only as a view"
+                    )
+                app = ext.state().app
+                cached = per_app.get(app)
+                if cached is None:
+                    cached = per_app[app] = ext.kit.cache.cached(ttl, key, tags)(fn)
+                return cached(*args, **kwargs)  # type: ignore[no-any-return]
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if has_request_context() and ext._is_view(async_wrapper):
+                        return await fn(*args, **kwargs)
+                    raise TypeError(
+                        f"{fn.__qualname__} is async: @kit.cached caches it only as a view"
+                    )
+
+                chosen: Any = async_wrapper
+            else:
+                chosen = wrapper
+            self._marks(chosen).cache = rule
+            return chosen  # type: ignore[no-any-return]
+
+        return decorate
+
+    def idempotent(
+        self,
+        *,
+        required: bool = False,
+        methods: Iterable[str] = ("POST", "PUT", "PATCH", "DELETE"),
+        scope: Callable[[], object] | None = None,
+        store_server_errors: bool | None = None,
+        allow_headers: Iterable[str] = (),
+    ) -> Callable[[V], V]:
+        """Make a view honour ``Idempotency-Key`` (``REDKIT_IDEMPOTENCY_HEADER``): the first
+        request with a key runs, a retry gets the stored response again with
+        ``Idempotent-Replayed: true``; ``409`` while the first still runs, ``422`` when the key
+        was used for a different request (method, path, query, body, content type), ``400``
+        for a malformed key (or a missing one when ``required``). Keys are scoped per user when
+        :meth:`user_loader` (or ``scope``) gives one. 5xx responses and responses setting a
+        cookie are not stored (the key is released, so the client may retry)."""
+        if isinstance(methods, str):
+            methods = [methods]
+        rule = IdempotentRule(
+            frozenset(m.upper() for m in methods),
+            required,
+            scope,
+            store_server_errors,
+            tuple(allow_headers),
+        )
+
+        def decorate(target: V) -> V:
+            self._marks(target).idempotent = rule
+            return target
+
+        return decorate
+
+    def user_loader(self, fn: Callable[[], object]) -> Callable[[], object]:
+        """Register the function returning the current user's id (or ``None`` when anonymous):
+        idempotency keys are kept apart per user. With Flask-Login, for example::
+
+            @kit.user_loader
+            def current_user_id():
+                return current_user.get_id() if current_user.is_authenticated else None
+        """
+        self._scope_loader = fn
+        return fn
+
+    def _marks(self, target: Any) -> Marks:
+        if isinstance(target, Blueprint):
+            return self._blueprint_marks.setdefault(target.name, Marks())
+        if not callable(target):
+            raise TypeError(f"decorate a view function or a Blueprint, not {target!r}")
+        marks = marks_of(target, create=True)
+        assert marks is not None
+        return marks
+
+    def _is_view(self, fn: Any) -> bool:
+        endpoint = flask_request.endpoint
+        if endpoint is None:
+            return False
+        view = current_app.view_functions.get(endpoint)
+        probe, depth = view, 0
+        while probe is not None and depth < 16:
+            if probe is fn:
+                return True
+            probe, depth = getattr(probe, "__wrapped__", None), depth + 1
+        return False
 
     # -- tasks ----------------------------------------------------------------------------------
     @overload
@@ -252,3 +479,54 @@ class FlaskTask(Generic[P, R]):
     def options(self, **options: Any) -> Any:
         """The task with per-job options (``job_id``, ``delay``, ``priority``, ...)."""
         return self._task().options(**options)
+
+
+def _cli_group(ext: Redkit) -> click.Group:
+    group = AppGroup("redkit", help="redkit's job queue for this application.")
+
+    @group.command("worker")
+    @click.argument("queues", nargs=-1)
+    @click.option(
+        "-c",
+        "--concurrency",
+        type=int,
+        default=10,
+        show_default=True,
+        help="Jobs in flight per queue.",
+    )
+    @click.option(
+        "--shutdown-grace",
+        type=float,
+        default=None,
+        help="Seconds running jobs get to finish on SIGTERM (default 30).",
+    )
+    @click.option(
+        "--loop",
+        type=click.Choice(["auto", "asyncio", "uvloop"]),
+        default="auto",
+        show_default=True,
+        help="Event loop (auto: uvloop when installed).",
+    )
+    def worker(
+        queues: tuple[str, ...], concurrency: int, shutdown_grace: float | None, loop: str
+    ) -> None:
+        """Run a worker for QUEUES (default: every queue with a task) of this application.
+
+        SIGTERM or SIGINT lets running jobs finish (up to the grace), a second signal stops
+        at once."""
+        from redkit.cli import UsageError, run_workers
+
+        state = ext.state()
+        names = list(queues) or sorted({t.queue_name for t in ext._tasks}) or ["default"]
+        options: dict[str, Any] = {"concurrency": concurrency}
+        if shutdown_grace is not None:
+            options["shutdown_grace"] = shutdown_grace
+        workers = [state.kit.queue(name).worker(**options) for name in names]
+        click.echo(f"redkit: worker for {', '.join(names)} of {state.app.name}", err=True)
+        try:
+            code = run_workers(workers, loop)
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from None
+        raise SystemExit(code)
+
+    return group
