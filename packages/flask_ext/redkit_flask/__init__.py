@@ -268,6 +268,8 @@ class Redkit:
 
         On any other function it is ``kit.cache.cached(ttl, key, tags)`` of the current
         application (``key`` as there)."""
+        if isinstance(tags, str):
+            raise TypeError("tags must be a list of strings or a callable, not a single string")
         policy = ViewCachePolicy.build(query, statuses, cookies, vary)
         rule = CacheRule(ttl, tags, policy)
         ext = self

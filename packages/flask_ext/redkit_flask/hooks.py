@@ -316,8 +316,7 @@ class Hooks:
         if callable(spec):
             out = spec(**args)
             return [out] if isinstance(out, str) else list(out)
-        items = [spec] if isinstance(spec, str) else list(spec)
-        return [t.format(**args) for t in items]
+        return [t.format(**args) for t in spec]
 
     def _complete(self, rs: _RequestState, response: Response) -> None:
         guard = rs.guard
