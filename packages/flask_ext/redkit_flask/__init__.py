@@ -373,6 +373,27 @@ class Redkit:
             probe, depth = getattr(probe, "__wrapped__", None), depth + 1
         return False
 
+    # -- SQLAlchemy -----------------------------------------------------------------------------
+    def bind_sqlalchemy(
+        self,
+        target: Any,
+        rules: Mapping[type, Any] | None = None,
+        *,
+        tables: Mapping[Any, Iterable[str]] | None = None,
+    ) -> Any:
+        """Invalidate cache tags after commit (see ``redkit.sqlalchemy.bind``) for the sessions
+        of ``target``: a Flask-SQLAlchemy ``db`` (or its ``db.session``), a ``sessionmaker`` or a
+        ``scoped_session``. The tags are invalidated, and jobs of
+        ``redkit.sqlalchemy.enqueue_after_commit`` sent, through the application whose context
+        the commit runs in; one call serves every application of this extension. Returns the
+        binding (``.unbind()``)."""
+        from redkit.sqlalchemy import bind
+
+        session = getattr(target, "session", None)
+        if session is not None and hasattr(session, "session_factory"):
+            target = session  # a Flask-SQLAlchemy extension object
+        return bind(target, _AppKit(self), rules, tables=tables)
+
     # -- tasks ----------------------------------------------------------------------------------
     @overload
     def task(self, fn: Callable[P, R], /) -> FlaskTask[P, R]: ...
@@ -481,6 +502,23 @@ class FlaskTask(Generic[P, R]):
     def options(self, **options: Any) -> Any:
         """The task with per-job options (``job_id``, ``delay``, ``priority``, ...)."""
         return self._task().options(**options)
+
+
+class _AppCache:
+    """``kit.cache`` of whichever application is current when it is used."""
+
+    def __init__(self, ext: Redkit) -> None:
+        self._ext = ext
+
+    def invalidate(self, tags: Iterable[str]) -> int:
+        return self._ext.kit.cache.invalidate(tags)  # type: ignore[no-any-return]
+
+
+class _AppKit:
+    """What ``redkit.sqlalchemy.bind`` needs of a client, resolved per application."""
+
+    def __init__(self, ext: Redkit) -> None:
+        self.cache = _AppCache(ext)
 
 
 def _cli_group(ext: Redkit) -> click.Group:
