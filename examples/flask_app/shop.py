@@ -218,6 +218,7 @@ def create_app(**config: Any) -> Flask:
         REDKIT_RATELIMIT_DEFAULT="120/minute",
         REDKIT_IDEMPOTENCY_METHODS="POST, PATCH",
     )
+    app.config.from_prefixed_env()  # FLASK_REDKIT_PREFIX=..., FLASK_SQLALCHEMY_DATABASE_URI=...
     app.config.update(config)
     db.init_app(app)
     kit.init_app(app)

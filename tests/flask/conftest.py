@@ -22,7 +22,7 @@ def url(request: pytest.FixtureRequest) -> str:
 
 def make_app(url: str, name: str = "app", **config: Any) -> Flask:
     app = Flask(name)
-    app.config.update(REDKIT_URL=url, REDKIT_PREFIX=new_prefix(), **config)
+    app.config.update({"REDKIT_URL": url, "REDKIT_PREFIX": new_prefix(), **config})
     return app
 
 

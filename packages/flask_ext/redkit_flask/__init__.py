@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -67,7 +68,7 @@ def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
 class _State:
     """What ``app.extensions["redkit"]`` holds for one application."""
 
-    __slots__ = ("__weakref__", "app", "ext", "hooks", "kit", "tasks")
+    __slots__ = ("__weakref__", "app", "ext", "hooks", "kit", "tasks", "workers")
 
     def __init__(self, ext: Redkit, app: Flask, kit: redkit.Redkit) -> None:
         self.ext = ext
@@ -75,6 +76,24 @@ class _State:
         self.kit = kit
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.hooks: Hooks | None = None
+        self.workers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _stop_at_exit(worker: Any) -> None:
+    ref = weakref.ref(worker)
+
+    def stop() -> None:
+        live = ref()
+        if live is not None and live._thread is not None:
+            live.stop()
+
+    # threading's exit hooks run before atexit's, and one of them makes thread pools refuse
+    # work: the worker must be stopped before that, or a job it is handing to a thread fails
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(stop)
+    else:  # pragma: no cover - every supported CPython has it
+        atexit.register(stop)
 
 
 def regenerate_session() -> None:
@@ -204,9 +223,12 @@ class Redkit:
         return self.kit.queue(name, **options)
 
     def close(self, app: Flask | None = None) -> None:
-        """Close the connection pool of ``app`` (default: the current one). Idempotent; it is
-        also done when the process exits."""
-        self.state(app).kit.close()
+        """Stop the in-process workers of ``app`` (default: the current one) gracefully, then
+        close its connection pool. Idempotent; it is also done when the process exits."""
+        state = self.state(app)
+        for worker in list(state.workers):
+            worker.stop()
+        state.kit.close()
 
     # -- views ----------------------------------------------------------------------------------
     def rate_limit(
@@ -428,8 +450,15 @@ class Redkit:
 
     def worker(self, queue: str = "default", app: Flask | None = None, **options: Any) -> Any:
         """A worker for queue ``queue`` of ``app`` (default: the current one); ``options`` as for
-        :class:`redkit.queue.worker.Worker`. Its tasks run inside the application's context."""
-        return self.state(app).kit.queue(queue).worker(**options)
+        :class:`redkit.queue.worker.Worker`. Its tasks run inside the application's context.
+        Started on a thread (``.start()``), it is stopped gracefully (running jobs get their
+        ``shutdown_grace``) by :meth:`close` and when the process exits, before the pool
+        closes."""
+        state = self.state(app)
+        worker = state.kit.queue(queue).worker(**options)
+        state.workers.add(worker)
+        _stop_at_exit(worker)
+        return worker
 
 
 class FlaskTask(Generic[P, R]):
