@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from shop import build_report, create_app, kit, receipts  # noqa: E402
+from shop import build_report, create_app, kit, receipts
 
 
 def main() -> None:
@@ -59,7 +59,10 @@ def tour(app, client) -> None:  # type: ignore[no-untyped-def]
     first = client.post("/orders", json={"total": 1250}, headers=key)
     retry = client.post("/orders", json={"total": 1250}, headers=key)
     print(f"  first: {first.status_code} {first.get_json()}")
-    print(f"  retry: {retry.status_code}, Idempotent-Replayed: {retry.headers.get('Idempotent-Replayed')}")
+    print(
+        f"  retry: {retry.status_code}, "
+        f"Idempotent-Replayed: {retry.headers.get('Idempotent-Replayed')}"
+    )
     other = client.post("/orders", json={"total": 999}, headers=key)
     print(f"  same key, other body: {other.status_code}")
     bad = client.post("/orders", json={"total": -5})
@@ -81,7 +84,9 @@ def tour(app, client) -> None:  # type: ignore[no-untyped-def]
         if status["state"] in ("completed", "failed"):
             break
         time.sleep(0.02)
-    print(f"  progress seen: {len(seen)} update(s); state {status['state']}: {status.get('result')}")
+    print(
+        f"  progress seen: {len(seen)} update(s); state {status['state']}: {status.get('result')}"
+    )
 
     print("\n5. rate limits: login allows 5 a minute per client (one was used above)")
     codes = [client.post("/login", json={"user_id": alice["id"]}).status_code for _ in range(5)]

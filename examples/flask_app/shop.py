@@ -19,14 +19,15 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, abort, jsonify, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask import Blueprint, Flask, abort, jsonify, request, session, url_for
 from redkit.errors import JobError
 from redkit.queue import current_job
 from redkit.sqlalchemy import enqueue_after_commit
 from redkit_flask import Redkit, regenerate_session
-from sqlalchemy import ForeignKey, String, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):

@@ -20,7 +20,7 @@ from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "flask_app"))
 
-import shop  # noqa: E402
+import shop
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -93,7 +93,9 @@ def test_cache_invalidated_after_commit_not_after_rollback(app: Any) -> None:
         shop.kit.cache.invalidate([f"user:{user['id']}"])
     assert client.get(path).get_json()["name"] == "Behind"
     # a rolled-back change invalidates nothing, and the cache keeps the committed value
-    assert client.patch(path + "?dry_run=1", json={"name": "Mallory"}).get_json() == {"dry_run": True}
+    assert client.patch(path + "?dry_run=1", json={"name": "Mallory"}).get_json() == {
+        "dry_run": True
+    }
     assert client.get(path).get_json()["name"] == "Behind"
     # a committed change invalidates the user's entry at once
     assert client.patch(path, json={"name": "Alice Smith"}).status_code == 200
@@ -117,7 +119,8 @@ def test_order_job_sent_after_commit_only_and_orders_cache_invalidated(app: Any)
     assert waiting(app, "mail") == 1  # committed: the receipt job is there
     with app.app_context():
         job = shop.kit.queue("mail").get_job(body["receipt_job"])
-    assert job is not None and job.name == shop.send_receipt.name
+    assert job is not None
+    assert job.name == shop.send_receipt.name
     assert client.get(orders_path).get_json() == {"orders": [{"id": body["id"], "total": 700}]}
     # the worker runs the task inside an app context, reading the committed order
     with app.app_context():
@@ -164,7 +167,8 @@ def test_slow_report_answers_202_and_the_job_is_polled(app: Any) -> None:
         worker.stop()
     assert status["state"] == "completed"
     assert status["result"] == {"user_id": user["id"], "orders": 2, "total": 350}
-    assert progress and progress[-1] == {"step": 5, "of": 5}
+    assert progress
+    assert progress[-1] == {"step": 5, "of": 5}
 
 
 def test_login_regenerates_session_and_is_rate_limited(app: Any) -> None:
@@ -176,7 +180,8 @@ def test_login_regenerates_session_and_is_rate_limited(app: Any) -> None:
     response = client.post("/login", json={"user_id": user["id"]})
     assert response.status_code == 200
     cookie = client.get_cookie("session")
-    assert cookie is not None and not cookie.value.startswith(attacker_cookie)
+    assert cookie is not None
+    assert not cookie.value.startswith(attacker_cookie)
     codes = [client.post("/login", json={"user_id": user["id"]}).status_code for _ in range(5)]
     assert codes == [200, 200, 200, 200, 429]  # 5 a minute, the first one above included
     client.post("/logout")
@@ -194,14 +199,18 @@ def test_idempotent_order_replay_409_422_per_user(app: Any) -> None:
     assert replay.get_json() == first.get_json()
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert client.post("/orders", json={"total": 501}, headers=key).status_code == 422
-    assert client.post("/orders", json={"total": 5}, headers={"Idempotency-Key": ""}).status_code == 400
+    assert (
+        client.post("/orders", json={"total": 5}, headers={"Idempotency-Key": ""}).status_code
+        == 400
+    )
     assert waiting(app, "mail") == 1  # one order, one receipt job
     # another user may use the same key for their own order
     other = app.test_client()
     bob = make_user(other, "Bob")
     other.post("/login", json={"user_id": bob["id"]})
     theirs = other.post("/orders", json={"total": 500}, headers=key)
-    assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
+    assert theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs.headers
     # app-wide: PATCH honours the header too
     path = f"/users/{user['id']}"
     patch_key = {"Idempotency-Key": "rename-1"}

@@ -9,6 +9,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
+
 from flask import Flask, session
 from redkit.sessions import valid_sid
 from redkit_flask import Redkit, RedkitSession, regenerate_session
@@ -72,25 +73,28 @@ def sid_of(client: Any, app: Flask, name: str = "session") -> str | None:
 def test_cookie_holds_only_a_signed_id_with_flask_cookie_settings(
     url: str, apps: list[Flask]
 ) -> None:
-    app, ext = session_app(
-        url, apps, SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Strict"
-    )
+    app, ext = session_app(url, apps, SESSION_COOKIE_SECURE=True, SESSION_COOKIE_SAMESITE="Strict")
     client = app.test_client()
     response = client.get("/set/cart/tea")
     jar = cookie_header(response)
     assert jar is not None
     morsel = jar["session"]
     sid, _, signature = morsel.value.rpartition(".")
-    assert valid_sid(sid) == sid and len(signature) == 43  # id + HMAC-SHA256, nothing else
+    assert valid_sid(sid) == sid
+    assert len(signature) == 43
     assert "tea" not in morsel.value
-    assert morsel["httponly"] and morsel["secure"] and morsel["samesite"] == "Strict"
-    assert morsel["path"] == "/" and not morsel["expires"]  # a browser-session cookie
+    assert morsel["httponly"]
+    assert morsel["secure"]
+    assert morsel["samesite"] == "Strict"
+    assert morsel["path"] == "/"
+    assert not morsel["expires"]
     assert "Cookie" in response.headers["Vary"]
     with app.app_context():
         assert ext.sessions.load(sid) == {"cart": "tea"}
     # a request that neither reads nor writes the session sends no cookie and no Vary
     plain = client.get("/plain")
-    assert cookie_header(plain) is None and "Vary" not in plain.headers
+    assert cookie_header(plain) is None
+    assert "Vary" not in plain.headers
     # SameSite is Lax when Flask's setting is unset
     app2, _ = session_app(url, apps)
     assert cookie_header(app2.test_client().get("/set/a/b"))["session"]["samesite"] == "Lax"  # type: ignore[index]
@@ -106,7 +110,8 @@ def test_unknown_sid_is_never_adopted(url: str, apps: list[Flask]) -> None:
     assert client.get("/get").get_json() == {}
     client.get("/set/user/victim")
     issued = sid_of(client, app)
-    assert issued is not None and issued != attacker
+    assert issued is not None
+    assert issued != attacker
     with app.app_context():
         assert ext.sessions.load(attacker) is None
         assert ext.sessions.load(issued) == {"user": "victim"}
@@ -131,7 +136,8 @@ def test_tampered_cookie_gets_a_new_session(url: str, apps: list[Flask]) -> None
         assert response.get_json() == {}, bad
         if bad:  # the bad cookie is removed
             jar = cookie_header(response)
-            assert jar is not None and jar["session"].value == ""
+            assert jar is not None
+            assert jar["session"].value == ""
     # the same cookie signed with another secret is not accepted either
     app_other, _ = session_app(url, apps)
     app_other.secret_key = "another"
@@ -151,7 +157,8 @@ def test_secret_key_rotation_keeps_sessions_and_resigns(url: str, apps: list[Fla
     response = client.get("/get")
     assert response.get_json() == {"user": "alice"}
     jar = cookie_header(response)
-    assert jar is not None and jar["session"].value != old_cookie  # re-signed with the new key
+    assert jar is not None
+    assert jar["session"].value != old_cookie
     app.config["SECRET_KEY_FALLBACKS"] = []
     assert client.get("/get").get_json() == {"user": "alice"}
 
@@ -163,14 +170,17 @@ def test_login_regenerates_the_id_and_keeps_the_data(url: str, apps: list[Flask]
     before = sid_of(client, app)
     client.post("/login/alice")
     after = sid_of(client, app)
-    assert before and after and before != after
+    assert before
+    assert after
+    assert before != after
     assert client.get("/get").get_json() == {"cart": "tea", "user": "alice"}
     with app.app_context():
         assert ext.sessions.load(before) is None  # the pre-login id is dead
     # logout removes the session and the cookie
     response = client.post("/logout")
     jar = cookie_header(response)
-    assert jar is not None and jar["session"].value == ""
+    assert jar is not None
+    assert jar["session"].value == ""
     with app.app_context():
         assert ext.sessions.load(after) is None
     assert client.get("/get").get_json() == {}
@@ -201,7 +211,9 @@ def test_flask_login_login_and_logout_regenerate(url: str, apps: list[Flask]) ->
     anonymous = sid_of(client, app)
     client.post("/fl-login")
     logged_in = sid_of(client, app)
-    assert anonymous and logged_in and anonymous != logged_in
+    assert anonymous
+    assert logged_in
+    assert anonymous != logged_in
     assert client.get("/me").get_data(as_text=True) == "7"
     with app.app_context():
         assert ext.sessions.load(anonymous) is None
@@ -242,10 +254,12 @@ def test_permanent_session_gets_a_sliding_cookie_expiry(url: str, apps: list[Fla
     app, ext = session_app(url, apps, REDKIT_SESSION_TTL=3600)
     client = app.test_client()
     first = cookie_header(client.get("/permanent"))
-    assert first is not None and first["session"]["expires"]
+    assert first is not None
+    assert first["session"]["expires"]
     # each request of a permanent session refreshes the cookie (SESSION_REFRESH_EACH_REQUEST)
     again = cookie_header(client.get("/get"))
-    assert again is not None and again["session"]["expires"]
+    assert again is not None
+    assert again["session"]["expires"]
     app.config["SESSION_REFRESH_EACH_REQUEST"] = False
     assert cookie_header(client.get("/get")) is None
     sid = sid_of(client, app)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -37,7 +36,9 @@ def test_flask_redkit_worker_runs_the_apps_jobs_and_stops_on_sigterm(tmp_path: P
     import shop
 
     prefix, database = new_prefix(), f"sqlite:///{tmp_path}/shop.db"
-    app = shop.create_app(REDKIT_URL=REDIS_URL, REDKIT_PREFIX=prefix, SQLALCHEMY_DATABASE_URI=database)
+    app = shop.create_app(
+        REDKIT_URL=REDIS_URL, REDKIT_PREFIX=prefix, SQLALCHEMY_DATABASE_URI=database
+    )
     client = app.test_client()
     user = client.post("/users", json={"name": "Ann", "email": "ann@example.com"}).get_json()
     client.post("/login", json={"user_id": user["id"]})
@@ -127,7 +128,8 @@ def test_in_process_worker_finishes_its_job_when_the_process_exits() -> None:
     ext = Redkit(app)
     with app.app_context():
         job = ext.queue("slow").get_job(job_id)
-        assert job is not None and job.state == "completed", (job.failed_reason, done.stderr)
+        assert job is not None
+        assert job.state == "completed", (job.failed_reason, done.stderr)
         assert job.result == "finished"
         ext.kit.clear()
     ext.close(app)

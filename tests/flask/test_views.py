@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from flask import Flask, Response, jsonify, make_response, request, session
 from redkit_flask import Redkit
 from tests.flask.conftest import make_app
@@ -94,7 +95,8 @@ def test_view_cached_by_path_and_query_and_invalidated_by_tag(url: str, apps: li
     assert c.get("/users/7?q=b").get_json()["n"] == 2
     assert c.get("/users/8").get_json()["n"] == 3
     head = c.head("/users/7?q=a&x=1")  # HEAD answered from the GET entry
-    assert head.status_code == 200 and calls["user"] == 3
+    assert head.status_code == 200
+    assert calls["user"] == 3
     with app.app_context():
         ext.cache.invalidate(["user:7"])
     assert c.get("/users/7?q=a&x=1").get_json()["n"] == 4
@@ -112,12 +114,17 @@ def test_query_filter_vary_and_what_is_never_stored(url: str, apps: list[Flask])
     assert (en, fr) == ("1:en", "2:fr")
     assert c.get("/lang", headers={"Accept-Language": "fr"}).get_data(as_text=True) == "2:fr"
     assert c.get("/lang", headers={"Accept-Language": "en"}).get_data(as_text=True) == "1:en"
-    for path, name in (("/missing", "missing"), ("/sets-cookie", "cookie"), ("/private", "private")):
+    for path, name in (
+        ("/missing", "missing"),
+        ("/sets-cookie", "cookie"),
+        ("/private", "private"),
+    ):
         c.get(path)
         c.get(path)
         assert calls[name] == 2, path  # never stored
     c.get("/missing-cached")
-    assert c.get("/missing-cached").status_code == 404 and calls["missing_cached"] == 1
+    assert c.get("/missing-cached").status_code == 404
+    assert calls["missing_cached"] == 1
     c.post("/both")
     c.post("/both")
     assert calls["both"] == 2  # only GET is cached
@@ -227,7 +234,8 @@ def test_replay_mismatch_and_malformed(url: str, apps: list[Flask]) -> None:
     c = app.test_client()
     key = {"Idempotency-Key": "pay-123"}
     first = c.post("/payments", json={"amount": 10}, headers=key)
-    assert first.status_code == 201 and first.get_json() == {"id": 1, "amount": 10}
+    assert first.status_code == 201
+    assert first.get_json() == {"id": 1, "amount": 10}
     assert "Idempotent-Replayed" not in first.headers
     replay = c.post("/payments", json={"amount": 10}, headers=key)
     assert replay.status_code == 201
@@ -237,7 +245,8 @@ def test_replay_mismatch_and_malformed(url: str, apps: list[Flask]) -> None:
     assert "X-Internal" not in replay.headers
     assert len(charges) == 1
     mismatch = c.post("/payments", json={"amount": 99}, headers=key)
-    assert mismatch.status_code == 422 and mismatch.get_json()["status"] == 422
+    assert mismatch.status_code == 422
+    assert mismatch.get_json()["status"] == 422
     other_path = c.post("/payments?x=1", json={"amount": 10}, headers=key)
     assert other_path.status_code == 422
     for bad in ("", "é", "x" * 256, '"unterminated'):
@@ -273,13 +282,15 @@ def test_in_progress_is_409_and_failures_release_the_key(url: str, apps: list[Fl
     assert int(conflict.headers["Retry-After"]) >= 1
     app.config["GATE"].set()
     thread.join(10)
-    assert results == [201] and len(charges) == 1
+    assert results == [201]
+    assert len(charges) == 1
     # a request that fails with 500 is not stored: the client may retry and it runs again
     failing = {"Idempotency-Key": "fail-1"}
     assert c.post("/payments?fail=1", json={"amount": 2}, headers=failing).status_code == 500
     assert c.post("/payments?fail=1", json={"amount": 2}, headers=failing).status_code == 500
     retried = c.post("/payments?fail=1", json={"amount": 2}, headers=failing)
-    assert retried.status_code == 500 and "Idempotent-Replayed" not in retried.headers
+    assert retried.status_code == 500
+    assert "Idempotent-Replayed" not in retried.headers
 
 
 def test_keys_are_scoped_per_user(url: str, apps: list[Flask]) -> None:
@@ -290,8 +301,11 @@ def test_keys_are_scoped_per_user(url: str, apps: list[Flask]) -> None:
         response = c.post(
             "/payments", json={"amount": 3}, headers={"Idempotency-Key": "k", "X-User": user}
         )
-        assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
-    again = c.post("/payments", json={"amount": 3}, headers={"Idempotency-Key": "k", "X-User": "bob"})
+        assert response.status_code == 201
+        assert "Idempotent-Replayed" not in response.headers
+    again = c.post(
+        "/payments", json={"amount": 3}, headers={"Idempotency-Key": "k", "X-User": "bob"}
+    )
     assert again.headers["Idempotent-Replayed"] == "true"
     assert len(charges) == 2
 
@@ -302,6 +316,8 @@ def test_app_wide_idempotency_for_post_and_patch(url: str, apps: list[Flask]) ->
     key = {"Idempotency-Key": "plain-1"}
     assert c.post("/plain", headers=key).get_data() == b"plain"
     replay = c.post("/plain", headers=key)
-    assert replay.headers["Idempotent-Replayed"] == "true" and charges == ["plain"]
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert charges == ["plain"]
     assert c.post("/plain", headers={"Idempotency-Key": "\x01"}).status_code == 400
-    assert c.post("/plain").status_code == 200 and charges == ["plain", "plain"]
+    assert c.post("/plain").status_code == 200
+    assert charges == ["plain", "plain"]

@@ -540,7 +540,7 @@ class _AppCache:
         self._ext = ext
 
     def invalidate(self, tags: Iterable[str]) -> int:
-        return self._ext.kit.cache.invalidate(tags)  # type: ignore[no-any-return]
+        return self._ext.kit.cache.invalidate(tags)
 
 
 class _AppKit:
