@@ -77,3 +77,29 @@ def queue_demo_output() -> str:
 )
 def test_queue_demo(expected: str, queue_demo_output: str) -> None:
     assert expected in queue_demo_output
+
+
+@pytest.fixture(scope="module")
+def flask_demo_output() -> str:
+    pytest.importorskip("flask_sqlalchemy")
+    return _run("flask_app/demo.py")
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "after a rolled-back rename, the cached user: Alice\n",
+        "after a committed rename, the cached user: Alice Smith",
+        "cookie carries only a signed id: True",
+        "new id after login: True",
+        "retry: 201, Idempotent-Replayed: true",
+        "same key, other body: 422",
+        "a rejected order: 422",
+        "receipts sent after commit: [1]\n",
+        "the last {'step': 5, 'of': 5}\n",
+        "state completed: {'orders': 1, 'total': 1250, 'user_id': 1}",
+        "next five: [200, 200, 200, 200, 429]",
+    ],
+)
+def test_flask_demo(expected: str, flask_demo_output: str) -> None:
+    assert expected in flask_demo_output

@@ -84,9 +84,8 @@ def tour(app, client) -> None:  # type: ignore[no-untyped-def]
         if status["state"] in ("completed", "failed"):
             break
         time.sleep(0.02)
-    print(
-        f"  progress seen: {len(seen)} update(s); state {status['state']}: {status.get('result')}"
-    )
+    print(f"  progress updates seen while polling: {len(seen)}, the last {seen[-1]}")
+    print(f"  state {status['state']}: {status.get('result')}")
 
     print("\n5. rate limits: login allows 5 a minute per client (one was used above)")
     codes = [client.post("/login", json={"user_id": alice["id"]}).status_code for _ in range(5)]
