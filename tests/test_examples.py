@@ -96,7 +96,7 @@ def flask_demo_output() -> str:
         "same key, other body: 422",
         "a rejected order: 422",
         "receipts sent after commit: [1]\n",
-        "the last {'step': 5, 'of': 5}\n",
+        "the last {'of': 5, 'step': 5}\n",
         "state completed: {'orders': 1, 'total': 1250, 'user_id': 1}",
         "next five: [200, 200, 200, 200, 429]",
     ],
