@@ -17,7 +17,9 @@ Every contender is its own Flask application with one view at ``/`` that returns
 request is a call of ``app.wsgi_app(environ, start_response)`` in this process, the response body
 read and closed: no server, no socket, no test client. The environ is built once per
 application with ``werkzeug.test.EnvironBuilder`` (``REMOTE_ADDR`` 127.0.0.1) and copied for
-each request, with a fresh ``wsgi.input``. The contenders:
+each request, with a fresh ``wsgi.input``. Every application has a ``SECRET_KEY``, as most do, so
+Flask's own session interface runs in every row (redkit's replaces it in the session rows). The
+contenders:
 
 * ``flask``: plain Flask, no extension (the baseline);
 * ``flask + cookie session``: plain Flask, the view reads ``session.get("n")`` from Flask's own
@@ -38,10 +40,12 @@ each request, with a fresh ``wsgi.input``. The contenders:
   the installed version has it), the view decorated ``@limiter.limit("100000/minute")``;
   Flask-Limiter's other settings are its defaults (no rate-limit headers).
 
-The limit is never reached (100,000 per minute is the most redkit's ``sliding_window_log`` takes,
-as it keeps one entry per request) and no key is replayed: the benchmark checks that every response was
-a 200, that every redkit session request found its session and that every idempotent request
-stored its response.
+redkit's rate-limit rows send five rate-limit headers (``X-RateLimit-*``, ``RateLimit-Policy``,
+``RateLimit``: its default, from the reply of the same round trip); Flask-Limiter's send none
+(its default). The limit is never reached (100,000 per minute is the
+most redkit's ``sliding_window_log`` takes, as it keeps one entry per request) and no key is
+replayed: the benchmark checks that every response was a 200, that every redkit session request
+found its session and that every idempotent request stored its response.
 
 Clients: each redkit application has its own ``redkit.Redkit`` built by the extension from
 ``app.config`` (redkit's default settings); each Flask-Limiter application a redis-py connection
@@ -176,7 +180,7 @@ class Served:
         builder = EnvironBuilder(
             path="/",
             method=method,
-            headers=dict(headers or {}),
+            headers=list((headers or {}).items()),
             data=body or None,
             content_type="application/json" if body else None,
             environ_base={"REMOTE_ADDR": "127.0.0.1"},
