@@ -310,3 +310,43 @@ def test_session_too_large_is_a_clear_error(url: str, apps: list[Flask]) -> None
 
     with pytest.raises(SessionTooLarge):
         app.test_client().get("/big")
+
+
+def test_session_is_read_only_when_the_view_uses_it(url: str, apps: list[Flask]) -> None:
+    app, ext = session_app(url, apps)
+    client = app.test_client()
+    client.get("/set/user/alice")
+    stats = app.extensions["redkit"].kit.stats
+    before = stats.get("round_trips")
+    plain = client.get("/plain")  # carries the cookie, never touches the session
+    assert plain.status_code == 200
+    assert stats.get("round_trips") == before  # no read, no write, no cookie refresh
+    assert cookie_header(plain) is None
+    assert client.get("/get").get_json() == {"user": "alice"}
+    assert stats.get("round_trips") == before + 1  # one read; nothing changed, nothing written
+
+
+def test_views_without_the_session_work_while_redis_is_down(apps: list[Flask]) -> None:
+    app = make_app(
+        "redis://127.0.0.1:1",
+        REDKIT_SESSIONS=True,
+        SECRET_KEY="k",
+        REDKIT_SOCKET_CONNECT_TIMEOUT=0.2,
+        REDKIT_RETRY_ATTEMPTS=0,
+    )
+    Redkit(app)
+
+    @app.get("/plain")
+    def plain() -> str:
+        return "up"
+
+    @app.get("/uses")
+    def uses() -> str:
+        return str(session.get("user"))
+
+    client = app.test_client()
+    sid = "AB" + "x" * 42 + "A"
+    client.set_cookie("session", app.session_interface.signer(app).sign(sid))  # type: ignore[attr-defined]
+    assert client.get("/plain").get_data() == b"up"
+    assert client.get("/uses").status_code == 500  # the session store fails closed
+    app.extensions["redkit"].kit.close()

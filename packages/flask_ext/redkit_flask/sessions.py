@@ -10,6 +10,7 @@ not verify, is never adopted: the request gets a new, empty session.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,10 +23,12 @@ from redkit.web import CookieSigner
 __all__ = ["RedkitSession", "RedkitSessionInterface"]
 
 
-class RedkitSession(SessionData, SessionMixin):  # type: ignore[override]
+class RedkitSession(SessionData, SessionMixin):  # type: ignore[override, unused-ignore]
     """Flask's ``session`` when redkit keeps it: a dict whose changes are written key by key
     (two concurrent requests changing different keys both keep their change).
 
+    It is read from Redis when the request first uses it, so a view that never touches the
+    session costs no round trip (and does not fail when Redis is down).
     ``session.regenerate()`` moves it to a new id at the end of the request (call it at login);
     ``session.permanent = True`` gives the cookie an expiry (the session's remaining lifetime),
     otherwise it lasts as long as the browser session. The idle timeout (``session_ttl``) and
@@ -33,9 +36,84 @@ class RedkitSession(SessionData, SessionMixin):  # type: ignore[override]
 
     cookie: str | None = None
     """The cookie value the request carried (``None``: no cookie)."""
+    _pending_sid: str | None = None
+    _loader: Any = None
+
+    def _defer(self, sid: str, loader: Any) -> None:
+        self._pending_sid = sid
+        self._loader = loader
+
+    @property
+    def loaded(self) -> bool:
+        """False until the session was read from Redis (a request that never used it)."""
+        return self._loader is None
+
+    def _load(self) -> None:
+        loader, sid = self._loader, self._pending_sid
+        if loader is None:
+            return
+        self._loader = self._pending_sid = None
+        found: SessionData = loader(sid, SessionData)
+        self._sid = found._sid
+        self._stored = found._stored
+        self._data.update(found._data)
+        self.expires_in = found.expires_in
+
+    @property
+    def sid(self) -> str | None:
+        self._load()
+        return self._sid
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        self._load()
+        return self._sid is None
+
+    @property
+    def modified(self) -> bool:  # type: ignore[override]
+        if self._loader is not None:
+            return self._regenerate
+        return super().modified
+
+    def regenerate(self) -> None:
+        self._load()
+        super().regenerate()
+
+    def _encoded_diff(self) -> tuple[dict[str, bytes], list[str]]:
+        self._load()
+        return super()._encoded_diff()
+
+    def __getitem__(self, key: str) -> Any:
+        self._load()
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._load()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._load()
+        super().__delitem__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def __contains__(self, key: object) -> bool:
+        self._load()
+        return super().__contains__(key)
+
+    def clear(self) -> None:
+        self._load()
+        super().clear()
 
     @property
     def permanent(self) -> bool:
+        self._load()
         return bool(self._data.get("_permanent", False))
 
     @permanent.setter
@@ -67,9 +145,11 @@ class RedkitSessionInterface(SessionInterface):
             return None  # Flask then uses a null session that explains SECRET_KEY is missing
         cookie = request.cookies.get(self.get_cookie_name(app))
         sid = signer.unsign(cookie) if cookie else None
-        session = self.ext.state(app).kit.sessions.open(sid, RedkitSession)
+        session = RedkitSession()
         session.cookie = cookie
-        return session  # type: ignore[no-any-return]
+        if sid is not None:  # read from Redis when the request first uses it
+            session._defer(sid, self.ext.state(app).kit.sessions.open)
+        return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, RedkitSession):  # pragma: no cover - Flask passes ours
@@ -83,6 +163,8 @@ class RedkitSessionInterface(SessionInterface):
         partitioned = getattr(self, "get_cookie_partitioned", lambda app: False)(app)
         if session.accessed:
             response.vary.add("Cookie")
+        if not session.loaded:
+            return  # never used: nothing changed, nothing to refresh (the expiry did not slide)
         sessions = self.ext.state(app).kit.sessions
 
         def forget() -> None:
