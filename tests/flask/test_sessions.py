@@ -313,7 +313,7 @@ def test_session_too_large_is_a_clear_error(url: str, apps: list[Flask]) -> None
 
 
 def test_session_is_read_only_when_the_view_uses_it(url: str, apps: list[Flask]) -> None:
-    app, ext = session_app(url, apps)
+    app, _ = session_app(url, apps)
     client = app.test_client()
     client.get("/set/user/alice")
     stats = app.extensions["redkit"].kit.stats

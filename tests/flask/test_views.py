@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -200,13 +201,15 @@ def idem_app(url: str, apps: list[Flask], **config: Any) -> tuple[Flask, Redkit,
     apps.append(app)
     ext = Redkit(app)
     charges: list[Any] = []
-    gate = threading.Event()
+    gate, entered = threading.Event(), threading.Event()
     app.config["GATE"] = gate
+    app.config["ENTERED"] = entered
 
     @app.post("/payments")
     @ext.idempotent()
     def pay() -> tuple[Response, int]:
         if request.args.get("wait"):
+            entered.set()
             gate.wait(10)
         if request.args.get("fail"):
             raise RuntimeError("card declined by a bug")
@@ -274,10 +277,8 @@ def test_in_progress_is_409_and_failures_release_the_key(url: str, apps: list[Fl
     thread = threading.Thread(target=slow)
     thread.start()
     c = app.test_client()
-    for _ in range(200):  # until the first request holds the key
-        conflict = c.post("/payments?wait=1", json={"amount": 1}, headers=key)
-        if conflict.status_code == 409:
-            break
+    assert app.config["ENTERED"].wait(10)  # the first request holds the key and runs
+    conflict = c.post("/payments?wait=1", json={"amount": 1}, headers=key)
     assert conflict.status_code == 409
     assert int(conflict.headers["Retry-After"]) >= 1
     app.config["GATE"].set()
@@ -321,3 +322,27 @@ def test_app_wide_idempotency_for_post_and_patch(url: str, apps: list[Flask]) ->
     assert c.post("/plain", headers={"Idempotency-Key": "\x01"}).status_code == 400
     assert c.post("/plain").status_code == 200
     assert charges == ["plain", "plain"]
+
+
+def test_lease_of_a_long_request_is_renewed(url: str, apps: list[Flask]) -> None:
+    app, _, charges = idem_app(url, apps, REDKIT_IDEMPOTENCY_LEASE=0.6)
+    key = {"Idempotency-Key": "long-1"}
+    results: list[int] = []
+
+    def slow() -> None:
+        client = app.test_client()
+        results.append(client.post("/payments?wait=1", json={"amount": 1}, headers=key).status_code)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert app.config["ENTERED"].wait(10)
+    time.sleep(1.5)  # well past the first lease: only renewals keep the key held
+    c = app.test_client()
+    assert c.post("/payments?wait=1", json={"amount": 1}, headers=key).status_code == 409
+    app.config["GATE"].set()
+    thread.join(10)
+    assert results == [201]
+    assert len(charges) == 1
+    assert c.post("/payments", json={"amount": 1}, headers=key).status_code == 422  # other query
+    replay = c.post("/payments?wait=1", json={"amount": 1}, headers=key)
+    assert replay.headers["Idempotent-Replayed"] == "true"

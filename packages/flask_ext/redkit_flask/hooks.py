@@ -9,6 +9,8 @@ through the application's ``redkit.Redkit``.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,7 @@ from flask import Flask, Response, g, request
 from redkit.cache.core import uncommitted
 from redkit.clientip import ClientIP, network_key
 from redkit.errors import IdempotencyKeyError, RedkitConnectionError, ResponseTooLarge
-from redkit.idempotency import Guard
+from redkit.idempotency import Begin
 from redkit.ratelimit import Decision, parse_limits
 from redkit.web import CachedResponse, ViewCachePolicy, idempotency_error, too_many_requests
 
@@ -103,14 +105,15 @@ class RateLimitExceeded(TooManyRequests):
 class _RequestState:
     """Per-request record kept in ``g``."""
 
-    __slots__ = ("cache_key", "cache_rule", "decisions", "guard", "hit", "idem_rule")
+    __slots__ = ("begun", "cache_key", "cache_rule", "decisions", "hit", "idem_rule", "lease")
 
     def __init__(self) -> None:
         self.decisions: list[Decision] = []
         self.cache_rule: CacheRule | None = None
         self.cache_key: str | None = None
         self.hit = False
-        self.guard: Guard | None = None
+        self.begun: Begin | None = None  # an idempotent request that holds its key
+        self.lease = 0
         self.idem_rule: IdempotentRule | None = None
 
 
@@ -131,6 +134,7 @@ class Hooks:
         self.app_limits = parse_limits(s.ratelimit_application) if s.ratelimit_application else None
         self.headers = s.ratelimit_headers
         self.idem_methods = frozenset(m.upper() for m in s.idempotency_methods)
+        self.leases = Leases(self.kit.idempotency, s.idempotency_lease)
         self.idem_header = s.idempotency_header
 
     # -- helpers --------------------------------------------------------------------------------
@@ -254,13 +258,12 @@ class Hooks:
             request.get_data(cache=True),
             request.content_type,
         )
-        guard = self.kit.idempotency.guard(key, fp, scope)
-        if guard.started:
-            guard.__enter__()
-            rs.guard = guard
+        begun = self.kit.idempotency.begin(key, fp, scope)
+        if begun.started:
+            rs.begun = begun
             rs.idem_rule = rule
+            rs.lease = self.leases.add(begun)
             return None
-        begun = guard.result
         if begun.replayed:
             headers = begun.replay_headers()
             return self.app.response_class(begun.body, begun.status, headers)
@@ -280,7 +283,7 @@ class Hooks:
                 response.headers.setdefault(name, value)
         if rs.cache_rule is not None and not rs.hit:
             self._cache_store(rs.cache_rule, rs.cache_key, response)
-        if rs.guard is not None:
+        if rs.begun is not None:
             self._complete(rs, response)
         return response
 
@@ -319,33 +322,100 @@ class Hooks:
         return [t.format(**args) for t in spec]
 
     def _complete(self, rs: _RequestState, response: Response) -> None:
-        guard = rs.guard
-        assert guard is not None
-        rs.guard = None
+        begun, rs.begun = rs.begun, None
+        assert begun is not None
+        assert begun.token is not None
+        self.leases.remove(rs.lease)
         rule = rs.idem_rule or IdempotentRule()
+        idem = self.kit.idempotency
         try:
-            if response.is_streamed:
-                guard.__exit__(None, None, None)  # a stream cannot be replayed: release
+            if response.is_streamed:  # a stream cannot be replayed: release the key
+                idem.release(begun.key, begun.token, begun.scope)
                 return
-            guard.complete(
+            idem.complete(
+                begun.key,
+                begun.token,
                 response.status_code,
                 list(response.headers.items()),
                 response.get_data(),
+                begun.scope,
                 store_server_errors=rule.store_server_errors,
                 allow_headers=rule.allow_headers,
             )
         except ResponseTooLarge:
             log.warning("redkit: response too large to store for replay; key released")
         except RedkitConnectionError as exc:
-            log.warning("redkit: could not store an idempotent response (%s)", exc)
-        finally:
-            guard.__exit__(None, None, None)
+            log.warning(
+                "redkit: could not store an idempotent response (%s); its lease expires in %.0fs",
+                exc,
+                self.kit.settings.idempotency_lease,
+            )
 
     def teardown(self, exc: BaseException | None) -> None:
         rs: _RequestState | None = getattr(g, _G, None)
-        if rs is not None and rs.guard is not None:
-            guard, rs.guard = rs.guard, None
-            guard.__exit__(type(exc) if exc else None, exc, None)
+        if rs is None or rs.begun is None:
+            return
+        begun, rs.begun = rs.begun, None  # the request failed before a response was made
+        self.leases.remove(rs.lease)
+        try:
+            assert begun.token is not None
+            self.kit.idempotency.release(begun.key, begun.token, begun.scope)
+        except RedkitConnectionError as err:
+            log.warning("redkit: could not release an idempotency key (%s)", err)
+
+
+class Leases:
+    """Renews the leases of the idempotent requests running in this process, from one daemon
+    thread (started on first use, again after a fork): every third of ``idempotency_lease`` a
+    running request's lease is extended; a request shorter than that costs no renewal."""
+
+    def __init__(self, idempotency: Any, lease: float) -> None:
+        self._idem = idempotency
+        self._every = lease / 3
+        self._lock = threading.Lock()
+        self._active: dict[int, list[Any]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, begun: Begin) -> int:
+        """Keep ``begun``'s lease alive until :meth:`remove`; returns the handle to remove."""
+        due = time.monotonic() + self._every
+        with self._lock:
+            self._next += 1
+            handle = self._next
+            self._active[handle] = [begun, due]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="redkit-idempotency-leases", daemon=True
+                )
+                self._thread.start()
+        return handle
+
+    def remove(self, handle: int) -> None:
+        with self._lock:
+            self._active.pop(handle, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(min(self._every / 4, 1.0))
+            now = time.monotonic()
+            with self._lock:
+                due = [(h, e[0]) for h, e in self._active.items() if e[1] <= now]
+                for handle, _ in due:
+                    self._active[handle][1] = now + self._every
+            for handle, begun in due:
+                try:
+                    kept = self._idem.renew(begun.key, begun.token, begun.scope)
+                except Exception as exc:  # keep renewing the others
+                    log.warning("redkit: renewing an idempotency lease failed: %s", exc)
+                    continue
+                if not kept:
+                    log.warning(
+                        "redkit: the lease of idempotency key %r was lost: another request "
+                        "may run it too",
+                        begun.key,
+                    )
+                    self.remove(handle)
 
 
 def limit_rule(
