@@ -87,7 +87,7 @@ from typing import Any
 
 import harness
 import redis
-from harness import Contender, Result, Scenario
+from harness import Contender, Result, Scenario, fmt
 from ratelimit import Wire
 
 try:
@@ -405,7 +405,7 @@ def limiter_setup(plan: Plan, peer: Peer, strategy: str) -> Setup:
 
     def close() -> None:
         try:
-            _unlink(redis.Redis(connection_pool=pool), f"{prefix}:*")
+            harness.unlink(redis.Redis(connection_pool=pool), f"{prefix}:*")
         finally:
             pool.disconnect()
 
@@ -432,19 +432,6 @@ def setups(plan: Plan, peer: Peer | None) -> list[Setup]:
 
 
 # -- running ----------------------------------------------------------------------------------
-
-
-def _unlink(r: redis.Redis, match: str) -> int:
-    """Delete every key matching ``match`` (``SCAN`` + ``UNLINK``); returns how many."""
-    removed, batch = 0, []
-    for key in r.scan_iter(match=match, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += int(r.unlink(*batch))
-            batch = []
-    if batch:
-        removed += int(r.unlink(*batch))
-    return removed
 
 
 def _verify(results: Sequence[Result], by_name: Mapping[str, Setup]) -> None:
@@ -586,17 +573,13 @@ def run(
 # -- reporting --------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _line(head: tuple[str, ...], r: Mapping[str, Any]) -> str:
     (group,) = head
     span = f"{r['min_us']:.1f}-{r['max_us']:.1f}"
     return (
         f"{group:<13} {r['contender']:<38} {r['median_us']:>7.1f} {span:>13} "
         f"{r['requests_per_second']:>6} {r['median_cpu_us']:>7.1f} {r['extra_us']:>7.1f} "
-        f"{r['extra_cpu_us']:>6.1f} {_fmt(r['round_trips_per_op'], '.2f'):>7} "
+        f"{r['extra_cpu_us']:>6.1f} {fmt(r['round_trips_per_op'], '.2f'):>7} "
         f"{r['ratio']:>5.2f}"
     )
 
@@ -605,7 +588,7 @@ def _pair_line(p: Mapping[str, Any]) -> str:
     return (
         f"{p['algorithm']:<23} {p['strategy']:<23} {p['redkit_us']:>7.1f} {p['peer_us']:>7.1f} "
         f"{p['ratio']:>5.2f} {p['redkit_extra_us']:>7.1f} {p['peer_extra_us']:>7.1f} "
-        f"{_fmt(p['extra_ratio'], '.2f'):>6} {p['redkit_extra_cpu_us']:>7.1f} "
+        f"{fmt(p['extra_ratio'], '.2f'):>6} {p['redkit_extra_cpu_us']:>7.1f} "
         f"{p['peer_extra_cpu_us']:>7.1f}"
     )
 

@@ -359,6 +359,24 @@ def config(url: str, rounds: int, ops: int, chunk: int, warmup: int) -> dict[str
     return {"url": redact_url(url), "rounds": rounds, "ops": ops, "chunk": chunk, "warmup": warmup}
 
 
+def fmt(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``-`` when it is missing."""
+    return "-" if value is None else format(value, spec)
+
+
+def unlink(r: redis.Redis, match: str) -> int:
+    """Delete every key matching ``match`` (``SCAN`` + ``UNLINK``); returns how many."""
+    removed, batch = 0, []
+    for key in r.scan_iter(match=match, count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += int(r.unlink(*batch))
+            batch = []
+    if batch:
+        removed += int(r.unlink(*batch))
+    return removed
+
+
 def machine_line(m: Mapping[str, Any]) -> str:
     """CPUs and the versions that matter, as one line."""
     return (

@@ -68,7 +68,7 @@ from typing import Any
 import harness
 import redis
 import redis.asyncio
-from harness import Contender, Op, Result, Scenario
+from harness import Contender, Op, Result, Scenario, fmt
 
 import redkit
 import redkit.asyncio
@@ -420,19 +420,6 @@ async def _run_async(
     return results, probe
 
 
-def _unlink(r: redis.Redis, match: str) -> int:
-    """Delete every key matching ``match`` (``SCAN`` + ``UNLINK``); returns how many."""
-    removed, batch = 0, []
-    for key in r.scan_iter(match=match, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += int(r.unlink(*batch))
-            batch = []
-    if batch:
-        removed += int(r.unlink(*batch))
-    return removed
-
-
 def _row(result: Result, probe: Probe, peer: Result | None) -> dict[str, Any]:
     library = result.contender.partition(" ")[0]
     figures = probe.figures(result.contender)
@@ -539,7 +526,7 @@ def run(
     finally:
         kit.clear()
         kit.close()
-        _unlink(r, f"{s.peer_prefix}:*")
+        harness.unlink(r, f"{s.peer_prefix}:*")
         left = sum(1 for _ in r.scan_iter(match=f"rkbench-{token}*", count=1000))
         r.close()
     if left:
@@ -562,19 +549,15 @@ def run(
 # -- reporting --------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _line(head: tuple[str, ...], r: Mapping[str, Any]) -> str:
     mode, algo = head
     name = r["contender"].removesuffix("RateLimiter")
     span = f"{r['min_us']:.1f}-{r['max_us']:.1f}"
     return (
         f"{mode:<5} {algo:<22} {name:<29} {r['median_us']:>6.1f} {span:>13} "
-        f"{r['median_cpu_us']:>6.1f} {_fmt(r['round_trips_per_op'], '.2f'):>6} "
-        f"{_fmt(r['script_commands_per_op'], '.1f'):>5} {_fmt(r['redis_us'], '.1f'):>8} "
-        f"{_fmt(r['ratio'], '.2f'):>5} {_fmt(r['cpu_ratio'], '.2f'):>9}"
+        f"{r['median_cpu_us']:>6.1f} {fmt(r['round_trips_per_op'], '.2f'):>6} "
+        f"{fmt(r['script_commands_per_op'], '.1f'):>5} {fmt(r['redis_us'], '.1f'):>8} "
+        f"{fmt(r['ratio'], '.2f'):>5} {fmt(r['cpu_ratio'], '.2f'):>9}"
     )
 
 

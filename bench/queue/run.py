@@ -96,6 +96,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # bench/, for harness
 import harness  # noqa: E402
 import probe  # noqa: E402
 import redis  # noqa: E402
+from harness import fmt  # noqa: E402
 
 from redkit.settings import redact_url  # noqa: E402
 
@@ -883,10 +884,6 @@ def targets(
 
 
 # -- reporting -------------------------------------------------------------------------------
-def _f(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render(report: dict[str, Any]) -> str:
     cfg, m = report["config"], report["machine"]
     lines = [
@@ -912,7 +909,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"{r['mode']:<5} {r['contender']:<9} {r['median_us']:>7.1f} "
             f"{1e6 / r['median_us']:>8.0f} {r['median_cpu_us']:>6.1f} "
-            f"{_f(r['round_trips_per_op'], '.2f'):>5}"
+            f"{fmt(r['round_trips_per_op'], '.2f'):>5}"
         )
     lines += [
         "",
@@ -924,7 +921,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"{r['library']:<9} {r['mode']:<6} {r['api']:<19} {r['rate']:>8.0f} "
             f"{r['round_trips_per_job']:>7.3f} {r['commands_per_job']:>5.1f} "
-            f"{r['scripts_per_job']:>7.2f} {r['redis_cpu_us']:>8.1f} {_f(r['ratio'], '.2f'):>6}"
+            f"{r['scripts_per_job']:>7.2f} {r['redis_cpu_us']:>8.1f} {fmt(r['ratio'], '.2f'):>6}"
         )
     no_bulk = [lib for lib, p in report["peers"].items() if "error" not in p and not p["bulk"]]
     if no_bulk:
@@ -1040,8 +1037,8 @@ def _process_line(r: Mapping[str, Any]) -> str:
         f"{r['library']:<19} {r['kind']:<8} {r['config']:<22} {r['processes']:>7} "
         f"{r['n']:>6} {r['rate']:>7.0f} {r['worker_cpu_us']:>9.1f} {r['redis_cpu_us']:>8.1f} "
         f"{r['commands_per_job']:>5.1f} {r['scripts_per_job']:>7.3f} "
-        f"{_f(r['round_trips_per_job'], '.3f'):>6} {r['startup_s']:>7.2f} "
-        f"{'yes' if r['ok'] else 'NO':>3} {_f(r['ratio'], '.2f'):>6}"
+        f"{fmt(r['round_trips_per_job'], '.3f'):>6} {r['startup_s']:>7.2f} "
+        f"{'yes' if r['ok'] else 'NO':>3} {fmt(r['ratio'], '.2f'):>6}"
     )
 
 

@@ -24,6 +24,7 @@ from redkit.idempotency import (
     AsyncGuard,
     Begin,
     Guard,
+    LeaseKeeper,
     Outcome,
     fingerprint,
     parse_key_header,
@@ -707,3 +708,25 @@ async def test_an_async_guard_begins_when_entered_or_awaited(url: str, prefix: s
         awaited = await idem.guard("lazy", OTHER_FP)
         assert awaited.outcome is Outcome.IN_PROGRESS
         await akit.clear()
+
+
+def test_lease_keeper_renews_running_requests_from_one_thread(url: str, prefix: str) -> None:
+    kit = redkit.Redkit.from_url(url, prefix=prefix, idempotency_lease=0.6)
+    try:
+        keeper = LeaseKeeper(kit.idempotency, 0.6)
+        begun = [kit.idempotency.begin(f"k{i}", FP) for i in range(3)]
+        handles = [keeper.add(b) for b in begun]
+        time.sleep(1.5)  # well past the first lease: only the keeper's renewals hold the keys
+        for i in range(3):
+            assert kit.idempotency.begin(f"k{i}", FP).outcome is Outcome.IN_PROGRESS
+        renewers = [t for t in threading.enumerate() if t.name == "redkit-idempotency-leases"]
+        assert len(renewers) >= 1
+        keeper.remove(handles[0])  # finished: no longer renewed, its lease runs out
+        time.sleep(1.0)
+        assert kit.idempotency.begin("k0", FP).started
+        assert kit.idempotency.begin("k1", FP).outcome is Outcome.IN_PROGRESS
+        for handle in handles[1:]:
+            keeper.remove(handle)
+    finally:
+        kit.clear()
+        kit.close()

@@ -9,21 +9,25 @@ through the application's ``redkit.Redkit``.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, TooManyRequests
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, request, session
 from redkit.cache.core import uncommitted
 from redkit.clientip import ClientIP, network_key
 from redkit.errors import IdempotencyKeyError, RedkitConnectionError, ResponseTooLarge
-from redkit.idempotency import Begin
+from redkit.idempotency import Begin, LeaseKeeper, parse_key_header
 from redkit.ratelimit import Decision, parse_limits
-from redkit.web import CachedResponse, ViewCachePolicy, idempotency_error, too_many_requests
+from redkit.web import (
+    CachedResponse,
+    ViewCachePolicy,
+    idempotency_error,
+    request_fingerprint,
+    too_many_requests,
+)
 
 log = logging.getLogger("redkit.flask")
 
@@ -134,7 +138,7 @@ class Hooks:
         self.app_limits = parse_limits(s.ratelimit_application) if s.ratelimit_application else None
         self.headers = s.ratelimit_headers
         self.idem_methods = frozenset(m.upper() for m in s.idempotency_methods)
-        self.leases = Leases(self.kit.idempotency, s.idempotency_lease)
+        self.leases = LeaseKeeper(self.kit.idempotency, s.idempotency_lease)
         self.idem_header = s.idempotency_header
 
     # -- helpers --------------------------------------------------------------------------------
@@ -240,8 +244,6 @@ class Hooks:
                 )
             return None
         try:
-            from redkit.idempotency import parse_key_header
-
             key = parse_key_header(raw)
         except IdempotencyKeyError as exc:
             return self._answer(*idempotency_error(None, str(exc)))
@@ -249,8 +251,6 @@ class Hooks:
         scope = scope_fn() if scope_fn is not None else None
         if scope is not None and not isinstance(scope, (str, int)):
             scope = str(scope)
-        from redkit.web import request_fingerprint
-
         fp = request_fingerprint(
             request.method,
             request.path,
@@ -296,8 +296,6 @@ class Hooks:
         headers = list(response.headers.items())
         if not rule.policy.storable(request.method, response.status_code, headers):
             return
-        from flask import session
-
         extra = ["cookie"] if getattr(session, "accessed", False) else []
         names = rule.policy.vary_of(headers, extra)
         if names is None:
@@ -362,60 +360,6 @@ class Hooks:
             self.kit.idempotency.release(begun.key, begun.token, begun.scope)
         except RedkitConnectionError as err:
             log.warning("redkit: could not release an idempotency key (%s)", err)
-
-
-class Leases:
-    """Renews the leases of the idempotent requests running in this process, from one daemon
-    thread (started on first use, again after a fork): every third of ``idempotency_lease`` a
-    running request's lease is extended; a request shorter than that costs no renewal."""
-
-    def __init__(self, idempotency: Any, lease: float) -> None:
-        self._idem = idempotency
-        self._every = lease / 3
-        self._lock = threading.Lock()
-        self._active: dict[int, list[Any]] = {}
-        self._next = 0
-        self._thread: threading.Thread | None = None
-
-    def add(self, begun: Begin) -> int:
-        """Keep ``begun``'s lease alive until :meth:`remove`; returns the handle to remove."""
-        due = time.monotonic() + self._every
-        with self._lock:
-            self._next += 1
-            handle = self._next
-            self._active[handle] = [begun, due]
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="redkit-idempotency-leases", daemon=True
-                )
-                self._thread.start()
-        return handle
-
-    def remove(self, handle: int) -> None:
-        with self._lock:
-            self._active.pop(handle, None)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(min(self._every / 4, 1.0))
-            now = time.monotonic()
-            with self._lock:
-                due = [(h, e[0]) for h, e in self._active.items() if e[1] <= now]
-                for handle, _ in due:
-                    self._active[handle][1] = now + self._every
-            for handle, begun in due:
-                try:
-                    kept = self._idem.renew(begun.key, begun.token, begun.scope)
-                except Exception as exc:  # keep renewing the others
-                    log.warning("redkit: renewing an idempotency lease failed: %s", exc)
-                    continue
-                if not kept:
-                    log.warning(
-                        "redkit: the lease of idempotency key %r was lost: another request "
-                        "may run it too",
-                        begun.key,
-                    )
-                    self.remove(handle)
 
 
 def limit_rule(
