@@ -21,8 +21,6 @@ from redkit.optional import require
 
 require("flask", "flask")
 
-import click  # noqa: E402
-from flask.cli import AppGroup  # noqa: E402
 
 import redkit  # noqa: E402
 from flask import Blueprint, Flask, current_app, has_app_context, has_request_context  # noqa: E402
@@ -32,6 +30,7 @@ from redkit.queue import Job, Queue, Task  # noqa: E402
 from redkit.settings import Settings  # noqa: E402
 from redkit.web import ViewCachePolicy  # noqa: E402
 
+from .cli import cli_group  # noqa: E402
 from .hooks import (  # noqa: E402
     CacheRule,
     Hooks,
@@ -171,7 +170,7 @@ class Redkit:
             else:
                 user_logged_in.connect(_regenerate_on_signal, app, weak=False)
                 user_logged_out.connect(_regenerate_on_signal, app, weak=False)
-        app.cli.add_command(_cli_group(self))
+        app.cli.add_command(cli_group(self))
 
     # -- the current application's client -------------------------------------------------------
     def state(self, app: Flask | None = None) -> Any:
@@ -548,54 +547,3 @@ class _AppKit:
 
     def __init__(self, ext: Redkit) -> None:
         self.cache = _AppCache(ext)
-
-
-def _cli_group(ext: Redkit) -> click.Group:
-    group = AppGroup("redkit", help="redkit's job queue for this application.")
-
-    @group.command("worker")
-    @click.argument("queues", nargs=-1)
-    @click.option(
-        "-c",
-        "--concurrency",
-        type=int,
-        default=10,
-        show_default=True,
-        help="Jobs in flight per queue.",
-    )
-    @click.option(
-        "--shutdown-grace",
-        type=float,
-        default=None,
-        help="Seconds running jobs get to finish on SIGTERM (default 30).",
-    )
-    @click.option(
-        "--loop",
-        type=click.Choice(["auto", "asyncio", "uvloop"]),
-        default="auto",
-        show_default=True,
-        help="Event loop (auto: uvloop when installed).",
-    )
-    def worker(
-        queues: tuple[str, ...], concurrency: int, shutdown_grace: float | None, loop: str
-    ) -> None:
-        """Run a worker for QUEUES (default: every queue with a task) of this application.
-
-        SIGTERM or SIGINT lets running jobs finish (up to the grace), a second signal stops
-        at once."""
-        from redkit.cli import UsageError, run_workers
-
-        state = ext.state()
-        names = list(queues) or sorted({t.queue_name for t in ext._tasks}) or ["default"]
-        options: dict[str, Any] = {"concurrency": concurrency}
-        if shutdown_grace is not None:
-            options["shutdown_grace"] = shutdown_grace
-        workers = [state.kit.queue(name).worker(**options) for name in names]
-        click.echo(f"redkit: worker for {', '.join(names)} of {state.app.name}", err=True)
-        try:
-            code = run_workers(workers, loop)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        raise SystemExit(code)
-
-    return group
