@@ -67,7 +67,7 @@ def sid_of(client: Any, app: Flask, name: str = "session") -> str | None:
     cookie = client.get_cookie(name)
     if cookie is None:
         return None
-    return app.session_interface.signer(app).unsign(cookie.value)  # type: ignore[attr-defined]
+    return app.session_interface.cookies(app).signer.unsign(cookie.value)  # type: ignore[attr-defined]
 
 
 def test_cookie_holds_only_a_signed_id_with_flask_cookie_settings(
@@ -104,7 +104,7 @@ def test_unknown_sid_is_never_adopted(url: str, apps: list[Flask]) -> None:
     app, ext = session_app(url, apps)
     attacker = "AB" + "x" * 42 + "A"  # well-formed, correctly signed, but never issued
     assert valid_sid(attacker) == attacker
-    signed = app.session_interface.signer(app).sign(attacker)  # type: ignore[attr-defined]
+    signed = app.session_interface.cookies(app).signer.sign(attacker)  # type: ignore[attr-defined]
     client = app.test_client()
     client.set_cookie("session", signed)
     assert client.get("/get").get_json() == {}
@@ -345,7 +345,11 @@ def test_views_without_the_session_work_while_redis_is_down(apps: list[Flask]) -
 
     client = app.test_client()
     sid = "AB" + "x" * 42 + "A"
-    client.set_cookie("session", app.session_interface.signer(app).sign(sid))  # type: ignore[attr-defined]
+    signer = app.session_interface.cookies(app).signer  # type: ignore[attr-defined]
+    client.set_cookie("session", signer.sign(sid))
     assert client.get("/plain").get_data() == b"up"
-    assert client.get("/uses").status_code == 500  # the session store fails closed
+    down = client.get("/uses")  # the session store fails closed: 503, never a silent logout
+    assert down.status_code == 503
+    assert int(down.headers["Retry-After"]) >= 1
+    assert down.get_json()["status"] == 503
     app.extensions["redkit"].kit.close()

@@ -946,6 +946,7 @@ class LeaseKeeper:
         self._active: dict[int, list[Any]] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def add(self, begun: Begin) -> int:
         """Keep ``begun``'s lease alive until :meth:`remove`; returns the handle to remove."""
@@ -955,8 +956,12 @@ class LeaseKeeper:
             handle = self._next
             self._active[handle] = [begun, due]
             if self._thread is None or not self._thread.is_alive():
+                self._stop = threading.Event()
                 self._thread = threading.Thread(
-                    target=self._run, name="redkit-idempotency-leases", daemon=True
+                    target=self._run,
+                    args=(self._stop,),
+                    name="redkit-idempotency-leases",
+                    daemon=True,
                 )
                 self._thread.start()
         return handle
@@ -965,9 +970,17 @@ class LeaseKeeper:
         with self._lock:
             self._active.pop(handle, None)
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(min(self._every / 4, 1.0))
+    def close(self) -> None:
+        """Stop renewing (the thread ends; a later :meth:`add` starts it again)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._active.clear()
+            self._stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(min(self._every / 4, 1.0)):
             now = time.monotonic()
             with self._lock:
                 due = [(h, e[0]) for h, e in self._active.items() if e[1] <= now]

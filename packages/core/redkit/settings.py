@@ -40,6 +40,9 @@ _FORBIDDEN_QUERY = {"decode_responses", "encoding", "encoding_errors", "protocol
 _SECRET_QUERY = re.compile(r"(?i)([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*")
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs and errors).
 
@@ -196,6 +199,15 @@ class Settings:
     on every view (``POST, PATCH``); empty: only views decorated as idempotent."""
     idempotency_header: str = "Idempotency-Key"
     """The request header carrying the idempotency key."""
+    cache_enabled: bool = True
+    """``False`` turns the adapters' cached views and cached functions off (they run every
+    time and store nothing: for tests and local runs); ``kit.cache`` itself is unaffected."""
+    ratelimit_enabled: bool = True
+    """``False`` turns the adapters' rate limits off (nothing counted, no headers)."""
+    cache_credential_headers: tuple[str, ...] = ("Authorization",)
+    """Request headers that carry credentials: a request with any of them is neither answered
+    from nor stored in the view cache unless the view opts in (``per_credential=True``), and
+    without a user id its idempotency keys are scoped by a hash of them."""
 
     # -- streams -------------------------------------------------------------------------------
     stream_maxlen: int = 10_000
@@ -496,7 +508,12 @@ def _validate(s: Settings) -> None:
             raise ConfigurationError(
                 f"setting 'idempotency_methods' takes POST, PUT, PATCH and DELETE, got {method!r}"
             )
-    if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", s.idempotency_header):
+    for header in s.cache_credential_headers:
+        if not isinstance(header, str) or not _TOKEN.fullmatch(header):
+            raise ConfigurationError(
+                f"setting 'cache_credential_headers' takes header names, got {header!r}"
+            )
+    if not _TOKEN.fullmatch(s.idempotency_header):
         raise ConfigurationError(
             f"setting 'idempotency_header' is not a header name: {s.idempotency_header!r}"
         )

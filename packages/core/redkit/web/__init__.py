@@ -1,0 +1,59 @@
+"""redkit's web layer: what an HTTP request needs from redkit, decided once for every framework.
+
+The adapters (``redkit_flask``, ``redkit_django``, ``redkit_starlette``) translate their
+framework's request and response to :class:`Request` and :class:`Response`, register hooks or
+middleware, and run the flows here with :func:`run` (sync) or :func:`arun` (asyncio). The rules
+live here: the view cache (what may be stored and for whom), rate-limit rules and their 429,
+the idempotent-request lifecycle, the session cookie. None of it does I/O by itself or knows a
+framework.
+"""
+
+from __future__ import annotations
+
+from .http import Answer, Headers, Request, Response, WebFlow, arun, problem, run, unavailable
+from .idempotency import Held, IdempotentRequests, IdempotentRule, idempotency_error
+from .pipeline import Pending, ViewRules, WebRules
+from .ratelimit import Counted, LimitRule, RateLimits, too_many_requests
+from .sessions import (
+    CookieAttributes,
+    CookieChange,
+    CookieSigner,
+    LazySession,
+    SessionCookies,
+    session_state,
+)
+from .viewcache import CachedResponse, CacheRule, CacheTicket, ViewCache, ViewCachePolicy
+
+__all__ = [
+    "Answer",
+    "CacheRule",
+    "CacheTicket",
+    "CachedResponse",
+    "CookieAttributes",
+    "CookieChange",
+    "CookieSigner",
+    "Counted",
+    "Headers",
+    "Held",
+    "IdempotentRequests",
+    "IdempotentRule",
+    "LazySession",
+    "LimitRule",
+    "Pending",
+    "RateLimits",
+    "Request",
+    "Response",
+    "SessionCookies",
+    "ViewCache",
+    "ViewCachePolicy",
+    "ViewRules",
+    "WebFlow",
+    "WebRules",
+    "arun",
+    "idempotency_error",
+    "problem",
+    "run",
+    "session_state",
+    "too_many_requests",
+    "unavailable",
+]
