@@ -1,99 +1,13 @@
-"""redkit's cache at work, on the embedded ``memory://`` backend (no server needed).
+"""redkit's cache at work: cache-aside with ``@cached``, tag invalidation, stampede protection,
+TTL jitter and the asyncio twin, on the embedded ``memory://`` backend (no server needed).
 
-Run ``python examples/cache_demo.py``; set ``REDKIT_URL=redis://127.0.0.1:6379/0`` to run the same
-demo against a real Redis.
+The code of this part of ``python -m redkit demo`` is ``packages/core/redkit/demo/cache.py``;
+``python examples/cache_demo.py`` runs it (``--url redis://127.0.0.1:6379/0`` on a server).
 """
 
-from __future__ import annotations
+import sys
 
-import asyncio
-import os
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-
-import redkit
-import redkit.asyncio
-
-URL = os.environ.get("REDKIT_URL", "memory://demo")
-DB_QUERIES = {"count": 0}
-LOCK = threading.Lock()
-
-
-def slow_query(user_id: int) -> dict[str, object]:
-    """Stands in for a database query that takes 200 ms."""
-    with LOCK:
-        DB_QUERIES["count"] += 1
-    time.sleep(0.2)
-    return {"id": user_id, "name": f"user-{user_id}", "plan": "pro"}
-
-
-def timed(label: str, fn: object) -> object:
-    started = time.perf_counter()
-    result = fn()  # type: ignore[operator]
-    print(f"  {label:<44} {1000 * (time.perf_counter() - started):7.1f} ms  -> {result}")
-    return result
-
-
-def main() -> None:
-    print(f"redkit {redkit.__version__} on {URL}\n")
-    kit = redkit.Redkit.from_url(URL, prefix="demo")
-    kit.cache.clear()
-
-    @kit.cache.cached(ttl=60, key="user:{user_id}", tags=["users", "user:{user_id}"])
-    def get_user(user_id: int) -> dict[str, object]:
-        return slow_query(user_id)
-
-    print("1. cache-aside with @cached: the first call loads, the next ones hit")
-    timed("get_user(7)  (miss: runs the query)", lambda: get_user(7))
-    timed("get_user(7)  (hit)", lambda: get_user(7))
-
-    print("\n2. tag invalidation: one round trip, however many entries carry the tag")
-    for uid in range(1, 6):
-        get_user(uid)
-    timed("invalidate(['users'])", lambda: kit.cache.invalidate(["users"]))
-    timed("get_user(3)  (miss again after invalidation)", lambda: get_user(3))
-
-    print("\n3. stampede protection: 50 threads on a cold key, the query runs once")
-    kit.cache.delete("user:42")
-    DB_QUERIES["count"] = 0
-    with ThreadPoolExecutor(50) as pool:
-        results = list(pool.map(lambda _: get_user(42), range(50)))
-    print(
-        f"  50 callers got {len({str(r) for r in results})} distinct value(s); "
-        f"the query ran {DB_QUERIES['count']} time(s)"
-    )
-
-    print("\n4. TTL with jitter: entries written together do not expire together")
-    kit.cache.set_many({f"page:{i}": i for i in range(5)}, ttl=100)
-    ttls = [kit.client.pttl(kit.cache._core.entry_key(f"page:{i}")) / 1000 for i in range(5)]
-    print("  TTLs (s):", ", ".join(f"{t:.1f}" for t in ttls))
-
-    print("\n5. the async twin has the same API")
-
-    async def async_part() -> None:
-        akit = redkit.asyncio.Redkit.from_url(URL, prefix="demo")
-
-        @akit.cache.cached(ttl=30)
-        async def price(sku: str) -> float:
-            await asyncio.sleep(0.1)
-            return 9.99
-
-        for label in ("miss", "hit "):
-            started = time.perf_counter()
-            value = await price("sku-1")
-            print(
-                f"  await price('sku-1')  ({label})"
-                f"{1000 * (time.perf_counter() - started):24.1f} ms  -> {value}"
-            )
-        await akit.aclose()
-
-    asyncio.run(async_part())
-
-    print("\n6. counters:", dict(sorted(kit.stats.snapshot().items())))
-    kit.cache.clear()
-    kit.close()
-
+from redkit.demo import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["--part", "cache", *sys.argv[1:]]))

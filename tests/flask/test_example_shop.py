@@ -6,7 +6,6 @@ idempotency and rate limits as the app configures them."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,8 @@ import pytest
 
 pytest.importorskip("flask_sqlalchemy")
 
+from redkit.demo import shop
 from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "flask_app"))
-
-import shop
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

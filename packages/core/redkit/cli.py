@@ -338,6 +338,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo
+
+    return demo([f"--{opt}={value}" for opt in ("part", "url") if (value := getattr(args, opt))])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redkit", description="redkit's job queue tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -388,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--delayed", action="store_true", help="delete delayed jobs too")
     connection(d)
     d.set_defaults(func=cmd_drain)
+
+    m = sub.add_parser("demo", help="a tour of redkit on the embedded memory:// backend")
+    m.add_argument("--part", help="run one part only: cache, web, queue or shop")
+    m.add_argument("--url", help="run on this Redis URL instead of memory://")
+    m.set_defaults(func=cmd_demo)
     return parser
 
 

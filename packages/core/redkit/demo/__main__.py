@@ -1,0 +1,7 @@
+"""``python -m redkit.demo``: the same as ``redkit demo``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
