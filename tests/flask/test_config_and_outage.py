@@ -215,3 +215,35 @@ def test_request_with_session_used_only_in_a_hook_still_varies(apps: list[Flask]
     assert anon.get("/hello").text == "hello None"
     assert "Cookie" in anon.get("/hello").headers["Vary"]
     assert ada.get("/hello").text == "hello ada"  # never the anonymous page
+
+
+def test_closing_an_app_stops_its_lease_renewer(url: str) -> None:
+    import threading
+    import time
+
+    def renewers() -> int:
+        return sum(t.name == "redkit-idempotency-leases" for t in threading.enumerate())
+
+    before = renewers()
+    made = []
+    for i in range(5):
+        app = make_app(url, name=f"app{i}")
+        ext = Redkit(app)
+
+        @app.post("/pay")
+        @ext.idempotent()
+        def pay() -> str:
+            return "paid"
+
+        got = app.test_client().post("/pay", headers={"Idempotency-Key": f"k{i}"})
+        assert got.status_code == 200
+        made.append((app, ext))
+    assert renewers() == before + 5
+    for app, ext in made:
+        with app.app_context():
+            ext.kit.clear()
+        ext.close(app)
+    deadline = time.monotonic() + 5
+    while renewers() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert renewers() == before
