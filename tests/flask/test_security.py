@@ -339,3 +339,20 @@ def test_html_responses_keep_their_body_and_type(url: str, apps: list[Flask]) ->
     assert second.data == first.data == "<p>é</p>".encode()
     assert second.headers["Content-Type"] == first.headers["Content-Type"]
     assert second.headers["X-Custom"] == "1"
+
+
+def test_host_and_scheme_are_part_of_the_key(url: str, apps: list[Flask]) -> None:
+    app = make_app(url)
+    apps.append(app)
+    ext = Redkit(app)
+
+    @app.get("/link")
+    @ext.cached(ttl=60)
+    def link() -> str:
+        return request.url_root  # absolute URLs differ by scheme and host
+
+    c = app.test_client()
+    assert c.get("/link", base_url="http://shop.example").text == "http://shop.example/"
+    assert c.get("/link", base_url="https://shop.example").text == "https://shop.example/"
+    assert c.get("/link", base_url="http://evil.example").text == "http://evil.example/"
+    assert c.get("/link", base_url="http://shop.example").text == "http://shop.example/"

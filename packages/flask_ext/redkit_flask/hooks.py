@@ -94,6 +94,7 @@ class Hooks:
             r.cookies,
             body=lambda: r.get_data(cache=True),
             user=loader,
+            scheme=r.scheme,
         )
 
     def before(self) -> Response | None:
@@ -102,6 +103,8 @@ class Hooks:
             return None  # 404 / 405: nothing to limit, cache or guard
         view = rules_of(self.app.view_functions.get(endpoint))
         groups = [g for g in map(self.ext._groups.get, request.blueprints) if g is not None]
+        if view is None and not groups and not self.web.everywhere:
+            return None  # nothing to limit, cache or guard: no request to describe
         req = self.describe()
         flow = self.web.before(req, endpoint, view, groups, limited=endpoint != "static")
         got = web.run(flow, self.kit)
@@ -140,7 +143,10 @@ class Hooks:
             web.session_state(raw_session()),
             scope is not None and bool(scope.pending),
         )
-        web.run(flow, self.kit)
+        try:
+            web.run(flow, self.kit)
+        except Exception:  # the response is made: a failing store must not turn it into a 500
+            self.app.logger.exception("redkit: finishing the request failed")
 
     def teardown(self, exc: BaseException | None) -> None:
         held = request.environ.pop(_PENDING, None)

@@ -88,6 +88,7 @@ class Request:
     the real client through trusted proxies); ``cookies`` the parsed ``Cookie`` header.
     ``body`` reads the body on demand (it may return an awaitable under asyncio) and is called
     at most once. ``user`` returns the current user's id, or ``None`` when anonymous.
+    ``scheme`` is ``http`` or ``https`` as the application sees it.
     ``call`` runs a user-supplied hook (a key function, ``exempt_when``, ``unless``, ...) the
     way the framework's users write them: Flask's take no argument, others take the request."""
 
@@ -100,6 +101,7 @@ class Request:
     cookies: Mapping[str, str] = field(default_factory=dict)
     body: Callable[[], bytes | Awaitable[bytes]] | None = None
     user: Callable[[], object] | None = None
+    scheme: str = "http"
     call: Callable[[Callable[..., Any]], Any] | None = None
     _args: list[tuple[str, str]] | None = field(default=None, repr=False)
     _body: bytes | None = field(default=None, repr=False)

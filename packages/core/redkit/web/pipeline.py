@@ -61,6 +61,12 @@ class WebRules:
         self.limits = RateLimits(settings, resolver)
         self.cache = ViewCache(settings)
         self.idempotency = IdempotentRequests(settings, self.limits, keeper)
+        limits = self.limits
+        self.everywhere = bool(self.idempotency.methods) or (
+            limits.enabled and (limits.default is not None or limits.application is not None)
+        )
+        """Whether views without rules of their own are concerned (default or application
+        limits, application-wide idempotency): else an adapter may skip them at once."""
 
     def before(
         self,

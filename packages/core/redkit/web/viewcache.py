@@ -135,9 +135,16 @@ class ViewCachePolicy:
             tuple(_names(credentials)),
         )
 
-    def base_key(self, method: str, host: str, path: str, args: Iterable[tuple[str, str]]) -> str:
-        """The key of a request before ``Vary``: method class (GET and HEAD share one), host,
-        path, and the query arguments the policy keys on, sorted by name (their order of
+    def base_key(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        args: Iterable[tuple[str, str]],
+        scheme: str = "http",
+    ) -> str:
+        """The key of a request before ``Vary``: method class (GET and HEAD share one), scheme,
+        host, path, and the query arguments the policy keys on, sorted by name (their order of
         appearance within a name is kept)."""
         if self.query is False:
             pairs: list[tuple[str, str]] = []
@@ -146,9 +153,8 @@ class ViewCachePolicy:
             pairs = [(k, v) for k, v in args if keep is None or k in keep]
             pairs.sort(key=lambda kv: kv[0])
         verb = "GET" if method in ("GET", "HEAD") else method
-        return "view:" + _digest(
-            json.dumps([verb, host.lower(), path, pairs], separators=(",", ":"))
-        )
+        parts = [verb, scheme.lower(), host.lower(), path, pairs]
+        return "view:" + _digest(json.dumps(parts, separators=(",", ":")))
 
     @staticmethod
     def varied_key(base: str, names: Sequence[str], header: Callable[[str], str | None]) -> str:
@@ -285,7 +291,7 @@ class ViewCache:
         the cache."""
         if self.bypassed(req, rule):
             return None
-        base = rule.policy.base_key(req.method, req.host, req.path, req.args)
+        base = rule.policy.base_key(req.method, req.host, req.path, req.args, req.scheme)
         ticket = CacheTicket(rule, base)
         try:
             found = yield lambda kit: kit.cache.get(base)
