@@ -232,12 +232,8 @@ def test_idempotency_without_a_user_loader_is_scoped_to_the_client(
     assert retry.text == first.text
     assert retry.headers["Idempotent-Replayed"] == "true"
     # credentials scope a key too: two tokens from one address do not share it
-    bearer_a = one.post(
-        "/charge", json={"amount": 5}, headers={**key, "Authorization": "Bearer a"}
-    )
-    bearer_b = one.post(
-        "/charge", json={"amount": 5}, headers={**key, "Authorization": "Bearer b"}
-    )
+    bearer_a = one.post("/charge", json={"amount": 5}, headers={**key, "Authorization": "Bearer a"})
+    bearer_b = one.post("/charge", json={"amount": 5}, headers={**key, "Authorization": "Bearer b"})
     assert "Idempotent-Replayed" not in bearer_a.headers
     assert "Idempotent-Replayed" not in bearer_b.headers
     assert len(charges) == 4
