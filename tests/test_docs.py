@@ -79,27 +79,6 @@ def send_email(message):
     assert message["to"]
 """,
     },
-    "docs/flask.md": {
-        2: "app = create_app()",
-        7: """
-from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-class Base(DeclarativeBase):
-    pass
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-
-class Order(Base):
-    __tablename__ = "orders"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    total: Mapped[int]
-""",
-    },
 }
 """Per page, snippets run before the block of that number (from 1)."""
 

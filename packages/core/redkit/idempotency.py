@@ -937,7 +937,8 @@ class LeaseKeeper:
     :class:`Idempotency`) that are running in this process, from one daemon thread (started on
     first use, again after a fork): every third of ``lease`` a running request's lease is
     extended, so a request shorter than that costs no renewal. Framework adapters keep one per
-    application instead of a :class:`Guard` thread per request."""
+    application instead of a :class:`Guard` thread per request. The thread ends when nothing
+    is left to renew, and :meth:`add` starts it again."""
 
     def __init__(self, idempotency: Any, lease: float) -> None:
         self._idem = idempotency
@@ -983,6 +984,10 @@ class LeaseKeeper:
         while not stop.wait(min(self._every / 4, 1.0)):
             now = time.monotonic()
             with self._lock:
+                if not self._active:  # idle: end; the next add() starts a thread again
+                    if self._thread is threading.current_thread():
+                        self._thread = None
+                    return
                 due = [(h, e[0]) for h, e in self._active.items() if e[1] <= now]
                 for handle, _ in due:
                     self._active[handle][1] = now + self._every
