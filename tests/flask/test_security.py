@@ -352,3 +352,19 @@ def test_host_and_scheme_are_part_of_the_key(url: str, apps: list[Flask]) -> Non
     assert c.get("/link", base_url="https://shop.example").text == "https://shop.example/"
     assert c.get("/link", base_url="http://evil.example").text == "http://evil.example/"
     assert c.get("/link", base_url="http://shop.example").text == "http://shop.example/"
+
+
+def test_setting_session_modified_is_accepted(url: str, apps: list[Flask]) -> None:
+    app = make_app(url, SECRET_KEY="s", REDKIT_SESSIONS=True)
+    apps.append(app)
+    Redkit(app)
+
+    @app.get("/add")
+    def add() -> str:
+        cart = session.setdefault("cart", [])
+        cart.append("tea")  # changed in place
+        session.modified = True  # the cookie-session habit: harmless here
+        return str(len(cart))
+
+    c = app.test_client()
+    assert [c.get("/add").text for _ in range(3)] == ["1", "2", "3"]

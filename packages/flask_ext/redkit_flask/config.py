@@ -29,7 +29,7 @@ FLASK_SESSION_LIFETIME = timedelta(days=31)
 """Flask's default ``PERMANENT_SESSION_LIFETIME``."""
 
 FOREIGN_KEYS: dict[str, str] = {
-    "CACHE_TYPE": "REDKIT_URL (the cache always lives in redkit's Redis)",
+    "CACHE_TYPE": "REDKIT_URL (the cache lives in redkit's Redis), or REDKIT_CACHE_ENABLED = False",
     "CACHE_REDIS_URL": "REDKIT_URL",
     "CACHE_REDIS_HOST": "REDKIT_URL",
     "CACHE_DEFAULT_TIMEOUT": "REDKIT_CACHE_TTL",

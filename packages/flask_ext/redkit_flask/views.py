@@ -77,8 +77,8 @@ class ViewDecorators:
         return decorate
 
     def exempt(self, target: V) -> V:
-        """Exempt a view (or a blueprint) from ``REDKIT_RATELIMIT_DEFAULT``,
-        ``REDKIT_RATELIMIT_APPLICATION`` and any blueprint limit."""
+        """Exempt a view (or a blueprint) from every rate limit: its own,
+        ``REDKIT_RATELIMIT_DEFAULT``, ``REDKIT_RATELIMIT_APPLICATION`` and any blueprint limit."""
         self._rules(target).exempt = True
         return target
 

@@ -166,6 +166,14 @@ class LazySession(SessionData):
             return self._regenerate
         return super().modified
 
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        """Accepted for code written for cookie sessions (``session.modified = True`` after
+        changing a value in place): changes are found by comparing values, so it only marks
+        the session as used."""
+        if value:
+            self._load()
+
     def regenerate(self) -> None:
         self._load()
         super().regenerate()
