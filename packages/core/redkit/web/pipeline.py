@@ -127,15 +127,18 @@ class WebRules:
         """Flow: after the view, with ``response`` as it is sent (``native``: the framework's
         response, given to ``deduct_when`` hooks; ``args``: the view's arguments, for cache
         tags; ``session``: ``(used, changed)``; ``uncommitted``: the request's transaction
-        has writes not yet committed)."""
-        if pending.counted is not None and pending.counted.deferred:
-            yield from self.limits.settle(pending.counted, native)
-        if pending.ticket is not None:
-            ticket, pending.ticket = pending.ticket, None
-            yield from self.cache.store(req, ticket, response, args, session, uncommitted)
-        if pending.held is not None:
-            held, pending.held = pending.held, None
-            yield from self.idempotency.finish(held, response)
+        has writes not yet committed). The idempotent response is stored even when a step
+        before it fails (a ``deduct_when`` hook raising): the key is never left held."""
+        try:
+            if pending.counted is not None and pending.counted.deferred:
+                yield from self.limits.settle(pending.counted, native)
+            if pending.ticket is not None:
+                ticket, pending.ticket = pending.ticket, None
+                yield from self.cache.store(req, ticket, response, args, session, uncommitted)
+        finally:
+            if pending.held is not None:
+                held, pending.held = pending.held, None
+                yield from self.idempotency.finish(held, response)
 
     def abort(self, pending: Pending) -> WebFlow[None]:
         """Flow: the request failed before a response was made (its key is released)."""

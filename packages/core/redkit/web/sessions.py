@@ -78,7 +78,7 @@ class CookieSigner:
                 return None
         else:
             return None
-        if not raw or len(raw) > MAX_COOKIE:
+        if not raw or len(raw) > MAX_COOKIE or not raw.isascii():
             return None
         value, dot, mac = raw.rpartition(b".")
         if not dot or not value or not mac:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RedkitError
-from .http import Answer, Request, Response, WebFlow
+from .http import Answer, Headers, Request, Response, WebFlow
 
 __all__ = ["CacheRule", "CachedResponse", "ViewCache", "ViewCachePolicy"]
 
@@ -37,6 +37,16 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "date"}
 )
 _UNCACHEABLE = frozenset({"no-store", "private", "no-cache"})
+_PER_CLIENT = frozenset(
+    {
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "ratelimit",
+        "ratelimit-policy",
+    }
+)
+"""Rate-limit headers describe the client that filled the cache: each answer gets its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,17 @@ def _names(values: Iterable[str]) -> list[str]:
             if name and name not in out:
                 out.append(name)
     return out
+
+
+def _fields(headers: Headers) -> Callable[[str], str | None]:
+    """A request header's value as a key takes it: every field of that name (HTTP/2 sends
+    ``Cookie`` as one field per cookie), joined by a line break, which no field holds."""
+
+    def value(name: str) -> str | None:
+        found = headers.get_all(name)
+        return "\n".join(found) if found else None
+
+    return value
 
 
 def _digest(text: str) -> str:
@@ -198,12 +219,10 @@ class ViewCachePolicy:
     def stored(
         self, status: int, headers: Iterable[tuple[str, str]], body: bytes
     ) -> CachedResponse:
-        """The response as it is stored: hop-by-hop headers, ``Date`` and cookies dropped."""
-        kept = tuple(
-            (n, v)
-            for n, v in headers
-            if n.lower() not in _HOP_BY_HOP and n.lower() not in _NEVER_STORED_HEADERS
-        )
+        """The response as it is stored: hop-by-hop headers, ``Date``, cookies and rate-limit
+        headers dropped."""
+        dropped = _HOP_BY_HOP | _NEVER_STORED_HEADERS | _PER_CLIENT
+        kept = tuple((n, v) for n, v in headers if n.lower() not in dropped)
         return CachedResponse(status, kept, bytes(body))
 
 
@@ -297,7 +316,7 @@ class ViewCache:
             found = yield lambda kit: kit.cache.get(base)
             if isinstance(found, dict) and "vary" in found:
                 names = [str(n) for n in found["vary"]]
-                varied = ViewCachePolicy.varied_key(base, names, req.headers.get)
+                varied = ViewCachePolicy.varied_key(base, names, _fields(req.headers))
                 found = yield lambda kit: kit.cache.get(varied)
         except RedkitError as exc:  # fail closed cache: still run the view
             log.warning("redkit: view cache lookup failed (%s); running the view", exc)
@@ -340,7 +359,7 @@ class ViewCache:
         base, ttl = ticket.base, rule.ttl
         try:
             if names:
-                key = ViewCachePolicy.varied_key(base, names, req.headers.get)
+                key = ViewCachePolicy.varied_key(base, names, _fields(req.headers))
                 yield lambda kit: kit.cache.set(base, {"vary": names}, ttl, tags)
                 ok = yield lambda kit: kit.cache.set(key, stored, ttl, tags)
             else:
