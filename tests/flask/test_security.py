@@ -368,3 +368,59 @@ def test_setting_session_modified_is_accepted(url: str, apps: list[Flask]) -> No
 
     c = app.test_client()
     assert [c.get("/add").text for _ in range(3)] == ["1", "2", "3"]
+
+
+def test_a_permanent_session_refresh_does_not_stop_replays(url: str, apps: list[Flask]) -> None:
+    app = make_app(url, SECRET_KEY="s", REDKIT_SESSIONS=True)
+    apps.append(app)
+    ext = Redkit(app)
+    runs: list[int] = []
+
+    @app.get("/login")
+    def login() -> str:
+        session.permanent = True
+        session["user"] = "ada"
+        return "in"
+
+    @app.post("/order")
+    @ext.idempotent()
+    def order() -> tuple[str, int]:
+        runs.append(1)
+        return f"order {len(runs)} for {session['user']}", 201
+
+    c = app.test_client()
+    c.get("/login")
+    key = {"Idempotency-Key": "perm-1"}
+    first = c.post("/order", headers=key)
+    assert "Set-Cookie" in first.headers  # the permanent cookie's expiry is refreshed
+    retry = c.post("/order", headers=key)
+    assert retry.text == first.text == "order 1 for ada"
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert "Set-Cookie" not in retry.headers or "session=" in retry.headers["Set-Cookie"]
+    assert runs == [1]
+
+
+def test_hooks_returning_nobody_fall_back_to_the_client(url: str, apps: list[Flask]) -> None:
+    app = make_app(url)
+    apps.append(app)
+    ext = Redkit(app)
+    ext.user_loader(lambda: False)  # a loader answering False for anonymous visitors
+
+    @app.get("/search")
+    @ext.rate_limit("2/minute", key=lambda: None)  # None: nobody known, count the address
+    def search() -> str:
+        return "ok"
+
+    @app.post("/pay")
+    @ext.idempotent()
+    def pay() -> str:
+        return f"paid by {request.remote_addr}"
+
+    one, two = app.test_client(), app.test_client()
+    one.environ_base["REMOTE_ADDR"] = "198.51.100.1"
+    two.environ_base["REMOTE_ADDR"] = "198.51.100.2"
+    assert [one.get("/search").status_code for _ in range(3)] == [200, 200, 429]
+    assert two.get("/search").status_code == 200  # another client, its own counter
+    key = {"Idempotency-Key": "anon-1"}
+    assert one.post("/pay", headers=key).text == "paid by 198.51.100.1"
+    assert two.post("/pay", headers=key).text == "paid by 198.51.100.2"  # no shared scope

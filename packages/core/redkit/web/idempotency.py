@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,21 @@ class Held:
     handle: int | None = None
 
 
+def _without_refreshes(
+    headers: list[tuple[str, str]], cookies: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """``headers`` without the ``Set-Cookie`` fields that set a cookie to the value the request
+    already carried (a refresh of its expiry: nothing a replay must repeat)."""
+    out = []
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            cookie, _, rest = value.partition("=")
+            if cookies.get(cookie.strip()) == rest.split(";", 1)[0].strip():
+                continue
+        out.append((name, value))
+    return out
+
+
 class IdempotentRequests:
     """The idempotent requests of one application (``settings``: ``idempotency_header``,
     ``idempotency_methods``, ``cache_credential_headers``). ``keeper`` renews the leases of
@@ -138,9 +153,9 @@ class IdempotentRequests:
         own, user = rule.scope, req.user
         if own is not None:
             who = yield lambda kit: req.invoke(own)
-        if who is None and user is not None:
+        if (who is None or who is False or who == "") and user is not None:
             who = yield lambda kit: user()
-        if who is not None:
+        if who is not None and who is not False and who != "":
             return f"user:{who}"
         shown = [[n, req.headers.get_all(n)] for n in self.credentials if n in req.headers]
         if shown:
@@ -183,9 +198,14 @@ class IdempotentRequests:
             self.keeper.remove(held.handle)
             held.handle = None
 
-    def finish(self, held: Held, response: Response) -> WebFlow[None]:
+    def finish(
+        self, held: Held, response: Response, cookies: Mapping[str, str] | None = None
+    ) -> WebFlow[None]:
         """Flow: store ``response`` for replay (or release the key when it must not be
-        replayed). Errors are logged: the key's lease then expires by itself."""
+        replayed). A ``Set-Cookie`` that only sets again a cookie the request carried
+        (``cookies``), like a permanent session's refreshed expiry, is left out of the stored
+        response instead of preventing it. Errors are logged: the key's lease then expires by
+        itself."""
         self._let_go(held)
         begun, rule = held.begun, held.rule
         token = begun.token
@@ -195,11 +215,12 @@ class IdempotentRequests:
                 yield lambda kit: kit.idempotency.release(begun.key, token, begun.scope)
                 return
             body = response.body
+            headers = _without_refreshes(response.headers, cookies or {})
             yield lambda kit: kit.idempotency.complete(
                 begun.key,
                 token,
                 response.status,
-                response.headers,
+                headers,
                 body,
                 begun.scope,
                 store_server_errors=rule.store_server_errors,

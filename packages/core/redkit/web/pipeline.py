@@ -138,7 +138,7 @@ class WebRules:
         finally:
             if pending.held is not None:
                 held, pending.held = pending.held, None
-                yield from self.idempotency.finish(held, response)
+                yield from self.idempotency.finish(held, response, req.cookies)
 
     def abort(self, pending: Pending) -> WebFlow[None]:
         """Flow: the request failed before a response was made (its key is released)."""

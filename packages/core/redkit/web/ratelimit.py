@@ -31,7 +31,8 @@ LOG_MAX_AMOUNT = 100_000  # the sliding window log keeps one entry per admitted 
 class LimitRule:
     """One rate limit on a view (or group of views).
 
-    ``key``: a hook returning who is counted (default: the client's address, IPv6 by /64);
+    ``key``: a hook returning who is counted (default, and when it returns ``None``: the
+    client's address, IPv6 by /64);
     ``scope``: the counter's name (default: the view, so views naming one scope share it);
     ``methods``: only these are counted; ``cost``: units a request takes (or a hook returning
     them); ``exempt_when``: a hook, true skips the limit; ``deduct_when``: a hook given the
@@ -189,10 +190,11 @@ class RateLimits:
                     continue
                 if rule.exempt_when is not None and (yield hook(req, rule.exempt_when)):
                     continue
-                if rule.key is not None:
-                    who = str((yield hook(req, rule.key)))
-                else:
+                found = None if rule.key is None else (yield hook(req, rule.key))
+                if found is None:  # no key, or the hook knows nobody: the client's address
                     who = client = client or self.client(req)
+                else:
+                    who = str(found)
                 cost = rule.cost
                 if callable(cost):
                     cost = yield hook(req, cost)
