@@ -8,6 +8,7 @@ import pytest
 import redkit
 from redkit import ConfigurationError
 from redkit.clientip import ClientIP, network_key
+from redkit.settings import Settings
 
 SPOOF = {"X-Forwarded-For": "1.2.3.4", "Forwarded": "for=1.2.3.4"}
 
@@ -111,3 +112,14 @@ def test_raw_byte_headers_are_read() -> None:
     assert resolver.resolve("10.0.0.1", [(b"x-forwarded-for", b"6.6.6.6, 198.51.100.8")]) == (
         "198.51.100.8"
     )
+
+
+def test_a_proxy_on_a_unix_socket_is_trusted_only_when_named() -> None:
+    chain = {"X-Forwarded-For": "203.0.113.9, 10.0.0.2"}
+    assert ClientIP(["10.0.0.0/8"]).resolve("", chain) is None  # no peer: nobody to believe
+    both = ClientIP(["unix", "10.0.0.0/8"])
+    assert both.resolve("", chain) == "203.0.113.9"
+    assert both.resolve(None, {"X-Forwarded-For": "198.51.100.7"}) == "198.51.100.7"
+    assert both.resolve("", {}) is None
+    assert ClientIP(["unix"]).resolve("192.0.2.1", chain) == "192.0.2.1"  # a TCP peer: itself
+    assert Settings.from_url("memory://", trusted_proxies=("unix",)).trusted_proxies == ("unix",)

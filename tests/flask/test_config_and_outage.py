@@ -247,3 +247,40 @@ def test_closing_an_app_stops_its_lease_renewer(url: str) -> None:
     while renewers() > before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert renewers() == before
+
+
+def test_no_url_and_no_memory_backend_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, apps: list[Flask]
+) -> None:
+    import importlib.util
+
+    from redkit.errors import ConfigurationError
+
+    real = importlib.util.find_spec
+    monkeypatch.delenv("REDKIT_URL", raising=False)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fakeredis" else real(name)
+    )
+    with pytest.raises(ConfigurationError, match="set REDKIT_URL"):
+        Redkit(Flask("bare"))
+
+
+def test_requests_without_a_peer_address_are_warned_about_once(
+    caplog: pytest.LogCaptureFixture, url: str, apps: list[Flask]
+) -> None:
+    app = make_app(url)
+    apps.append(app)
+    ext = Redkit(app)
+
+    @app.get("/limited")
+    @ext.rate_limit("100/minute")
+    def limited() -> str:
+        return "ok"
+
+    c = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="redkit.web"):
+        for _ in range(3):
+            assert c.get("/limited", environ_base={"REMOTE_ADDR": ""}).status_code == 200
+    said = [r.getMessage() for r in caplog.records if "without a client address" in r.getMessage()]
+    assert len(said) == 1
+    assert "'unix'" in said[0]

@@ -86,8 +86,9 @@ class ClientIP:
     """Resolves the client address of a request from its socket peer and forwarding headers.
 
     ``trusted_proxies``: addresses or CIDR networks of your own proxies (``"10.0.0.0/8"``,
-    ``"127.0.0.1"``); ``header``: ``"x-forwarded-for"`` (default) or ``"forwarded"`` (RFC 7239).
-    Only the header you name is read.
+    ``"127.0.0.1"``), and ``"unix"`` for a proxy on a unix socket (a request without a peer
+    address); ``header``: ``"x-forwarded-for"`` (default) or ``"forwarded"`` (RFC 7239). Only
+    the header you name is read.
     """
 
     def __init__(
@@ -95,9 +96,9 @@ class ClientIP:
     ) -> None:
         if isinstance(trusted_proxies, str):
             trusted_proxies = [p for p in trusted_proxies.split(",") if p.strip()]
-        self.networks = tuple(
-            ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies
-        )
+        names = [p.strip() for p in trusted_proxies]
+        self.unix = "unix" in names
+        self.networks = tuple(ipaddress.ip_network(p, strict=False) for p in names if p != "unix")
         header = header.lower()
         if header not in _HEADERS:
             raise ValueError(f"header must be one of {', '.join(_HEADERS)}, not {header!r}")
@@ -116,7 +117,10 @@ class ClientIP:
     def resolve_ip(self, peer: str | None, headers: Headers = ()) -> IPAddress | None:
         """Like :meth:`resolve`, as an ``ipaddress`` object."""
         current = _parse_ip(peer) if peer else None
-        if current is None or not self.networks or not self.is_trusted(current):
+        if current is None:
+            if not self.unix:
+                return None
+        elif not self.networks or not self.is_trusted(current):
             return current
         chain = self._chain(headers)
         for entry in reversed(chain[-_MAX_ENTRIES:]):

@@ -175,8 +175,9 @@ class Settings:
     ``ratelimit_fail_open``); ``False`` raises ``RedkitConnectionError``."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks (CIDR) of the reverse proxies in front of the app, whose
-    ``X-Forwarded-For`` / ``Forwarded`` entries are believed. Empty: the socket peer is the
-    client."""
+    ``X-Forwarded-For`` / ``Forwarded`` entries are believed; ``"unix"`` names a proxy that
+    reaches the app over a unix socket (the request then has no peer address). Empty: the
+    socket peer is the client."""
 
     # -- web adapters (Flask, Django, Starlette) -----------------------------------------------
     sessions: bool = False
@@ -482,6 +483,8 @@ def _validate(s: Settings) -> None:
     if not isinstance(proxies, tuple):
         raise ConfigurationError("setting 'trusted_proxies' must be a tuple of addresses")
     for proxy in s.trusted_proxies:
+        if proxy == "unix":
+            continue
         try:
             ipaddress.ip_network(proxy, strict=False)
         except (TypeError, ValueError):

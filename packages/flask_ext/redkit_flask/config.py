@@ -13,12 +13,14 @@ extension's keyword options over them, and what Flask itself says about sessions
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from redkit.errors import ConfigurationError
 from redkit.settings import Settings
 
 __all__ = ["FOREIGN_KEYS", "settings_from_config"]
@@ -65,6 +67,11 @@ def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
         url = os.environ.get("REDKIT_URL")
         if url:
             extra["url"] = url
+        elif importlib.util.find_spec("fakeredis") is None:
+            raise ConfigurationError(
+                "no REDKIT_URL configured: set REDKIT_URL (like redis://127.0.0.1:6379/0); "
+                "the in-process memory:// store needs pip install 'redkit[memory]'"
+            )
         else:
             log.warning(
                 "redkit: no REDKIT_URL configured, using memory:// - a store inside this "

@@ -16,11 +16,13 @@ from flask.globals import request_ctx
 from flask.signals import request_finished
 from werkzeug.exceptions import TooManyRequests
 
-from flask import Flask, Response, request
+from flask import Flask, Response, after_this_request, request
 from redkit import web
 from redkit.cache.core import uncommitted
 from redkit.errors import RedkitConnectionError
 from redkit.idempotency import LeaseKeeper
+
+from .sessions import SESSION_STATE
 
 __all__ = ["Hooks", "RateLimitExceeded", "rules_of"]
 
@@ -78,6 +80,8 @@ class Hooks:
         app.after_request(self.after)
         app.teardown_request(self.teardown)
         request_finished.connect(self.finished, app, weak=False)
+        if kit.settings.sessions:
+            app.before_request(self.seal_after_view)
         app.register_error_handler(RedkitConnectionError, self.unavailable)
 
     def describe(self) -> web.Request:
@@ -115,6 +119,18 @@ class Hooks:
         request.environ[_PENDING] = (req, got)
         return None
 
+    def seal_after_view(self) -> None:
+        """Run first after the view: from then on a session Redis cannot read looks empty to
+        hooks (Flask-Login's), and its save answers 503."""
+        after_this_request(self._seal)
+
+    @staticmethod
+    def _seal(response: Response) -> Response:
+        session = raw_session()
+        if isinstance(session, web.LazySession):
+            session.seal()
+        return response
+
     def after(self, response: Response) -> Response:
         held = request.environ.get(_PENDING)
         if held is not None:
@@ -140,7 +156,7 @@ class Hooks:
             described,
             response,
             request.view_args,
-            web.session_state(raw_session()),
+            request.environ.get(SESSION_STATE) or web.session_state(raw_session()),
             scope is not None and bool(scope.pending),
         )
         try:

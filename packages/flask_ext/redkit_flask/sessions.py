@@ -15,11 +15,15 @@ from typing import Any
 
 from flask.sessions import SessionInterface, SessionMixin
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from redkit import web
 from redkit.errors import RedkitConnectionError
 
-__all__ = ["RedkitSession", "RedkitSessionInterface"]
+__all__ = ["SESSION_STATE", "RedkitSession", "RedkitSessionInterface"]
+
+SESSION_STATE = "redkit.session_state"
+"""Where ``save_session`` leaves ``(used, changed)`` of the request's session, for the view
+cache."""
 
 
 class RedkitSession(web.LazySession, SessionMixin):  # type: ignore[override]
@@ -79,6 +83,8 @@ class RedkitSessionInterface(SessionInterface):
             return
         if session.touched:
             response.vary.add("Cookie")
+        # as the request leaves it, before the commit makes it look unchanged
+        request.environ[SESSION_STATE] = web.session_state(session)
         state = self.ext.state(app)
         try:
             change = web.run(cookies.save(session), state.kit)

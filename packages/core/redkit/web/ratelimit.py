@@ -11,6 +11,7 @@ limit follows ``ratelimit_fail_open`` (allowed, or a ``503``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from ..settings import RATELIMIT_ALGORITHMS
 from .http import Answer, Request, WebFlow, problem, unavailable
 
 __all__ = ["LimitRule", "RateLimits", "too_many_requests"]
+
+log = logging.getLogger("redkit.web")
 
 LOG_MAX_AMOUNT = 100_000  # the sliding window log keeps one entry per admitted unit
 
@@ -149,12 +152,22 @@ class RateLimits:
                 check_log_limits(limits, algorithm)
         self.headers = bool(settings.ratelimit_headers)
         self.retry_after = max(1, round(settings.breaker_cooldown))
+        self._warned = False
 
     def client(self, req: Request) -> str:
         """Who a request comes from: the client address through trusted proxies (IPv6 by its
         /64), or ``unknown``."""
         ip = self.resolver.resolve_ip(req.client, req.headers.items())
-        return "unknown" if ip is None else network_key(ip)
+        if ip is None:
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "redkit: a request came without a client address (a proxy on a unix "
+                    "socket?): such requests share one rate-limit counter and one idempotency "
+                    "scope; add 'unix' to trusted_proxies if that proxy sends X-Forwarded-For"
+                )
+            return "unknown"
+        return network_key(ip)
 
     def rules_for(
         self, own: Iterable[LimitRule], groups: Iterable[Iterable[LimitRule]]

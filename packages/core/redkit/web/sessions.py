@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import RedkitConnectionError
 from ..sessions import SessionData, valid_sid
 from .http import WebFlow
 
@@ -126,6 +127,9 @@ class LazySession(SessionData):
     _pending_sid: str | None = None
     _loader: Any = None
     _touched = False
+    _sealed = False
+    failure: BaseException | None = None
+    """Why the session could not be read (Redis unreachable), or ``None``."""
 
     def defer(self, sid: str, loader: Callable[[str, type[SessionData]], SessionData]) -> None:
         """Read session ``sid`` with ``loader`` when it is first used."""
@@ -138,12 +142,28 @@ class LazySession(SessionData):
         may depend on it. Only a touched session is saved."""
         return self._touched
 
+    def seal(self) -> None:
+        """The response is made: from now on a read that fails finds an empty session instead
+        of raising (hooks that run after the view, like Flask-Login's, then do not turn the
+        answer into a crash); saving the session raises the failure."""
+        self._sealed = True
+
     def _load(self) -> None:
         self._touched = True
         loader, sid = self._loader, self._pending_sid
         if loader is None:
             return
-        found: SessionData = loader(sid, SessionData)
+        if self.failure is not None:
+            if self._sealed:
+                return
+            raise self.failure
+        try:
+            found: SessionData = loader(sid, SessionData)
+        except RedkitConnectionError as exc:
+            self.failure = exc
+            if self._sealed:
+                return
+            raise
         self._loader = self._pending_sid = None
         self._sid = found._sid
         self._stored = found._stored
@@ -271,6 +291,8 @@ class SessionCookies:
         never used changes nothing; an emptied one is destroyed (cookie deleted); a session
         that expired meanwhile loses its cookie. The cookie is set when its value changes, and
         on every request for a permanent session when ``refresh_each_request``."""
+        if session.failure is not None:
+            raise session.failure  # its changes cannot be kept: say so (503), never drop them
         if not session.touched:
             return None
         delete = CookieChange("delete") if session.cookie is not None else None

@@ -147,6 +147,10 @@ class ViewCachePolicy:
         for code in codes:
             if isinstance(code, bool) or not isinstance(code, int) or not 200 <= code <= 599:
                 raise ValueError(f"statuses takes HTTP statuses (200 to 599), got {code!r}")
+            if code in (206, 304):
+                raise ValueError(
+                    f"a {code} answers one request's Range or conditions: it is never cached"
+                )
         return cls(
             query,
             codes,
