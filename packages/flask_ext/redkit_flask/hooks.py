@@ -10,9 +10,12 @@ environ, never in ``g`` (an application context may outlive one request).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from flask.globals import request_ctx
+from flask.sessions import SecureCookieSessionInterface
 from flask.signals import request_finished
 from werkzeug.exceptions import TooManyRequests
 
@@ -22,12 +25,16 @@ from redkit.cache.core import uncommitted
 from redkit.errors import RedkitConnectionError
 from redkit.idempotency import LeaseKeeper
 
-from .sessions import SESSION_STATE
+from .sessions import SESSION_STATE, RedkitSessionInterface
+
+KNOWN_SESSIONS = (RedkitSessionInterface, SecureCookieSessionInterface)
+"""Session interfaces whose sessions the view cache can tell apart without the Cookie header."""
 
 __all__ = ["Hooks", "RateLimitExceeded", "rules_of"]
 
 RULES = "_redkit_rules"
 _PENDING = "redkit.pending"
+_VARY = "redkit.vary"
 
 
 def rules_of(fn: Any, create: bool = False) -> web.ViewRules | None:
@@ -60,6 +67,18 @@ def to_response(answer: web.Answer) -> Response:
     return Response(answer.body, answer.status, list(answer.headers))
 
 
+def session_digest() -> str | None:
+    """Who the request's session is, for the view cache: redkit's server-side session by id
+    and contents, Flask's cookie session by its contents."""
+    session = raw_session()
+    if isinstance(session, web.LazySession):
+        return session.digest()
+    if not session:
+        return "anonymous"
+    text = json.dumps(dict(session), sort_keys=True, default=repr)
+    return "cookie:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def raw_session() -> Any:
     """The request's session as it is, without marking it accessed (Flask 3.1 marks it on
     every ``flask.session`` lookup; older versions keep it in ``ctx.session``)."""
@@ -88,6 +107,7 @@ class Hooks:
         """The current Flask request as :class:`redkit.web.Request`."""
         r = request._get_current_object()  # type: ignore[attr-defined]
         loader = self.ext._user_loader
+        known = isinstance(self.app.session_interface, KNOWN_SESSIONS)
         return web.Request(
             r.method,
             r.path,
@@ -99,6 +119,7 @@ class Hooks:
             body=lambda: r.get_data(cache=True),
             user=loader,
             scheme=r.scheme,
+            session_digest=session_digest if known else None,
         )
 
     def before(self) -> Response | None:
@@ -136,6 +157,7 @@ class Hooks:
         if held is not None:
             for name, value in self.web.headers(held[1]).items():
                 response.headers.setdefault(name, value)
+            request.environ[_VARY] = list(response.vary)  # before the session adds Cookie
         return response
 
     def finished(self, sender: Any, response: Response, **extra: Any) -> None:
@@ -148,6 +170,7 @@ class Hooks:
             response.status_code,
             list(response.headers.items()),
             None if streamed else response.get_data(),
+            request.environ.get(_VARY),
         )
         scope = uncommitted.get()
         flow = self.web.finish(

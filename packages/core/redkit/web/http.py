@@ -88,7 +88,9 @@ class Request:
     the real client through trusted proxies); ``cookies`` the parsed ``Cookie`` header.
     ``body`` reads the body on demand (it may return an awaitable under asyncio) and is called
     at most once. ``user`` returns the current user's id, or ``None`` when anonymous.
-    ``scheme`` is ``http`` or ``https`` as the application sees it.
+    ``scheme`` is ``http`` or ``https`` as the application sees it. ``session_digest``
+    returns who the request's session is for the view cache (its id and contents, hashed;
+    ``anonymous`` for none); without it, pages that read the session vary on ``Cookie``.
     ``call`` runs a user-supplied hook (a key function, ``exempt_when``, ``unless``, ...) the
     way the framework's users write them: Flask's take no argument, others take the request."""
 
@@ -102,6 +104,7 @@ class Request:
     body: Callable[[], bytes | Awaitable[bytes]] | None = None
     user: Callable[[], object] | None = None
     scheme: str = "http"
+    session_digest: Callable[[], str | None] | None = None
     call: Callable[[Callable[..., Any]], Any] | None = None
     _args: list[tuple[str, str]] | None = field(default=None, repr=False)
     _body: bytes | None = field(default=None, repr=False)
@@ -130,6 +133,9 @@ class Response:
     status: int
     headers: list[tuple[str, str]]
     body: bytes | None
+    vary: list[str] | None = None
+    """The ``Vary`` values the application set, before the session layer added ``Cookie``
+    for a session it read (``None``: those of ``headers``)."""
 
     @property
     def sets_cookie(self) -> bool:

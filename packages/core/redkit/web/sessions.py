@@ -230,6 +230,19 @@ class LazySession(SessionData):
         self._load()
         super().clear()
 
+    def digest(self) -> str:
+        """Who this session is, for a cache: ``anonymous`` when it does not exist, else its id
+        and a hash of its stored contents (read from Redis when not read yet)."""
+        self._load()
+        if self._sid is None:
+            return "anonymous"
+        contents = hashlib.sha256()
+        for key in sorted(self._stored):
+            contents.update(
+                key.encode("utf-8", "surrogatepass") + b"\0" + self._stored[key] + b"\0"
+            )
+        return f"{self._sid}:{contents.hexdigest()}"
+
     @property
     def permanent(self) -> bool:
         """Whether the cookie outlives the browser session (kept in the session itself)."""

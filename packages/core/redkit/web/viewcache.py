@@ -98,6 +98,25 @@ def _fields(headers: Headers) -> Callable[[str], str | None]:
     return value
 
 
+SESSION = "(session)"
+"""The name a page that read the session varies on: not a header (no header name holds
+parentheses) but the session itself, as ``Request.session_digest`` tells it."""
+
+
+def _resolver(req: Request, names: Sequence[str]) -> WebFlow[Callable[[str], str | None]]:
+    """Flow: the values a varied key takes, the session's digest read when ``names`` has it."""
+    fields = _fields(req.headers)
+    if SESSION not in names or req.session_digest is None:
+        return fields
+    read = req.session_digest
+    digest = yield lambda kit: read()
+
+    def value(name: str) -> str | None:
+        return digest if name == SESSION else fields(name)
+
+    return value
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -320,7 +339,8 @@ class ViewCache:
             found = yield lambda kit: kit.cache.get(base)
             if isinstance(found, dict) and "vary" in found:
                 names = [str(n) for n in found["vary"]]
-                varied = ViewCachePolicy.varied_key(base, names, _fields(req.headers))
+                value = yield from _resolver(req, names)
+                varied = ViewCachePolicy.varied_key(base, names, value)
                 found = yield lambda kit: kit.cache.get(varied)
         except RedkitError as exc:  # fail closed cache: still run the view
             log.warning("redkit: view cache lookup failed (%s); running the view", exc)
@@ -341,17 +361,25 @@ class ViewCache:
     ) -> WebFlow[bool]:
         """Flow: store ``response`` when the rules allow it; True when stored. ``session`` is
         ``(used, changed)`` (see :func:`redkit.web.sessions.session_state`); ``uncommitted``
-        whether the request's transaction has writes not yet committed."""
+        whether the request's transaction has writes not yet committed.
+
+        A page whose view read the session varies on the session (its id and contents, from
+        ``Request.session_digest``) rather than on the whole ``Cookie`` header, unless the
+        application itself names ``Cookie`` in ``Response.vary``: other cookies, made up or
+        not, then cannot make copies of it, and a session changed or destroyed under the
+        same cookie does not find its old page."""
         rule = ticket.rule
         used, changed = session
         if changed or uncommitted or response.body is None:
             return False
         if not rule.policy.storable(req.method, response.status, response.headers):
             return False
-        extra = ["cookie"] if used else []
+        by_session = used and req.session_digest is not None
+        extra = [SESSION if by_session else "cookie"] if used else []
         if rule.policy.per_credential:
             extra.extend(self._credentials(rule))
-        names = rule.policy.vary_of(response.headers, extra)
+        own = response.headers if response.vary is None else [("Vary", v) for v in response.vary]
+        names = rule.policy.vary_of(own, extra)
         if names is None:
             return False
         try:
@@ -363,7 +391,8 @@ class ViewCache:
         base, ttl = ticket.base, rule.ttl
         try:
             if names:
-                key = ViewCachePolicy.varied_key(base, names, _fields(req.headers))
+                value = yield from _resolver(req, names)
+                key = ViewCachePolicy.varied_key(base, names, value)
                 yield lambda kit: kit.cache.set(base, {"vary": names}, ttl, tags)
                 ok = yield lambda kit: kit.cache.set(key, stored, ttl, tags)
             else:
