@@ -8,7 +8,8 @@ and under which key, so that a shared cache never hands one client's response to
   ``cache_credential_headers`` or by the view) is neither answered from nor stored in the cache,
   unless the view opts in with ``per_credential=True``; then those headers are part of the key.
 - A response that sets a cookie, or whose request created, changed or regenerated the
-  session, is never stored; a response whose view read the session varies on ``Cookie``.
+  session, is never stored; a response whose view read the session varies on the session
+  (its id and contents, not the whole ``Cookie`` header).
 - ``Cache-Control: no-store``, ``no-cache`` or ``private`` (with or without field names) and
   ``Vary: *`` are never stored; the other ``Vary`` fields become part of the key.
 - Nothing is stored while the request's database transaction has uncommitted writes.
