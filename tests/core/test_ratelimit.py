@@ -352,3 +352,23 @@ async def test_a_fresh_key_is_fully_available(kit: Any, algorithm: str) -> None:
     assert fresh.allowed
     assert fresh.remaining == 5
     assert fresh.reset_after == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_refund_gives_back_what_a_hit_charged(make_kit: Kits, algorithm: str) -> None:
+    kit = make_kit()
+    limits = "3/minute;10/hour"
+    for _ in range(3):
+        assert (await call(kit.limiter.hit("login:1", limits, algorithm=algorithm))).allowed
+    assert not (await call(kit.limiter.hit("login:1", limits, algorithm=algorithm))).allowed
+    await call(kit.limiter.refund("login:1", limits, algorithm=algorithm))
+    again = await call(kit.limiter.hit("login:1", limits, algorithm=algorithm))
+    assert again.allowed  # the unit given back is there again
+    assert not (await call(kit.limiter.hit("login:1", limits, algorithm=algorithm))).allowed
+    for _ in range(5):  # never below an empty state: refunds of nothing create no credit
+        await call(kit.limiter.refund("fresh", limits, 2, algorithm=algorithm))
+    for _ in range(3):
+        assert (await call(kit.limiter.hit("fresh", limits, algorithm=algorithm))).allowed
+    assert not (await call(kit.limiter.hit("fresh", limits, algorithm=algorithm))).allowed
+    with pytest.raises(InvalidRateLimit):
+        await call(kit.limiter.refund("fresh", limits, 0, algorithm=algorithm))

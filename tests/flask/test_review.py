@@ -201,11 +201,6 @@ def test_a_hook_reading_the_session_while_redis_is_down_gets_a_503(apps: list[Fl
 
 
 # -- rate limits -----------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="deduct_when tests the limit before the view and charges after it: requests that "
-    "arrive together all pass the test, so parallel password guesses are not limited",
-)
 def test_parallel_failed_logins_are_limited_too(url: str, apps: list[Flask]) -> None:
     app = make_app(url)
     apps.append(app)

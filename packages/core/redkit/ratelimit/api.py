@@ -69,6 +69,14 @@ class Limiter:
         except RedkitConnectionError as exc:
             return self._core.failed(exc, key, limits)
 
+    def refund(
+        self, key: object, limits: LimitsSpec, cost: int = 1, *, algorithm: str | None = None
+    ) -> None:
+        """Give back ``cost`` units that :meth:`hit` charged (same key, limits and algorithm):
+        for limits that count only some outcomes, charged before the work and refunded when it
+        did not count (a successful login). Raises when Redis is unreachable."""
+        self._x.run(self._core.refund(key, limits, cost, algorithm))
+
     def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number
         of state keys deleted. Raises when Redis is unreachable."""
@@ -121,6 +129,14 @@ class AsyncLimiter:
             return await self._x.run(batch)
         except RedkitConnectionError as exc:
             return self._core.failed(exc, key, limits)
+
+    async def refund(
+        self, key: object, limits: LimitsSpec, cost: int = 1, *, algorithm: str | None = None
+    ) -> None:
+        """Give back ``cost`` units that :meth:`hit` charged (same key, limits and algorithm):
+        for limits that count only some outcomes, charged before the work and refunded when it
+        did not count (a successful login). Raises when Redis is unreachable."""
+        await self._x.run(self._core.refund(key, limits, cost, algorithm))
 
     async def reset(self, key: object) -> int:
         """Forget everything counted for ``key`` (every limit and algorithm); returns the number

@@ -186,6 +186,19 @@ class LimiterCore:
             self._plans[(limits, algorithm)] = plan
         return plan
 
+    def refund(
+        self, key: object, limits: LimitsSpec, cost: int, algorithm: str | None
+    ) -> Batch[None]:
+        """The one-round-trip refund of ``cost`` units an earlier hit charged (never re-sent:
+        a refund sent twice would give back twice)."""
+        plan = self._plan(limits, self.algorithm if algorithm is None else algorithm)
+        if cost.__class__ is not int or cost < 1:
+            raise InvalidRateLimit(f"cost must be an int >= 1, got {cost!r}")
+        base = self.keys.tagged("ratelimit", key)
+        keys = [base + ":idx", *[base + suffix for suffix in plan.suffixes]]
+        call = script(CHECK, keys, ("refund", plan.algorithm, cost, *plan.argv), idempotent=False)
+        return Batch.one(call, lambda reply: None)
+
     def reset(self, key: object) -> Flow[int]:
         # two round trips rather than a script reaching keys it was not given: read the index,
         # then unlink what it lists (every member shares the index's slot)

@@ -4,7 +4,7 @@
 --
 -- KEYS[1]          index set of the state keys of this rate-limit key (read by reset())
 -- KEYS[2..n+1]     one state key per limit
--- ARGV[1]          'hit' or 'test'
+-- ARGV[1]          'hit', 'test' or 'refund' (give back cost units an earlier hit charged)
 -- ARGV[2]          algorithm: fixed_window | sliding_window_log | sliding_window_counter |
 --                  token_bucket | gcra
 -- ARGV[3]          cost (integer >= 1)
@@ -13,14 +13,14 @@
 -- Returns {allowed (1|0), now_ms, then per limit: remaining, reset_after_ms, retry_after_ms}
 -- where retry_after_ms is 0 for a limit that admits the request and -1 when the cost exceeds
 -- the limit's amount (it never will). A denied request (or a test) counts nothing; the log
--- algorithm still drops entries that have left its window.
+-- algorithm still drops entries that have left its window. A refund returns 1.
 --
 -- Each algorithm is written inline, in two passes (read and judge every limit, then write them
 -- all): this script runs on every request, and closures or helper calls cost real time here.
 
 local mode, algo, cost = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = #KEYS - 1
-if (mode ~= 'hit' and mode ~= 'test') or not cost or cost < 1 or cost % 1 ~= 0
+if (mode ~= 'hit' and mode ~= 'test' and mode ~= 'refund') or not cost or cost < 1 or cost % 1 ~= 0
     or n < 1 or #ARGV ~= 3 + 2 * n then
   return redis.error_reply('ERR redkit ratelimit: bad arguments')
 end
@@ -32,6 +32,55 @@ for i = 1, n do
   end
   amounts[i], periods[i] = amount, period
   if period > longest then longest = period end
+end
+
+if mode == 'refund' then
+  -- undo a charge: never below an empty state, lifetimes kept (they only get longer than needed)
+  local now = 0
+  if algo ~= 'fixed_window' and algo ~= 'sliding_window_log' then
+    local t = redis.call('TIME')
+    now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
+  end
+  for i = 1, n do
+    local k, amount, period = KEYS[i + 1], amounts[i], periods[i]
+    if algo == 'fixed_window' then
+      local count = tonumber(redis.call('GET', k) or '0')
+      if count > 0 then redis.call('DECRBY', k, math.min(cost, count)) end
+    elseif algo == 'sliding_window_log' then
+      redis.call('ZPOPMAX', k, cost)
+    elseif algo == 'sliding_window_counter' then
+      local v = redis.call('HMGET', k, 'w', 'c', 'p')
+      local w, c, p = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or 0
+      if w ~= nil and w >= math.floor(now / period) - 1 then
+        -- the stored window is the current one (or, not rotated yet, the previous one)
+        local back = math.min(cost, c)
+        redis.call('HSET', k, 'c', c - back, 'p', math.max(0, p - (cost - back)))
+      end
+    elseif algo == 'token_bucket' then
+      local v = redis.call('HMGET', k, 'tk', 'ts')
+      if v[1] then
+        local rate = amount / period
+        local tokens = tonumber(v[1]) + math.max(0, now - tonumber(v[2])) * rate
+        tokens = math.min(amount, tokens + cost)
+        redis.call('HSET', k, 'tk', string.format('%.17g', tokens),
+          'ts', string.format('%.17g', now))
+      end
+    elseif algo == 'gcra' then
+      local stored = redis.call('GET', k)
+      if stored then
+        local tat = tonumber(stored) - cost * period / amount
+        if tat <= now then
+          redis.call('DEL', k)
+        else
+          redis.call('SET', k, string.format('%.17g', tat),
+            'PX', string.format('%d', math.max(1, math.ceil(tat - now))))
+        end
+      end
+    else
+      return redis.error_reply('ERR redkit ratelimit: unknown algorithm')
+    end
+  end
+  return 1
 end
 
 local charge = mode == 'hit'

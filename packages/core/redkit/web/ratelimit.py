@@ -4,8 +4,9 @@ headers and the ``429`` answer.
 Rules come from the view, else from its group (a Flask blueprint, a Django app, a Starlette
 router), else from ``ratelimit_default``; ``ratelimit_application`` is one counter per client
 shared by every view, checked first. Exempt views are counted by none. A rule with
-``deduct_when`` is only tested before the view runs and charged afterwards when the hook,
-given the framework's response, returns true (count failed logins only). Redis down: each
+``deduct_when`` charges the request before the view runs, like any other, and gives the
+units back afterwards when the hook, given the framework's response, returns false (count
+failed logins only): requests that arrive together are all counted while they run. Redis down: each
 limit follows ``ratelimit_fail_open`` (allowed, or a ``503``).
 """
 
@@ -39,7 +40,7 @@ class LimitRule:
     ``scope``: the counter's name (default: the view, so views naming one scope share it);
     ``methods``: only these are counted; ``cost``: units a request takes (or a hook returning
     them); ``exempt_when``: a hook, true skips the limit; ``deduct_when``: a hook given the
-    response, true charges it (the request is only tested before the view runs)."""
+    response, false gives back what the request was charged before the view ran)."""
 
     limits: tuple[Limit, ...]
     key: Callable[..., Any] | None = None
@@ -214,8 +215,7 @@ class RateLimits:
                 if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
                     raise InvalidRateLimit(f"a cost hook must return an int >= 1, got {cost!r}")
                 name = f"view:{rule.scope or endpoint}:{who}"
-                mode = "test" if rule.deduct_when is not None else "hit"
-                decision = yield charge(rule, name, cost, mode)
+                decision = yield charge(rule, name, cost, "hit")
                 counted.decisions.append(decision)
                 if not decision.allowed:
                     return too_many_requests(decision, self.headers)
@@ -233,12 +233,12 @@ class RateLimits:
         return tightest.headers()
 
     def settle(self, counted: Counted, response: Any) -> WebFlow[None]:
-        """Flow: charge the ``deduct_when`` rules whose hook accepts the framework's
-        ``response``."""
+        """Flow: give back what the ``deduct_when`` rules charged when their hook does not
+        accept the framework's ``response``."""
         for rule, name, cost in counted.deferred:
             assert rule.deduct_when is not None
-            if rule.deduct_when(response):
+            if not rule.deduct_when(response):
                 try:
-                    yield charge(rule, name, cost, "hit")
+                    yield charge(rule, name, cost, "refund")
                 except RedkitConnectionError:
                     return
