@@ -424,3 +424,21 @@ def test_hooks_returning_nobody_fall_back_to_the_client(url: str, apps: list[Fla
     key = {"Idempotency-Key": "anon-1"}
     assert one.post("/pay", headers=key).text == "paid by 198.51.100.1"
     assert two.post("/pay", headers=key).text == "paid by 198.51.100.2"  # no shared scope
+
+
+def test_the_429_body_and_retry_after_agree(url: str, apps: list[Flask]) -> None:
+    app = make_app(url)
+    apps.append(app)
+    ext = Redkit(app)
+
+    @app.get("/x")
+    @ext.rate_limit("1/minute")
+    def x() -> str:
+        return "ok"
+
+    c = app.test_client()
+    c.get("/x")
+    denied = c.get("/x")
+    assert denied.status_code == 429
+    wait = denied.headers["Retry-After"]
+    assert f"retry in {wait} s" in denied.get_json()["detail"]

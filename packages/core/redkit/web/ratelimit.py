@@ -13,6 +13,7 @@ limit follows ``ratelimit_fail_open`` (allowed, or a ``503``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,9 +112,8 @@ def charge(rule: LimitRule, name: str, cost: int, mode: str) -> Callable[[Any], 
 def too_many_requests(decision: Decision, headers: bool = True) -> Answer:
     """The ``429 Too Many Requests`` answer of a denied request: ``Retry-After`` always, the
     rate-limit headers when ``headers``; an RFC 9457 problem body."""
-    wait = max(1, round(min(decision.retry_after, 10**9)))
     fields = decision.headers(legacy=headers, draft=headers)
-    fields.setdefault("Retry-After", str(wait))
+    wait = fields.setdefault("Retry-After", str(max(1, math.ceil(min(decision.retry_after, 1e9)))))
     return problem(
         429,
         "Too Many Requests",
