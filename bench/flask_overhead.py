@@ -344,7 +344,7 @@ def redkit_setup(
     checks: dict[str, int] = {}
     if session:
         sid = kit.sessions.create({"n": 1})
-        signer = app.session_interface.signer(app)  # type: ignore[attr-defined]
+        signer = app.session_interface.cookies(app).signer  # type: ignore[attr-defined]
         headers["Cookie"] = f"{app.config['SESSION_COOKIE_NAME']}={signer.sign(sid)}"
         checks["session_hits"] = 1
     if idempotent:
