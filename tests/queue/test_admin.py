@@ -1,9 +1,8 @@
-"""Administration: remove, drain, the ``redkit`` command, the workers' registry and the check of
-Redis' eviction policy."""
+"""Administration: remove, drain, the workers' registry and the check of Redis' eviction policy
+(the ``redkit`` command is tested in tests/test_cli.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -14,8 +13,7 @@ import pytest
 import redkit
 import redkit.asyncio
 from redkit import ConfigurationError
-from redkit.cli import main
-from redkit.queue import STATES, JobFailed, JobNotFound
+from redkit.queue import STATES, JobNotFound
 from tests.conftest import call, new_prefix
 from tests.queue.conftest import (
     REDIS_AND_MEMORY,
@@ -108,134 +106,6 @@ async def test_running_workers_are_listed_and_leave_the_list_when_they_stop(kit:
     assert await call(q.workers()) == []
 
 
-# -- the command line -----------------------------------------------------------------------------
-@pytest.fixture
-def cli_kit(backend: str, url: str, prefix: str) -> Iterator[redkit.Redkit]:
-    kit = redkit.Redkit.from_url(url, prefix=prefix)
-    yield kit
-    kit.clear()
-    kit.close()
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    return code, capsys.readouterr().out
-
-
-@REDIS_AND_MEMORY
-async def test_cli_info_reports_counts_and_workers(
-    cli_kit: redkit.Redkit, url: str, prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    q = cli_kit.queue("mail")
-    other = cli_kit.queue("reports")
-    await call(q.add("send", None))
-    await call(q.add("send", None, delay=60))
-    await call(other.add("build", None, priority=2))
-    other.pause()
-    conn = ["--url", url, "--prefix", prefix]
-    async with serving(q, name="cli-worker", concurrency=3):
-        # nothing runs "send": the waiting job fails, then the listing is stable
-        await eventually(lambda: q.counts()["failed"] == 1)
-        code, out = run_cli(capsys, "info", *conn, "--json")
-        assert code == 0
-        report = {item["queue"]: item for item in json.loads(out)}
-        code, text = run_cli(capsys, "info", "mail", *conn)
-    assert set(report) == {"mail", "reports"}
-    mail = report["mail"]
-    assert {s: mail[s] for s in STATES} == {**ZERO, "delayed": 1, "failed": 1}
-    assert mail["paused"] is False
-    (worker,) = mail["workers"]
-    assert worker["id"] == "cli-worker"
-    assert worker["concurrency"] == 3
-    assert "seen_seconds_ago" in worker
-    assert report["reports"]["paused"] is True
-    assert report["reports"]["prioritized"] == 1
-    assert report["reports"]["workers"] == []
-    assert code == 0
-    assert "queue mail" in text
-    assert "delayed=1" in text
-    assert "failed=1" in text
-    assert "worker cli-worker" in text
-    assert "reports" not in text
-
-
-@REDIS_AND_MEMORY
-async def test_cli_retry_failed_and_drain(
-    cli_kit: redkit.Redkit, url: str, prefix: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    q = cli_kit.queue("jobs")
-    broken = {"on": True}
-
-    @q.task(name="flaky")
-    def flaky(i: int) -> int:
-        if broken["on"]:
-            raise RuntimeError("down")
-        return i
-
-    failing = [q.add("flaky", {"args": [i]}) for i in range(3)]
-    async with serving(q):
-        for job in failing:
-            with pytest.raises(JobFailed):
-                job.wait(10)
-        q.pause()
-    conn = ["--url", url, "--prefix", prefix]
-    code, out = run_cli(capsys, "retry-failed", "jobs", "--limit", "1", *conn)
-    assert code == 0
-    assert out.startswith("1 failed job(s)")
-    assert q.counts() == {**ZERO, "waiting": 1, "failed": 2}
-    code, out = run_cli(capsys, "retry-failed", "jobs", *conn)
-    assert code == 0
-    assert out.startswith("2 failed job(s)")
-    assert q.counts() == {**ZERO, "waiting": 3}
-
-    q.add("flaky", {"args": [9]}, delay=60)
-    code, out = run_cli(capsys, "drain", "jobs", *conn)
-    assert code == 0
-    assert out.startswith("3 waiting job(s)")
-    assert q.counts() == {**ZERO, "delayed": 1}
-    code, out = run_cli(capsys, "drain", "jobs", "--delayed", *conn)
-    assert code == 0
-    assert out.startswith("1 waiting job(s)")
-    assert q.counts() == ZERO
-
-
-@pytest.mark.parametrize(
-    ("target", "says"),
-    [
-        ("no_such_module_for_redkit:queue", "cannot import 'no_such_module_for_redkit'"),
-        ("json:no_such_attribute", "has no attribute 'no_such_attribute'"),
-        ("json:dumps.__name__", "is a str, not a redkit queue or worker"),
-        ("no-colon", "expected module:attribute"),
-        ("json:", "expected module:attribute"),
-        (":queue", "expected module:attribute"),
-    ],
-)
-def test_cli_worker_with_a_bad_target_is_a_usage_error(
-    target: str, says: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as caught:
-        main(["worker", target])
-    assert caught.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: redkit")
-    assert says in err
-    assert "Traceback" not in err
-
-
-def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (
-        ["worker", "json:dumps", "--concurrency", "0"],
-        [],
-        ["frobnicate"],
-        ["worker", "x:y", "--limiter", "fast"],
-    ):
-        with pytest.raises(SystemExit) as caught:
-            main(argv)
-        assert caught.value.code == 2
-    capsys.readouterr()
-
-
 # -- eviction policy ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def evicting_redis() -> Iterator[str]:
@@ -311,22 +181,3 @@ async def test_ignore_skips_the_eviction_check(
         assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]
     finally:
         await _close(kit)
-
-
-@pytest.mark.parametrize(
-    "argv", [["info"], ["info", "--json"], ["retry-failed", "q"], ["drain", "q"]]
-)
-def test_cli_reports_an_unreachable_redis_in_one_line(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    from tests.servers import free_port
-
-    url = f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.2&retry_attempts=0"
-    capsys.readouterr()
-    code = main([*argv, "--url", url])
-    out, err = capsys.readouterr()
-    assert code == 1
-    assert out == ""
-    assert err.startswith("redkit: ")
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
