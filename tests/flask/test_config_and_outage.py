@@ -284,3 +284,12 @@ def test_requests_without_a_peer_address_are_warned_about_once(
     said = [r.getMessage() for r in caplog.records if "without a client address" in r.getMessage()]
     assert len(said) == 1
     assert "'unix'" in said[0]
+
+
+def test_settings_in_the_url_query_apply(apps: list[Flask]) -> None:
+    app = make_app("memory://query?retry_attempts=0&cache_ttl=7")
+    apps.append(app)
+    Redkit(app)
+    settings = app.extensions["redkit"].kit.settings
+    assert (settings.retry_attempts, settings.cache_ttl) == (0, 7)
+    assert settings.url == "memory://query"

@@ -331,7 +331,11 @@ class Settings:
         for name in options:
             if name not in names:
                 raise ConfigurationError(f"unknown redkit setting {name!r}")
-        return cls.from_mapping({**values, **options})
+        merged = {**values, **options}
+        url = merged.pop("url", None)
+        if isinstance(url, str) and url:  # settings in the URL's query apply, as in from_url
+            return cls.from_url(url, **merged)
+        return cls.from_mapping(merged if url is None else {**merged, "url": url})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Settings:
