@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask.globals import request_ctx
@@ -67,6 +68,24 @@ def to_response(answer: web.Answer) -> Response:
     return Response(answer.body, answer.status, list(answer.headers))
 
 
+class _Cookies(Mapping[str, str]):
+    """The request's cookies, parsed only when a flow reads them."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def __getitem__(self, name: str) -> str:
+        return self._request.cookies[name]  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._request.cookies)
+
+    def __len__(self) -> int:
+        return len(self._request.cookies)
+
+
 def session_digest() -> str | None:
     """Who the request's session is, for the view cache: redkit's server-side session by id
     and contents, Flask's cookie session by its contents."""
@@ -112,10 +131,10 @@ class Hooks:
             r.method,
             r.path,
             r.query_string.decode("latin-1"),
-            web.Headers(r.headers.items()),
+            web.Headers.of(r.headers),
             r.remote_addr,
             r.host,
-            r.cookies,
+            _Cookies(r),
             body=lambda: r.get_data(cache=True),
             user=loader,
             scheme=r.scheme,
@@ -157,12 +176,13 @@ class Hooks:
         if held is not None:
             for name, value in self.web.headers(held[1]).items():
                 response.headers.setdefault(name, value)
-            request.environ[_VARY] = list(response.vary)  # before the session adds Cookie
+            if held[1].ticket is not None:
+                request.environ[_VARY] = list(response.vary)  # before the session adds Cookie
         return response
 
     def finished(self, sender: Any, response: Response, **extra: Any) -> None:
         held = request.environ.pop(_PENDING, None)
-        if held is None:
+        if held is None or not held[1].owes:
             return
         req, pending = held
         streamed = response.is_streamed or response.direct_passthrough
@@ -189,7 +209,7 @@ class Hooks:
 
     def teardown(self, exc: BaseException | None) -> None:
         held = request.environ.pop(_PENDING, None)
-        if held is not None:  # the request failed before a response was finished
+        if held is not None and held[1].holds_key:  # failed before its response was finished
             web.run(self.web.abort(held[1]), self.kit)
 
     def unavailable(self, exc: RedkitConnectionError) -> Response:

@@ -37,13 +37,26 @@ WebFlow = Generator[Op, Any, T]
 
 class Headers:
     """Header fields as ``(name, value)`` text pairs, repeats kept, looked up without regard to
-    case. Bytes (ASGI) are read as Latin-1, the encoding HTTP fields travel in."""
+    case. Bytes (ASGI) are read as Latin-1, the encoding HTTP fields travel in.
 
-    __slots__ = ("_index", "_pairs")
+    A framework's own header object with ``get(name)`` and ``getlist(name)`` (Werkzeug's,
+    Starlette's) is used as it is, through :meth:`of`: nothing is copied for a request whose
+    headers the flows never read."""
+
+    __slots__ = ("_index", "_pairs", "_source")
 
     def __init__(self, pairs: Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
         self._pairs: list[tuple[str, str]] = [(_text(n), _text(v)) for n, v in pairs]
         self._index: dict[str, list[str]] | None = None
+        self._source: Any = None
+
+    @classmethod
+    def of(cls, source: Any) -> Headers:
+        """Headers read through ``source`` (case-insensitive ``get`` and ``getlist``, text
+        values, iteration over ``(name, value)`` pairs)."""
+        made = cls()
+        made._source = source
+        return made
 
     def _lookup(self) -> dict[str, list[str]]:
         if self._index is None:
@@ -55,25 +68,36 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        found = self._lookup().get(name.lower())
-        return found[0] if found else default
+        if self._source is not None:
+            found = self._source.getlist(name)
+            return str(found[0]) if found else default
+        got = self._lookup().get(name.lower())
+        return got[0] if got else default
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
+        if self._source is not None:
+            return [str(v) for v in self._source.getlist(name)]
         return list(self._lookup().get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lookup()
+        if not isinstance(name, str):
+            return False
+        if self._source is not None:
+            return bool(self._source.getlist(name))
+        return name.lower() in self._lookup()
 
     def items(self) -> list[tuple[str, str]]:
         """The pairs, in order."""
+        if self._source is not None:
+            return [(str(n), str(v)) for n, v in self._source.items()]
         return list(self._pairs)
 
     def __iter__(self) -> Any:
-        return iter(self._pairs)
+        return iter(self.items()) if self._source is not None else iter(self._pairs)
 
     def __repr__(self) -> str:
-        return f"Headers({[n for n, _ in self._pairs]!r})"
+        return f"Headers({[n for n, _ in self.items()]!r})"
 
 
 def _text(part: str | bytes) -> str:

@@ -45,6 +45,16 @@ class Pending:
     held: Held | None = None
 
     @property
+    def owes(self) -> bool:
+        """Whether :meth:`WebRules.finish` has anything to do (else an adapter may skip it)."""
+        counted = self.counted
+        return (
+            self.ticket is not None
+            or self.held is not None
+            or (counted is not None and bool(counted.deferred))
+        )
+
+    @property
     def holds_key(self) -> bool:
         """Whether the request holds an idempotency key (to release if it fails)."""
         return self.held is not None

@@ -158,7 +158,7 @@ class RateLimits:
     def client(self, req: Request) -> str:
         """Who a request comes from: the client address through trusted proxies (IPv6 by its
         /64), or ``unknown``."""
-        ip = self.resolver.resolve_ip(req.client, req.headers.items())
+        ip = self.resolver.resolve_ip(req.client, req.headers)  # read only behind proxies
         if ip is None:
             if not self._warned:
                 self._warned = True
