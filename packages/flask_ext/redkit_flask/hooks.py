@@ -114,6 +114,7 @@ class Hooks:
         self.kit = kit
         self.keeper = LeaseKeeper(kit.idempotency, kit.settings.idempotency_lease)
         self.web = web.WebRules(kit.settings, self.keeper)
+        self._endpoints: dict[str, tuple[web.ViewRules | None, list[web.ViewRules]]] = {}
         app.before_request(self.before)
         app.after_request(self.after)
         app.teardown_request(self.teardown)
@@ -131,7 +132,7 @@ class Hooks:
             r.method,
             r.path,
             r.query_string.decode("latin-1"),
-            web.Headers.of(r.headers),
+            web.Headers.of(r.headers, joined=True),  # an environ: one field per name
             r.remote_addr,
             r.host,
             _Cookies(r),
@@ -141,12 +142,21 @@ class Hooks:
             session_digest=session_digest if known else None,
         )
 
+    def rules_for(self, endpoint: str) -> tuple[web.ViewRules | None, list[web.ViewRules]]:
+        """The rules of an endpoint and of its blueprints, looked up once per endpoint."""
+        found = self._endpoints.get(endpoint)
+        if found is None:
+            view = rules_of(self.app.view_functions.get(endpoint))
+            groups = [g for g in map(self.ext._groups.get, request.blueprints) if g is not None]
+            found = self._endpoints[endpoint] = (view, groups)
+        return found
+
     def before(self) -> Response | None:
-        endpoint = request.endpoint
+        r = request._get_current_object()  # type: ignore[attr-defined]
+        endpoint = r.endpoint
         if endpoint is None:
             return None  # 404 / 405: nothing to limit, cache or guard
-        view = rules_of(self.app.view_functions.get(endpoint))
-        groups = [g for g in map(self.ext._groups.get, request.blueprints) if g is not None]
+        view, groups = self.rules_for(endpoint)
         if view is None and not groups and not self.web.everywhere:
             return None  # nothing to limit, cache or guard: no request to describe
         req = self.describe()
@@ -156,7 +166,7 @@ class Hooks:
             if got.kind == "rate_limited":
                 raise RateLimitExceeded(got)
             return to_response(got)
-        request.environ[_PENDING] = (req, got)
+        r.environ[_PENDING] = (req, got)
         return None
 
     def seal_after_view(self) -> None:

@@ -39,24 +39,33 @@ class Headers:
     """Header fields as ``(name, value)`` text pairs, repeats kept, looked up without regard to
     case. Bytes (ASGI) are read as Latin-1, the encoding HTTP fields travel in.
 
-    A framework's own header object with ``get(name)`` and ``getlist(name)`` (Werkzeug's,
-    Starlette's) is used as it is, through :meth:`of`: nothing is copied for a request whose
-    headers the flows never read."""
+    A framework's own header object is used as it is, through :meth:`of`: nothing is copied
+    for a request whose headers the flows never read."""
 
-    __slots__ = ("_index", "_pairs", "_source")
+    __slots__ = ("_index", "_joined", "_pairs", "_source")
 
     def __init__(self, pairs: Iterable[tuple[str | bytes, str | bytes]] = ()) -> None:
         self._pairs: list[tuple[str, str]] = [(_text(n), _text(v)) for n, v in pairs]
         self._index: dict[str, list[str]] | None = None
         self._source: Any = None
+        self._joined = False
 
     @classmethod
-    def of(cls, source: Any) -> Headers:
-        """Headers read through ``source`` (case-insensitive ``get`` and ``getlist``, text
-        values, iteration over ``(name, value)`` pairs)."""
+    def of(cls, source: Any, joined: bool = False) -> Headers:
+        """Headers read through ``source``: case-insensitive ``get(name)``, ``getlist(name)``
+        unless ``joined`` (a WSGI environ holds one field per name, repeats joined by commas:
+        then only ``get`` is used, in constant time), text values, iteration over
+        ``(name, value)`` pairs."""
         made = cls()
         made._source = source
+        made._joined = joined
         return made
+
+    def _list(self, name: str) -> list[Any]:
+        if self._joined:
+            found = self._source.get(name)
+            return [] if found is None else [found]
+        return list(self._source.getlist(name))
 
     def _lookup(self) -> dict[str, list[str]]:
         if self._index is None:
@@ -69,7 +78,7 @@ class Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
         if self._source is not None:
-            found = self._source.getlist(name)
+            found = self._list(name)
             return str(found[0]) if found else default
         got = self._lookup().get(name.lower())
         return got[0] if got else default
@@ -77,14 +86,14 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         if self._source is not None:
-            return [str(v) for v in self._source.getlist(name)]
+            return [str(v) for v in self._list(name)]
         return list(self._lookup().get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
         if self._source is not None:
-            return bool(self._source.getlist(name))
+            return bool(self._list(name))
         return name.lower() in self._lookup()
 
     def items(self) -> list[tuple[str, str]]:
