@@ -62,7 +62,7 @@ def _count_redkit_connections(count: Callable[[], Any]) -> None:
     """redkit gives its asyncio pools connection classes of its own, whose ``send_packed_command``
     does not call redis-py's: count theirs too (when redkit is installed)."""
     try:
-        import redkit.connection as rc
+        import redkit._connection as rc
     except ImportError:
         return
     make = rc.fast_packing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redkit import CircuitOpenError
-from redkit.breaker import CircuitBreaker
+from redkit._breaker import CircuitBreaker
 
 
 class Clock:

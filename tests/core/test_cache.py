@@ -178,7 +178,7 @@ async def test_invalidation_during_load_is_not_lost(kit: Any) -> None:
     async def invalidate_now() -> None:
         await call(kit.cache.invalidate(["t"]))
 
-    if kit.__module__ == "redkit.client":
+    if kit.__module__ == "redkit._client":
 
         def loader() -> str:
             kit.cache.invalidate(["t"])
@@ -556,6 +556,6 @@ async def test_scan_survives_foreign_keys_that_are_not_utf8(kit: Any) -> None:
 
 
 def test_a_call_repr_shows_no_arguments() -> None:
-    from redkit.ops import command
+    from redkit._ops import command
 
     assert repr(command("GET", "app:session:{ab}:secret")) == "Call(GET, 1 args)"

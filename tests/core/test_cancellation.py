@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import redkit.asyncio
-from redkit.ops import Load, Sleep
+from redkit._ops import Load, Sleep
 
 
 async def test_a_flow_stops_when_a_cancellation_was_swallowed_on_its_way() -> None:

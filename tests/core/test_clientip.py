@@ -7,7 +7,7 @@ import pytest
 
 import redkit
 from redkit import ConfigurationError
-from redkit.clientip import ClientIP, network_key
+from redkit._clientip import ClientIP, network_key
 from redkit.settings import Settings
 
 SPOOF = {"X-Forwarded-For": "1.2.3.4", "Forwarded": "for=1.2.3.4"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redkit import InvalidKeyError
-from redkit.keys import Keyspace, escape_part
+from redkit._keys import Keyspace, escape_part
 
 
 def test_safe_parts_stay_readable() -> None:

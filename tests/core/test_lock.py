@@ -24,8 +24,8 @@ from redkit import (
     RedkitConnectionError,
     ResponseError,
 )
+from redkit._ops import Batch, script
 from redkit.lock import ACQUIRE, EXTEND, RELEASE, AsyncLock, LockCore
-from redkit.ops import Batch, script
 from tests.conftest import REDIS_URL, Kits, backend_url, call, new_prefix
 from tests.servers import ReplyDroppingProxy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from redkit.cache import core
+from redkit.cache import _core as core
 from tests.conftest import call
 
 
@@ -28,7 +28,7 @@ async def test_scripts_are_reloaded_after_a_flush(kit: Any) -> None:
 
 
 def test_shared_lua_functions_are_included_into_each_script() -> None:
-    from redkit.queue.core import RELEASE, STEP
+    from redkit.queue._core import RELEASE, STEP
 
     for loaded in (STEP, RELEASE):
         assert not [line for line in loaded.source.splitlines() if line.startswith("-- include:")]

@@ -552,8 +552,8 @@ async def test_writes_whose_reply_is_lost_are_resent_safely(
 
 
 async def test_scripts_refuse_bad_arguments_before_writing(kit: Any) -> None:
+    from redkit._ops import Batch, script
     from redkit.errors import ResponseError
-    from redkit.ops import Batch, script
     from redkit.sessions import CREATE, SAVE
 
     key = kit.keyspace.tagged("session", "ab", "x" * 43)

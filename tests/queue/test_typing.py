@@ -79,9 +79,9 @@ def test_enqueue_is_checked_against_the_task_signature(tmp_path: Path) -> None:
     ]
     assert revealed == [
         '"int"',
-        '"redkit.queue.api.Job"',
-        '"redkit.queue.api.Job"',
-        '"redkit.queue.api.AsyncJob"',
+        '"redkit.queue._api.Job"',
+        '"redkit.queue._api.Job"',
+        '"redkit.queue._api.AsyncJob"',
         '"bytes"',
     ], out
     errors = {int(line.split(":")[1]) for line in out.splitlines() if ": error:" in line}

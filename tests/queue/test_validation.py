@@ -314,9 +314,9 @@ async def test_invalid_queue_task_and_backoff_settings_raise(kit: Any) -> None:
 async def test_queue_scripts_refuse_malformed_calls_before_their_first_write(kit: Any) -> None:
     # the scripts check every job and every finish of a call before they write anything (a Lua
     # error does not undo earlier writes), so a malformed call leaves the queue as it was
+    from redkit._ops import Batch, script
     from redkit.errors import ResponseError
-    from redkit.ops import Batch, script
-    from redkit.queue.core import ADD, STEP
+    from redkit.queue._core import ADD, STEP
 
     q = kit.queue("malformed")
     job = await call(q.add("good", {"n": 1}))

@@ -235,7 +235,7 @@ async def test_a_write_redis_does_not_read_times_out_and_the_connection_is_not_r
     # bounded by socket_timeout; the half-written connection is dropped, never reused
     import signal
 
-    from redkit.ops import Batch, command
+    from redkit._ops import Batch, command
 
     kit = make("async", server.url, retry_attempts=0)
     try:

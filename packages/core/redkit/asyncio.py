@@ -1,6 +1,8 @@
 """The asyncio entry point: ``from redkit.asyncio import Redkit``.
 
 Same names and parameters as :class:`redkit.Redkit`; methods that talk to Redis are coroutines.
+The asyncio twins of the other public classes are here too, under the names ``redkit`` gives
+them (``AsyncCache``, ``AsyncQueue``, ...).
 """
 
 from __future__ import annotations
@@ -9,20 +11,34 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from .base import KitBase
-from .cache.api import AsyncCache
-from .connection import make_client
-from .executor import AsyncExecutor
+from ._base import KitBase
+from ._connection import make_client
+from ._executor import AsyncExecutor
+from ._ops import Batch, command
+from .cache import AsyncCache, AsyncCachedFunction
 from .idempotency import AsyncIdempotency
 from .lock import AsyncLock
 from .messaging import AsyncPubSub, AsyncStream
-from .ops import Batch, command
-from .queue import AsyncQueue
+from .queue import AsyncJob, AsyncQueue, AsyncTask
 from .ratelimit import AsyncLimiter
 from .sessions import AsyncSessions
 from .settings import Settings
 
-__all__ = ["Redkit"]
+__all__ = [
+    "AsyncCache",
+    "AsyncCachedFunction",
+    "AsyncIdempotency",
+    "AsyncJob",
+    "AsyncLimiter",
+    "AsyncLock",
+    "AsyncPubSub",
+    "AsyncQueue",
+    "AsyncSessions",
+    "AsyncStream",
+    "AsyncTask",
+    "Redkit",
+    "Settings",
+]
 
 
 class Redkit(KitBase):

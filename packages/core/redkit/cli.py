@@ -376,7 +376,7 @@ def run_workers(workers: list[Any], loop_choice: str = "auto") -> int:
     """Serve ``workers`` on one event loop until SIGTERM/SIGINT (a second signal more than a
     second later stops at once); the exit status. Used by ``redkit worker`` and the framework
     adapters' worker commands."""
-    from .queue.worker import SIGNAL_ECHO
+    from .queue._worker import SIGNAL_ECHO
 
     _uvloop(loop_choice)
 
@@ -494,7 +494,7 @@ def queue_named(kit: Any, name: str) -> Any:
 def info(kit: Any, names: Sequence[str] = (), *, as_json: bool = False) -> str:
     """The report of ``info``: each queue's counts, whether it is paused, and its workers
     (``names``: these queues; none: every queue of the registry), as text or JSON."""
-    from .ops import Batch, command
+    from ._ops import Batch, command
 
     run = kit._executor.run  # redkit's errors (RedkitConnectionError, ...), not redis-py's
     names = list(names)
@@ -552,7 +552,7 @@ def drain(kit: Any, name: str, delayed: bool = False) -> str:
 
 
 def _kit(args: argparse.Namespace) -> Any:
-    from .client import Redkit
+    from ._client import Redkit
     from .errors import ConfigurationError
 
     options: dict[str, Any] = {}

@@ -37,6 +37,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeAlias
 
+from ._executor import AsyncExecutor, SyncExecutor
+from ._keys import Keyspace
+from ._ops import Batch, Flow, Script, Sleep, script
+from ._stats import Stats
 from .errors import (
     IdempotencyKeyError,
     RedkitConnectionError,
@@ -44,11 +48,7 @@ from .errors import (
     ResponseTooLarge,
     SerializationError,
 )
-from .executor import AsyncExecutor, SyncExecutor
-from .keys import Keyspace
-from .ops import Batch, Flow, Script, Sleep, script
 from .settings import Settings
-from .stats import Stats
 
 __all__ = [
     "NEVER_STORED",

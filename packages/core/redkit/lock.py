@@ -25,9 +25,9 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._executor import AsyncExecutor, SyncExecutor
+from ._ops import Batch, Flow, Script, Sleep, command, script
 from .errors import LockError, LockLost, LockNotAcquired
-from .executor import AsyncExecutor, SyncExecutor
-from .ops import Batch, Flow, Script, Sleep, command, script
 
 __all__ = ["AsyncLock", "Lock", "LockCore"]
 

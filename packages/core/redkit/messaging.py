@@ -27,11 +27,11 @@ from typing import Any
 
 import redis.exceptions as rex
 
-from .connection import make_client
+from ._connection import make_client
+from ._executor import AsyncExecutor, SyncExecutor, wrap_error
+from ._keys import escape_part
+from ._ops import Batch, Flow, Script, command, script
 from .errors import InvalidKeyError, RedkitTimeoutError, ResponseError, SerializationError
-from .executor import AsyncExecutor, SyncExecutor, wrap_error
-from .keys import escape_part
-from .ops import Batch, Flow, Script, command, script
 from .serializers import JsonSerializer, find_unserializable
 
 __all__ = [

@@ -15,8 +15,8 @@ import pickle
 import uuid
 from typing import Any, Protocol
 
+from ._optional import require
 from .errors import SerializationError, SignatureError
-from .optional import require
 
 __all__ = [
     "JsonSerializer",

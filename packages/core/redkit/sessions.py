@@ -23,13 +23,13 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
+from ._executor import AsyncExecutor, SyncExecutor
+from ._keys import Keyspace
+from ._ops import Batch, Flow, Script, command, script
+from ._stats import Stats
 from .errors import InvalidKeyError, SerializationError, SessionTooLarge
-from .executor import AsyncExecutor, SyncExecutor
-from .keys import Keyspace
-from .ops import Batch, Flow, Script, command, script
 from .serializers import JsonSerializer, find_unserializable
 from .settings import Settings
-from .stats import Stats
 
 __all__ = ["SID_LENGTH", "AsyncSessions", "SessionCore", "SessionData", "Sessions", "valid_sid"]
 

@@ -499,7 +499,7 @@ def _validate(s: Settings) -> None:
         text = getattr(s, name)
         if text is not None:
             from .errors import InvalidRateLimit
-            from .ratelimit.limits import parse_limits  # here: the limiter imports settings
+            from .ratelimit._limits import parse_limits  # here: the limiter imports settings
 
             try:
                 parse_limits(text)

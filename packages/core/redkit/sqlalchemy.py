@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .cache.core import Uncommitted, uncommitted
-from .optional import require
+from ._optional import require
+from .cache._core import Uncommitted, uncommitted
 
 require("sqlalchemy", "sqlalchemy")
 

@@ -6,7 +6,7 @@ The adapter is thin: it reads Django's own settings and registers hooks; all log
 
 from __future__ import annotations
 
-from redkit.optional import require
+from redkit.web import require
 
 require("django", "django")
 

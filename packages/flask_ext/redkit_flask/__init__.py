@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from redkit.optional import require
+from redkit.web import require
 
 require("flask", "flask")
 
@@ -249,7 +249,7 @@ class Redkit(ViewDecorators):
 
     def worker(self, queue: str = "default", app: Flask | None = None, **options: Any) -> Any:
         """A worker for queue ``queue`` of ``app`` (default: the current one); ``options`` as for
-        :class:`redkit.queue.worker.Worker`. Its tasks run inside the application's context.
+        :class:`redkit.queue._worker.Worker`. Its tasks run inside the application's context.
         Started on a thread (``.start()``), it is stopped gracefully (running jobs get their
         ``shutdown_grace``) by :meth:`close` and when the process exits, before the pool
         closes."""

@@ -22,7 +22,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from flask import Flask, Response, after_this_request, request
 from redkit import web
-from redkit.cache.core import uncommitted
+from redkit.cache import writes_pending
 from redkit.errors import RedkitConnectionError
 from redkit.idempotency import LeaseKeeper
 
@@ -202,7 +202,6 @@ class Hooks:
             None if streamed else response.get_data(),
             request.environ.get(_VARY),
         )
-        scope = uncommitted.get()
         flow = self.web.finish(
             req,
             pending,
@@ -210,7 +209,7 @@ class Hooks:
             response,
             request.view_args,
             request.environ.get(SESSION_STATE) or web.session_state(raw_session()),
-            scope is not None and bool(scope.pending),
+            writes_pending(),
         )
         try:
             web.run(flow, self.kit)

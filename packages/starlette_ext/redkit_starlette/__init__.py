@@ -6,7 +6,7 @@ The adapter is thin: it reads Starlette's own settings and registers hooks; all 
 
 from __future__ import annotations
 
-from redkit.optional import require
+from redkit.web import require
 
 require("starlette", "starlette")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from .api import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
+from ._api import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
+from ._core import writes_pending
 
-__all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
+__all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction", "writes_pending"]

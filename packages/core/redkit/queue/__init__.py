@@ -6,9 +6,9 @@ See ``docs/queue.md`` for the model and its guarantees and ``docs/worker.md`` fo
 from __future__ import annotations
 
 from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, Unrecoverable
-from .api import AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task, current_job
-from .core import STATES, Backoff, Event, JobRecord, Keep
-from .worker import Worker
+from ._api import AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task, current_job
+from ._core import STATES, Backoff, Event, JobRecord, Keep
+from ._worker import Worker
 
 __all__ = [
     "STATES",

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from .api import AsyncLimiter, Limiter
-from .core import ALGORITHMS, Decision, LimitState
-from .limits import Limit, LimitsSpec, parse_limits
+from ._api import AsyncLimiter, Limiter
+from ._core import ALGORITHMS, Decision, LimitState
+from ._limits import Limit, LimitsSpec, parse_limits
 
 __all__ = [
     "ALGORITHMS",

@@ -10,11 +10,12 @@ framework.
 
 from __future__ import annotations
 
-from .http import Answer, Headers, Request, Response, WebFlow, arun, problem, run, unavailable
-from .idempotency import Held, IdempotentRequests, IdempotentRule, idempotency_error
-from .pipeline import Pending, ViewRules, WebRules
-from .ratelimit import Counted, LimitRule, RateLimits, too_many_requests
-from .sessions import (
+from .._optional import require
+from ._http import Answer, Headers, Request, Response, WebFlow, arun, problem, run, unavailable
+from ._idempotency import Held, IdempotentRequests, IdempotentRule, idempotency_error
+from ._pipeline import Pending, ViewRules, WebRules
+from ._ratelimit import Counted, LimitRule, RateLimits, too_many_requests
+from ._sessions import (
     CookieAttributes,
     CookieChange,
     CookieSigner,
@@ -22,7 +23,7 @@ from .sessions import (
     SessionCookies,
     session_state,
 )
-from .viewcache import CachedResponse, CacheRule, CacheTicket, ViewCache, ViewCachePolicy
+from ._viewcache import CachedResponse, CacheRule, CacheTicket, ViewCache, ViewCachePolicy
 
 __all__ = [
     "Answer",
@@ -52,6 +53,7 @@ __all__ = [
     "arun",
     "idempotency_error",
     "problem",
+    "require",
     "run",
     "session_state",
     "too_many_requests",

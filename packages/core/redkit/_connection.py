@@ -18,8 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from ._optional import require
 from .errors import ConfigurationError
-from .optional import require
 from .settings import Settings, redact_url
 
 __all__ = ["make_client", "memory_server"]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from .core import (
+from ._core import (
     Backoff,
     Event,
     JobOptions,
@@ -386,8 +386,8 @@ class _QueueBase:
         self.tasks[spec.name] = spec
 
     def worker(self, **options: Any) -> Any:
-        """A :class:`~redkit.queue.worker.Worker` for this queue (see its options)."""
-        from .worker import Worker
+        """A :class:`~redkit.queue._worker.Worker` for this queue (see its options)."""
+        from ._worker import Worker
 
         return Worker(self, **options)
 

@@ -1,7 +1,8 @@
 """``kit.cache``: the sync :class:`Cache` and the async :class:`AsyncCache`.
 
-Both are thin shells: each method hands a spec or flow from :class:`~redkit.cache.core.CacheCore` to
-its executor. Their public names and signatures are the same (a test checks it).
+Both are thin shells: each method hands a spec or flow from
+:class:`~redkit.cache._core.CacheCore` to its executor. Their public names and
+signatures are the same (a test checks it).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from ..executor import AsyncExecutor, SyncExecutor
-from .core import CacheCore
-from .decorator import KeyBuilder, KeySpec, TagSpec
+from .._executor import AsyncExecutor, SyncExecutor
+from ._core import CacheCore
+from ._decorator import KeyBuilder, KeySpec, TagSpec
 
 __all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
 

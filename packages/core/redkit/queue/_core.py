@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, SerializationError
-from ..ops import Batch, Flow, Script, Sleep, command, script
 from ..serializers import JsonSerializer, find_unserializable
 
 __all__ = [

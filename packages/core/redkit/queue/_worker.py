@@ -27,6 +27,7 @@ from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .._ops import Batch, command, script
 from ..errors import (
     ConfigurationError,
     JobTimeout,
@@ -37,9 +38,8 @@ from ..errors import (
     SerializationError,
     Unrecoverable,
 )
-from ..ops import Batch, command, script
-from .api import AsyncJob, Job, TaskSpec, _current
-from .core import (
+from ._api import AsyncJob, Job, TaskSpec, _current
+from ._core import (
     EXTEND,
     REGISTRY_TTL_MS,
     RELEASE,
@@ -347,8 +347,8 @@ class Worker:
             self._finished.set()
 
     async def _setup(self) -> None:
+        from .._client import Redkit
         from ..asyncio import Redkit as AsyncRedkit
-        from ..client import Redkit
 
         self._kit = AsyncRedkit(self.settings)
         self._sync_kit = Redkit(self.settings)
@@ -408,7 +408,7 @@ class Worker:
         """CONFIG GET on the node that owns this queue's slot."""
         import redis.exceptions as rex
 
-        from ..executor import wrap_error
+        from .._executor import wrap_error
 
         client = self._kit.client
         try:

@@ -6,14 +6,14 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from .base import KitBase
-from .cache.api import Cache
-from .connection import make_client
-from .executor import SyncExecutor
+from ._base import KitBase
+from ._connection import make_client
+from ._executor import SyncExecutor
+from ._ops import Batch, command
+from .cache._api import Cache
 from .idempotency import Idempotency
 from .lock import Lock
 from .messaging import PubSub, Stream
-from .ops import Batch, command
 from .queue import Queue
 from .ratelimit import Limiter
 from .sessions import Sessions

@@ -1,8 +1,8 @@
 """The cache's logic, written once as pure spec builders and flow generators.
 
 ``Cache`` and ``AsyncCache`` only hand these to their executor. Nothing here does I/O: a flow yields
-:class:`~redkit.ops.Batch` (one round trip), :class:`~redkit.ops.Sleep` or :class:`~redkit.ops.Load`
-(call the user's loader) and receives the result.
+:class:`~redkit._ops.Batch` (one round trip), :class:`~redkit._ops.Sleep` or
+:class:`~redkit._ops.Load` (call the user's loader) and receives the result.
 
 Tag invalidation uses version keys: each tag has a key holding a random version; an entry records
 the versions of its tags as they were *before* its loader ran, and is valid only while all of them
@@ -24,16 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .._keys import Keyspace
+from .._ops import Batch, Call, Flow, Load, Script, Sleep, command, script
+from .._ops import first as _first
+from .._stats import Stats
 from ..errors import InvalidKeyError, RedkitConnectionError
-from ..keys import Keyspace
-from ..ops import Batch, Call, Flow, Load, Script, Sleep, command, script
-from ..ops import first as _first
 from ..serializers import Serializer
 from ..settings import Settings
-from ..stats import Stats
-from .codec import PLAIN, Entry, decode, encode
+from ._codec import PLAIN, Entry, decode, encode
 
-__all__ = ["MISSING", "CacheCore"]
+__all__ = ["MISSING", "CacheCore", "writes_pending"]
 
 log = logging.getLogger("redkit.cache")
 
@@ -63,6 +63,14 @@ class Uncommitted:
 uncommitted: contextvars.ContextVar[Uncommitted | None] = contextvars.ContextVar(
     "redkit_uncommitted", default=None
 )
+
+
+def writes_pending() -> bool:
+    """Whether the code running here (this thread, or this asyncio task) is inside a database
+    transaction that has written and not committed yet (tracked by ``redkit.sqlalchemy``). While
+    it is, nothing read in it may be stored in a shared cache: it may still roll back."""
+    scope = uncommitted.get()
+    return scope is not None and bool(scope.pending)
 
 
 class _Tokens:

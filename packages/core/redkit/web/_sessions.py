@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RedkitConnectionError
 from ..sessions import SessionData, valid_sid
-from .http import WebFlow
+from ._http import WebFlow
 
 __all__ = [
     "CookieAttributes",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .breaker import CircuitBreaker
-from .cache.core import CacheCore
-from .clientip import ClientIP
-from .executor import Health, RetryPolicy
-from .keys import Keyspace
+from ._breaker import CircuitBreaker
+from ._clientip import ClientIP
+from ._executor import Health, RetryPolicy
+from ._keys import Keyspace
+from ._stats import Stats
+from .cache._core import CacheCore
 from .serializers import Serializer, make_serializer
 from .settings import Settings, redact_url
-from .stats import Stats
 
 __all__ = ["KitBase"]
 
@@ -40,7 +40,7 @@ class KitBase:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self.client_ip = ClientIP(settings.trusted_proxies)
         """Client address resolver over ``trusted_proxies`` (rate-limit keys, idempotency
-        scopes): :class:`redkit.clientip.ClientIP`."""
+        scopes): :class:`redkit._clientip.ClientIP`."""
         self._cache_core = CacheCore(
             settings, self.keyspace, self.serializer, self.stats, settings.is_cluster
         )

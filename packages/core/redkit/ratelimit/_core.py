@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._keys import Keyspace
+from .._ops import Batch, Flow, Script, command, script
+from .._stats import Stats
 from ..errors import InvalidRateLimit, RedkitConnectionError
-from ..keys import Keyspace
-from ..ops import Batch, Flow, Script, command, script
 from ..settings import RATELIMIT_ALGORITHMS
-from ..stats import Stats
-from .limits import Limit, LimitsSpec, parse_limits
+from ._limits import Limit, LimitsSpec, parse_limits
 
 __all__ = ["ALGORITHMS", "Decision", "LimitState", "LimiterCore"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._executor import AsyncExecutor, SyncExecutor
 from ..errors import RedkitConnectionError
-from ..executor import AsyncExecutor, SyncExecutor
-from .core import Decision, LimiterCore
-from .limits import LimitsSpec
+from ._core import Decision, LimiterCore
+from ._limits import LimitsSpec
 
 __all__ = ["AsyncLimiter", "Limiter"]
 

@@ -1,4 +1,4 @@
-"""Executors run :mod:`redkit.ops` specs over a redis-py client: one sync, one async.
+"""Executors run :mod:`redkit._ops` specs over a redis-py client: one sync, one async.
 
 They hold the only I/O in redkit's core: pipelining a batch, ``EVALSHA`` with reload on
 ``NOSCRIPT``, wrapping redis-py errors in redkit's, feeding the circuit breaker and the outage log,
@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 
 import redis.exceptions as rex
 
-from .breaker import CircuitBreaker
+from ._breaker import CircuitBreaker
+from ._ops import Batch, Call, Flow, Load, Sleep, command
+from ._stats import Stats
 from .errors import (
     AuthenticationError,
     PoolExhaustedError,
@@ -26,8 +28,6 @@ from .errors import (
     RedkitTimeoutError,
     ResponseError,
 )
-from .ops import Batch, Call, Flow, Load, Sleep, command
-from .stats import Stats
 
 __all__ = ["AsyncExecutor", "Health", "RetryPolicy", "SyncExecutor", "wrap_error"]
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clientip import ClientIP, network_key
+from .._clientip import ClientIP, network_key
 from ..errors import InvalidRateLimit, RedkitConnectionError
 from ..ratelimit import Decision, parse_limits
-from ..ratelimit.limits import Limit
+from ..ratelimit._limits import Limit
 from ..settings import RATELIMIT_ALGORITHMS
-from .http import Answer, Request, WebFlow, problem, unavailable
+from ._http import Answer, Request, WebFlow, problem, unavailable
 
 __all__ = ["LimitRule", "RateLimits", "too_many_requests"]
 

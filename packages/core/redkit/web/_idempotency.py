@@ -22,8 +22,8 @@ from typing import Any
 
 from ..errors import IdempotencyKeyError, RedkitConnectionError, RedkitError, ResponseTooLarge
 from ..idempotency import Begin, Outcome, fingerprint, parse_key_header
-from .http import Answer, Request, Response, WebFlow, problem, unavailable
-from .ratelimit import RateLimits
+from ._http import Answer, Request, Response, WebFlow, problem, unavailable
+from ._ratelimit import RateLimits
 
 __all__ = ["Held", "IdempotentRequests", "IdempotentRule", "idempotency_error"]
 

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..clientip import ClientIP
-from .http import Answer, Request, Response, WebFlow
-from .idempotency import Held, IdempotentRequests, IdempotentRule
-from .ratelimit import Counted, LimitRule, RateLimits
-from .viewcache import CacheRule, CacheTicket, ViewCache
+from .._clientip import ClientIP
+from ._http import Answer, Request, Response, WebFlow
+from ._idempotency import Held, IdempotentRequests, IdempotentRule
+from ._ratelimit import Counted, LimitRule, RateLimits
+from ._viewcache import CacheRule, CacheTicket, ViewCache
 
 __all__ = ["Pending", "ViewRules", "WebRules"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RedkitError
-from .http import Answer, Headers, Request, Response, WebFlow
+from ._http import Answer, Headers, Request, Response, WebFlow
 
 __all__ = ["CacheRule", "CachedResponse", "ViewCache", "ViewCachePolicy"]
 
@@ -361,7 +361,7 @@ class ViewCache:
         uncommitted: bool = False,
     ) -> WebFlow[bool]:
         """Flow: store ``response`` when the rules allow it; True when stored. ``session`` is
-        ``(used, changed)`` (see :func:`redkit.web.sessions.session_state`); ``uncommitted``
+        ``(used, changed)`` (see :func:`redkit.web._sessions.session_state`); ``uncommitted``
         whether the request's transaction has writes not yet committed.
 
         A page whose view read the session varies on the session (its id and contents, from
