@@ -1,0 +1,257 @@
+"""Guards: a begun request whose lease is renewed while it runs, released unless completed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Generator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    RedkitConnectionError,
+    RedkitError,
+)
+from ._http import HeaderInput
+from ._records import Begin, Outcome
+
+if TYPE_CHECKING:
+    from ._api import AsyncIdempotency, Idempotency
+
+log = logging.getLogger("redkit.idempotency")
+
+
+class _GuardBase:
+    def __init__(self, result: Begin) -> None:
+        self.result = result
+        """The :class:`Begin` answer."""
+        self.lost = False
+        """True once a renewal found the lease gone: another request may be running."""
+        self._finished = not result.started
+
+    @property
+    def outcome(self) -> Outcome:
+        """The outcome of the begin."""
+        return self.result.outcome
+
+    @property
+    def started(self) -> bool:
+        """True when this request holds the lease and should run."""
+        return self.result.started
+
+    @property
+    def replayed(self) -> bool:
+        """True when ``result`` is a stored response to send again."""
+        return self.result.replayed
+
+    def _token(self) -> str:
+        if not self.result.started or self.result.token is None:
+            raise RuntimeError(f"this request did not start (outcome {self.outcome.name})")
+        return self.result.token
+
+    def _interval(self, lease: float) -> float:
+        return lease / 3
+
+
+class Guard(_GuardBase):
+    """A begun request (sync). ``with`` it: the lease is renewed every third of
+    ``idempotency_lease`` from a daemon thread while the block runs; on leaving, a request that
+    started and did not :meth:`complete` is released (also on an exception)."""
+
+    def __init__(self, owner: Idempotency, result: Begin) -> None:
+        super().__init__(result)
+        self._owner = owner
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Guard:
+        if not self._finished and self._thread is None:
+            self._thread = threading.Thread(
+                target=self._keep_alive, name="redkit-idempotency-lease", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop_renewing()
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            self._owner.release(self.result.key, self._token(), self.result.scope)
+        except RedkitConnectionError as err:
+            log.warning(
+                "redkit: could not release an idempotency key (%s); its lease expires in %.1fs",
+                err,
+                self._owner._core.lease,
+            )
+
+    def complete(
+        self,
+        status: int,
+        headers: HeaderInput,
+        body: bytes,
+        *,
+        store_server_errors: bool | None = None,
+        allow_headers: Iterable[str] = (),
+    ) -> bool:
+        """:meth:`Idempotency.complete` for this request (stops the renewals first)."""
+        token = self._token()
+        self._stop_renewing()
+        done = self._owner.complete(
+            self.result.key,
+            token,
+            status,
+            headers,
+            body,
+            self.result.scope,
+            store_server_errors=store_server_errors,
+            allow_headers=allow_headers,
+        )
+        self._finished = True
+        return done
+
+    def release(self) -> bool:
+        """:meth:`Idempotency.release` for this request (stops the renewals first)."""
+        token = self._token()
+        self._stop_renewing()
+        self._finished = True
+        return self._owner.release(self.result.key, token, self.result.scope)
+
+    def _stop_renewing(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _keep_alive(self) -> None:
+        token = self._token()
+        interval = self._interval(self._owner._core.lease)
+        while not self._stop.wait(interval):
+            try:
+                if not self._owner.renew(self.result.key, token, self.result.scope):
+                    self.lost = True
+                    return
+            except RedkitError as err:  # keep trying: the lease may outlive a short outage
+                log.warning("redkit: could not renew an idempotency lease: %s", err)
+
+
+class AsyncGuard(_GuardBase):
+    """A request guarded by an idempotency key (async). It begins when awaited or entered;
+    ``async with`` it: the lease is renewed from a task while the block runs; on leaving, a
+    request that started and did not :meth:`complete` is released."""
+
+    def __init__(
+        self,
+        owner: AsyncIdempotency,
+        begin: tuple[str | bytes, str, str | int | None, float | None, str | None],
+    ) -> None:
+        self._owner = owner
+        self._begin_args: (
+            tuple[str | bytes, str, str | int | None, float | None, str | None] | None
+        ) = begin
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _start(self) -> AsyncGuard:
+        if self._begin_args is not None:
+            key, fingerprint, scope, wait, token = self._begin_args
+            result = await self._owner.begin(key, fingerprint, scope, wait=wait, token=token)
+            self._begin_args = None
+            _GuardBase.__init__(self, result)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for attributes set by the begin: "result", "lost", ...
+        if name.startswith("__") or self.__dict__.get("_begin_args") is None:
+            raise AttributeError(name)
+        raise RuntimeError("the guard has not begun: await it or enter it with 'async with'")
+
+    def __await__(self) -> Generator[Any, None, AsyncGuard]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> AsyncGuard:
+        await self._start()
+        if not self._finished and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._keep_alive())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop_renewing()
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            await self._owner.release(self.result.key, self._token(), self.result.scope)
+        except RedkitConnectionError as err:
+            log.warning(
+                "redkit: could not release an idempotency key (%s); its lease expires in %.1fs",
+                err,
+                self._owner._core.lease,
+            )
+
+    async def complete(
+        self,
+        status: int,
+        headers: HeaderInput,
+        body: bytes,
+        *,
+        store_server_errors: bool | None = None,
+        allow_headers: Iterable[str] = (),
+    ) -> bool:
+        """:meth:`AsyncIdempotency.complete` for this request (stops the renewals first)."""
+        token = self._token()
+        await self._stop_renewing()
+        done = await self._owner.complete(
+            self.result.key,
+            token,
+            status,
+            headers,
+            body,
+            self.result.scope,
+            store_server_errors=store_server_errors,
+            allow_headers=allow_headers,
+        )
+        self._finished = True
+        return done
+
+    async def release(self) -> bool:
+        """:meth:`AsyncIdempotency.release` for this request (stops the renewals first)."""
+        token = self._token()
+        await self._stop_renewing()
+        self._finished = True
+        return await self._owner.release(self.result.key, token, self.result.scope)
+
+    async def _stop_renewing(self) -> None:
+        # no cancel: a renewal in flight finishes its round trip, then sees the event
+        self._stop.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
+    async def _keep_alive(self) -> None:
+        token = self._token()
+        interval = self._interval(self._owner._core.lease)
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), interval)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                if not await self._owner.renew(self.result.key, token, self.result.scope):
+                    self.lost = True
+                    return
+            except RedkitError as err:  # keep trying: the lease may outlive a short outage
+                log.warning("redkit: could not renew an idempotency lease: %s", err)

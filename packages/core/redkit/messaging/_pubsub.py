@@ -1,0 +1,109 @@
+"""``kit.pubsub``: publish and subscribe under the prefix (sync and async shells)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .._connection import make_client
+from .._executor import AsyncExecutor, SyncExecutor, wrap_error
+from ._channels import PubSubCore, _subscription_names
+from ._common import _IO_ERRORS, Channel
+from ._subscriptions import AsyncSubscription, Subscription
+
+
+def _subscriber_client(kit: Any, asyncio_client: bool) -> Any:
+    """The client whose pool subscriptions draw their connections from.
+
+    A separate client (same settings, its own pool of ``max_connections``), so that long-lived
+    subscriptions never take connections from the pool that commands use. On a cluster the
+    main client's per-node pools are used.
+    """
+    if kit.settings.is_cluster:
+        return kit.client
+    return make_client(kit.settings, asyncio=asyncio_client)
+
+
+class PubSub:
+    """Publish/subscribe under the prefix, with JSON messages (``kit.pubsub``).
+
+    Delivery is at most once: a message reaches the subscribers connected when it is published.
+    For messages that must not be lost, use :class:`Stream`.
+    """
+
+    def __init__(self, kit: Any) -> None:
+        self._kit = kit
+        self._core = PubSubCore(kit)
+        self._x: SyncExecutor = kit._executor
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def publish(self, channel: Channel, message: Any) -> int:
+        """Send ``message`` (any JSON value) to ``channel``; returns how many subscribers
+        received it (on a cluster: those connected to the node that owns the channel's slot).
+        Raises ``SerializationError`` before sending anything when it is not JSON."""
+        received = self._x.run(self._core.publish(channel, message))
+        self._core.stats.incr("pubsub_published")
+        return received
+
+    def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> Subscription:
+        """Subscribe to ``channels`` and ``patterns`` on a new connection; returns once Redis
+        confirmed, so every message published afterwards is received. Close the result (or use
+        it as a context manager) to release the connection."""
+        chans, pats = _subscription_names(self._core, channels, patterns)
+        with self._client_lock:
+            if self._client is None:
+                self._client = _subscriber_client(self._kit, asyncio_client=False)
+        sub = Subscription(self._core, self._client)
+        try:
+            sub._start(chans, pats)
+        except BaseException:
+            sub.close()
+            raise
+        return sub
+
+
+class AsyncPubSub:
+    """Publish/subscribe under the prefix, with JSON messages (``kit.pubsub``, asyncio).
+
+    Delivery is at most once: a message reaches the subscribers connected when it is published.
+    For messages that must not be lost, use :class:`AsyncStream`.
+    """
+
+    def __init__(self, kit: Any) -> None:
+        self._kit = kit
+        self._core = PubSubCore(kit)
+        self._x: AsyncExecutor = kit._executor
+        self._client: Any = None
+
+    async def publish(self, channel: Channel, message: Any) -> int:
+        """Send ``message`` (any JSON value) to ``channel``; returns how many subscribers
+        received it (on a cluster: those connected to the node that owns the channel's slot).
+        Raises ``SerializationError`` before sending anything when it is not JSON."""
+        received = await self._x.run(self._core.publish(channel, message))
+        self._core.stats.incr("pubsub_published")
+        return received
+
+    def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> AsyncSubscription:
+        """A subscription to ``channels`` and ``patterns`` on a new connection. It subscribes
+        when entered (``async with kit.pubsub.subscribe(...) as sub``), awaited (``sub = await
+        kit.pubsub.subscribe(...)``) or first read, and then only returns once Redis confirmed,
+        so every message published afterwards is received. Close it (or leave the ``async
+        with`` block) to release the connection. Names are checked at once."""
+        chans, pats = _subscription_names(self._core, channels, patterns)
+        sub = AsyncSubscription(self._core, None)
+
+        async def start() -> None:
+            if self._client is None:
+                self._client = _subscriber_client(self._kit, asyncio_client=True)
+            if self._kit.settings.is_cluster and not getattr(self._x, "_ready", True):
+                try:
+                    await self._x._initialize()  # the cluster client must know its nodes first
+                except _IO_ERRORS as exc:
+                    raise wrap_error(exc) from exc
+            sub._client = self._client
+            await sub._start(chans, pats)
+
+        sub._starter = start
+        return sub
