@@ -6,8 +6,10 @@ See ``docs/queue.md`` for the model and its guarantees and ``docs/worker.md`` fo
 from __future__ import annotations
 
 from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, Unrecoverable
-from ._api import AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task, current_job
-from ._core import STATES, Backoff, Event, JobRecord, Keep
+from ._api import AsyncJob, AsyncTask, Job, Task, current_job
+from ._options import Backoff, Keep
+from ._queue import AsyncQueue, Queue
+from ._records import STATES, Event, JobRecord
 from ._worker import Worker
 
 __all__ = [

@@ -7,124 +7,41 @@ sync tasks on a thread pool of ``concurrency`` threads. A separate thread renews
 running jobs (one script call for all of them), so neither a CPU-bound sync task nor an async
 task that blocks the loop loses its jobs' locks. When no job is ready, the worker blocks on the
 queue's marker key until a producer adds one (no polling).
+
+This module holds the worker's life (options, start, signals, stop, shutdown); its parts are
+``_loop`` (the loop), ``_running`` (one job's run and outcome), ``_dead`` (dead letters) and
+``_lease`` (the lease renewer), which share the fields declared in ``_state``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import json
 import logging
 import os
-import random
 import signal
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .._ops import Batch, command, script
-from ..errors import (
-    ConfigurationError,
-    JobTimeout,
-    PayloadTooLarge,
-    RedkitConnectionError,
-    RedkitError,
-    ResponseError,
-    SerializationError,
-    Unrecoverable,
-)
-from ._api import AsyncJob, Job, TaskSpec, _current
-from ._core import (
-    EXTEND,
-    REGISTRY_TTL_MS,
-    RELEASE,
-    STEP,
-    Backoff,
-    JobOptions,
-    JobRecord,
-    QueueCore,
-    check_name,
-    decode,
-    encode,
-)
+from ..errors import ConfigurationError, RedkitConnectionError, RedkitError, ResponseError
+from ._core import RELEASE, QueueCore
+from ._lease import _Lease
+from ._loop import _Loop
+from ._options import check_name
+from ._state import Finish, _Active, _text
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("redkit.worker")
 _FETCH_BATCH = 100  # most jobs taken by one round trip
-_NO_KWARGS: dict[str, Any] = {}
-_MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
 SIGNAL_ECHO = 1.0
 """A second stop signal within this many seconds of the first is the same stop delivered twice
 (``timeout``, a terminal's Ctrl-C or systemd signal the whole process group, and a supervisor
 forwards it too), not a request to stop at once."""
-
-
-class _Active:
-    """A job this worker runs; also what ``current_job()`` reads in its task's context."""
-
-    __slots__ = (
-        "atm",
-        "ats",
-        "data",
-        "decoded",
-        "handle",
-        "id",
-        "is_async",
-        "lost",
-        "name",
-        "opts",
-        "started",
-        "task",
-        "token",
-        "worker",
-    )
-
-    def __init__(
-        self, job_id: str, ats: int, token: str, name: str, data: bytes, opts: bytes, atm: int
-    ):
-        self.id = job_id
-        self.ats = ats
-        self.token = token
-        self.name = name
-        self.data = data
-        self.opts = opts
-        self.atm = atm
-        self.lost = False
-        self.started = time.monotonic()
-        self.task: asyncio.Task[None] | None = None
-        self.handle: Job | AsyncJob | None = None
-        self.worker: Worker | None = None
-        self.decoded: Any = None
-        self.is_async = False
-
-    def get(self) -> Job | AsyncJob:
-        """The job handle the running task sees (built on first use)."""
-        if self.handle is None:
-            assert self.worker is not None
-            self.handle = self.worker._handle(self, self.decoded, self.is_async)
-        return self.handle
-
-
-class _Reply:
-    __slots__ = ("codes", "jobs", "limit_wait", "next_due", "stalled_failed", "status")
-
-    def __init__(self, raw: list[Any]) -> None:
-        self.status = int(raw[0])
-        self.limit_wait = int(raw[1])
-        self.next_due = int(raw[2])
-        self.codes = [int(c) for c in raw[3]]
-        self.jobs = raw[4]
-        self.stalled_failed = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[5]]
-
-
-def _text(raw: Any) -> str:
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _limiter(value: object) -> tuple[int, int]:
@@ -140,7 +57,7 @@ def _limiter(value: object) -> tuple[int, int]:
     return count, max(1, int(per * 1000))
 
 
-class Worker:
+class Worker(_Loop, _Lease):
     """Runs the jobs of one queue.
 
     ``concurrency`` caps the jobs in flight; ``limiter=(max_jobs, per_seconds)`` caps how many
@@ -208,7 +125,7 @@ class Worker:
         self._running: dict[str, _Active] = {}
         # finished jobs not reported yet: (job id, the step's arguments, what a dead-letter
         # queue receives if the job failed for good)
-        self._done: list[tuple[str, list[Any], dict[str, Any] | None]] = []
+        self._done: list[Finish] = []
         self._dead: list[tuple[str, dict[str, Any]]] = []
         self._stopping = False
         self._hard = False
@@ -421,433 +338,6 @@ class Worker:
         except (rex.RedisError, OSError) as exc:
             raise wrap_error(exc) from exc
 
-    # -- the loop -----------------------------------------------------------------------------
-    async def _main(self) -> None:
-        assert self._wake is not None
-        wake = self._wake
-        marker: asyncio.Task[Any] | None = None
-        pause = 0.05
-        down_since: float | None = None
-        try:
-            while True:
-                if self._stopping:
-                    if not self._running and not self._done:
-                        break
-                    if self._deadline is not None and time.monotonic() >= self._deadline:
-                        break
-                finishes, self._done = self._done, []
-                want = (
-                    0 if self._stopping else min(self.concurrency - len(self._running), self.batch)
-                )
-                if not finishes and want <= 0:
-                    wake.clear()
-                    if self._done:
-                        continue
-                    if self._stopping:
-                        left = (self._deadline or 0) - time.monotonic()
-                        await _wait_event(wake, max(0.0, left))
-                    else:
-                        await wake.wait()
-                    continue
-                try:
-                    reply = await self._exec.run(self._step(finishes, want))
-                except RedkitError as exc:
-                    # unreachable, or refusing (out of memory, a failover's READONLY, ...): keep
-                    # what finished, wait, try again; the worker never gives up by itself
-                    self._done = finishes + self._done
-                    if down_since is None:
-                        down_since = time.monotonic()
-                        log.log(
-                            logging.WARNING
-                            if isinstance(exc, RedkitConnectionError)
-                            else logging.ERROR,
-                            "redkit worker %s: Redis is unreachable or refused the call (%s); "
-                            "retrying",
-                            self.id,
-                            exc,
-                        )
-                    if self._hard:
-                        break
-                    await _wait_event(wake, pause)
-                    wake.clear()
-                    pause = min(_MAX_PAUSE, pause * 2)
-                    continue
-                if down_since is not None:
-                    log.warning(
-                        "redkit worker %s: reconnected to Redis after %.1fs, resuming",
-                        self.id,
-                        time.monotonic() - down_since,
-                    )
-                    down_since = None
-                    pause = 0.05
-                self._finished_jobs(finishes, reply)
-                if reply.stalled_failed and self._dlq_core is not None:
-                    await self._collect_dead(reply.stalled_failed)
-                if self._dead:
-                    await self._send_dead()
-                jobs = reply.jobs
-                for i in range(0, len(jobs), 7):
-                    self._launch(jobs, i)
-                if jobs or want <= 0 or self._done:
-                    continue
-                # nothing to take: sleep until a job is added, one is due, or one of ours ends
-                timeout = self._core.block_slice
-                if reply.next_due >= 0:
-                    timeout = min(timeout, reply.next_due / 1000)
-                if reply.status == 2:
-                    await _wait_event(wake, min(timeout, max(reply.limit_wait, 1) / 1000))
-                    wake.clear()
-                    continue
-                if timeout <= 0:
-                    continue
-                if marker is None or marker.done():
-                    marker = asyncio.ensure_future(self._wait_marker(timeout))
-                waiter = asyncio.ensure_future(wake.wait())
-                await asyncio.wait((marker, waiter), return_when=asyncio.FIRST_COMPLETED)
-                if not waiter.done():
-                    waiter.cancel()
-                wake.clear()
-        finally:
-            if marker is not None and not marker.done():
-                marker.cancel()
-                # let the cancelled call give its connection back before the clients close; a
-                # cancellation redis-py missed is ended from Redis, by waking the blocked call
-                done, _ = await asyncio.wait({marker}, timeout=0.1)
-                if not done:
-                    with contextlib.suppress(RedkitError):
-                        await self._exec.run(Batch.one(command("ZADD", self._core.marker, 0, "0")))
-                    await asyncio.wait({marker}, timeout=self._core.block_slice + 1)
-                if marker.done() and not marker.cancelled():
-                    marker.exception()  # retrieved: no "never retrieved" warning
-
-    async def _wait_marker(self, timeout: float) -> None:
-        try:
-            if self.settings.scheme == "memory":
-                # the embedded server cannot block inside an event loop: look every 20 ms
-                end = time.monotonic() + timeout
-                while time.monotonic() < end:
-                    if await self._exec.run(Batch.one(command("ZPOPMIN", self._core.marker))):
-                        return
-                    await asyncio.sleep(0.02)
-                return
-            await self._exec.run(
-                Batch.one(command("BZPOPMIN", self._core.marker, max(0.01, round(timeout, 2))))
-            )
-        except RedkitError:
-            await asyncio.sleep(0.05)
-
-    def _step(
-        self, finishes: list[tuple[str, list[Any], dict[str, Any] | None]], want: int
-    ) -> Batch[_Reply]:
-        core = self._core
-        argv: list[Any] = [
-            core.job_prefix,
-            core.maxlen,
-            self.id,
-            self.lock_ms,
-            want,
-            self.max_stalled,
-            self.limit_max,
-            self.limit_ms,
-            *core.keep_args,
-            len(finishes),
-        ]
-        for f in finishes:
-            argv += f[1]
-        return Batch.one(script(STEP, core.step_keys, argv, idempotent=False), _Reply)
-
-    def _finished_jobs(
-        self, finishes: list[tuple[str, list[Any], dict[str, Any] | None]], reply: _Reply
-    ) -> None:
-        for finish, code in zip(finishes, reply.codes):
-            if code == 0:
-                self.lost += 1
-                log.warning(
-                    "redkit worker %s: job %s was taken over after its lock expired; this "
-                    "worker's outcome was discarded",
-                    self.id,
-                    finish[0],
-                )
-            elif code == 3 and self._dlq_core is not None and finish[2] is not None:
-                self._dead.append((finish[0], finish[2]))
-
-    # -- jobs ---------------------------------------------------------------------------------
-    def _launch(self, jobs: list[Any], i: int) -> None:
-        job_id = _text(jobs[i])
-        ats = int(jobs[i + 1])
-        active = _Active(
-            job_id,
-            ats,
-            f"{self.id}:{ats}",
-            _text(jobs[i + 2]),
-            jobs[i + 3],
-            jobs[i + 4],
-            int(jobs[i + 5]),
-        )
-        self._running[job_id] = active
-        active.task = asyncio.ensure_future(self._process(active))
-
-    async def _process(self, a: _Active) -> None:
-        spec = self.queue.tasks.get(a.name)
-        opts: dict[str, Any] = {}
-        try:
-            opts = json.loads(a.opts) if a.opts else {}
-            data = decode(a.data)
-            timeout = opts.get("t")
-            result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
-            if result is None:
-                args: list[Any] = [f"n{a.ats}:{a.id}"]
-            else:
-                try:
-                    args = [f"c{a.ats}:{a.id}", encode(result, "result", self._core.max_bytes)]
-                except (SerializationError, PayloadTooLarge) as exc:
-                    self._fail(a, opts, spec, exc, final=True)
-                    return
-            self.processed += 1
-            self._finish(a, args)
-        except asyncio.CancelledError:
-            if self._hard or self._stopping:
-                return  # given back to the queue by the shutdown
-            raise
-        except BaseException as exc:
-            self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
-
-    def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Awaitable[Any]:
-        """Start the job's task: the awaitable of its outcome (a coroutine on this loop, or the
-        future of a thread of the pool)."""
-        args: Any
-        kwargs: Any
-        if spec is not None:
-            args = data.get("args", ()) if type(data) is dict else None
-            kwargs = data.get("kwargs", _NO_KWARGS) if args is not None else None
-            if type(args) not in (list, tuple) or type(kwargs) is not dict:
-                raise Unrecoverable(f"job data of task {a.name!r} is not {{args, kwargs}}")
-            fn, is_async = spec.fn, spec.is_async
-        elif self.processor is None:
-            raise Unrecoverable(
-                f"no task named {a.name!r} is registered on queue {self.queue.name!r} in this "
-                "worker (retry it with `redkit retry-failed` once a worker knows it)"
-            )
-        else:
-            fn, args, kwargs = self.processor, None, None
-            is_async = asyncio.iscoroutinefunction(fn)
-        a.worker, a.decoded, a.is_async = self, data, is_async
-        if is_async:
-            _current.set(a)  # current_job(): the task runs in this coroutine's context
-            coro = fn(*args, **kwargs) if args is not None else fn(a.get())
-            return self._bounded(coro, timeout, a.name, "") if timeout else coro
-        ctx = contextvars.copy_context()
-        ctx.run(_current.set, a)
-        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(a.get()))
-        assert self._loop is not None
-        future = self._loop.run_in_executor(self._threads, ctx.run, call)
-        if timeout:
-            return self._bounded(future, timeout, a.name, " (its thread runs on until it returns)")
-        return future
-
-    @staticmethod
-    async def _bounded(work: Awaitable[Any], timeout: float, name: str, more: str) -> Any:
-        try:
-            return await asyncio.wait_for(work, timeout)
-        except asyncio.TimeoutError:
-            raise JobTimeout(f"task {name!r} ran longer than {timeout}s{more}") from None
-
-    def _handle(self, a: _Active, data: Any, is_async: bool) -> Job | AsyncJob:
-        """The job handle a running task sees (``current_job()``), with the job's token."""
-        record = JobRecord(
-            a.id,
-            a.name,
-            data,
-            "active",
-            {},
-            0,
-            a.atm,
-            0,
-            0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-        if is_async:
-            return AsyncJob(self._core, self._exec, a.id, "active", record, a.token)
-        return Job(
-            self._core, _ThreadsafeExecutor(self._exec, self._loop), a.id, "active", record, a.token
-        )
-
-    def _fail(
-        self,
-        a: _Active,
-        opts: dict[str, Any],
-        spec: TaskSpec | None,
-        exc: BaseException,
-        *,
-        final: bool,
-    ) -> None:
-        self.failed += 1
-        attempts = int(opts.get("a", 1)) if isinstance(opts, dict) else 1
-        made = a.atm + 1
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        reason = reason[:4000]
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        limit = self._core.max_bytes
-        if len(stack) > limit:
-            stack = "...\n" + stack[-(limit - 4) :]
-        if final or made >= attempts:
-            log.error(
-                "redkit job %s (%s) failed for good after %d attempt(s): %s",
-                a.id,
-                a.name,
-                made,
-                reason,
-            )
-            dead = {"name": a.name, "data": a.data, "reason": reason, "attempts": made}
-            self._finish(a, [f"f{a.ats}:{a.id}", reason, stack], dead)
-            return
-        delay = self._backoff(spec, opts, made, exc)
-        log.warning(
-            "redkit job %s (%s) failed (attempt %d of %d), retrying in %.3gs: %s",
-            a.id,
-            a.name,
-            made,
-            attempts,
-            delay,
-            reason,
-        )
-        self._finish(a, [f"r{a.ats}:{a.id}", reason, stack, int(delay * 1000)])
-
-    def _backoff(
-        self, spec: TaskSpec | None, opts: dict[str, Any], made: int, exc: BaseException
-    ) -> float:
-        fn = spec.backoff_fn if spec is not None else self._core.backoff_fn
-        if fn is not None:
-            try:
-                value = float(fn(made, exc))
-            except Exception:
-                log.exception(
-                    "redkit: the backoff function of %s raised; retrying at once",
-                    spec.name if spec else self.queue.name,
-                )
-                return 0.0
-            return value if value > 0 and value < 1e9 else 0.0
-        raw = opts.get("b")
-        if isinstance(raw, dict):
-            try:
-                return Backoff.from_json(raw).seconds(made, random.random)
-            except (TypeError, ValueError):
-                return 0.0
-        return 0.0
-
-    def _finish(self, a: _Active, args: list[Any], dead: dict[str, Any] | None = None) -> None:
-        self._running.pop(a.id, None)
-        self._done.append((a.id, args, dead))
-        if self._wake is not None:
-            self._wake.set()
-
-    # -- dead letters -------------------------------------------------------------------------
-    async def _collect_dead(self, ids: list[str]) -> None:
-        for job_id in ids:
-            try:
-                n, d, err, atm = await self._exec.run(
-                    self._core.fields(job_id, "n", "d", "err", "atm")
-                )
-            except RedkitError:
-                continue
-            if n is not None:
-                self._dead.append(
-                    (
-                        job_id,
-                        {
-                            "name": _text(n),
-                            "data": d,
-                            "reason": _text(err or b""),
-                            "attempts": int(atm or 0),
-                        },
-                    )
-                )
-
-    async def _send_dead(self) -> None:
-        core = self._dlq_core
-        if core is None:
-            self._dead.clear()
-            return
-        dead, self._dead = self._dead, []
-        prepared = []
-        for job_id, info in dead:
-            raw = info.get("data")
-            data = {
-                "queue": self.queue.name,
-                "job_id": job_id,
-                "name": info["name"],
-                "data": decode(raw) if isinstance(raw, bytes) else raw,
-                "failed_reason": info["reason"],
-                "attempts_made": info["attempts"],
-            }
-            try:
-                prepared.append(core.prepare(info["name"], data, JobOptions()))
-            except (SerializationError, PayloadTooLarge, ValueError, TypeError) as exc:
-                log.error("redkit: job %s could not be dead-lettered: %s", job_id, exc)
-        if not prepared:
-            return
-        try:
-            await self._exec.run(core.add(prepared))
-        except RedkitConnectionError:
-            self._dead = dead + self._dead  # the same ids are re-sent: no duplicate
-
-    # -- locks --------------------------------------------------------------------------------
-    def _renew_loop(self) -> None:
-        interval = max(0.02, self.lock_ttl / 3)
-        while not self._renew_stop.wait(interval):
-            self._renew_once()
-
-    def _renew_once(self) -> None:
-        running = dict(self._running)
-        pairs: list[Any] = []
-        for a in running.values():
-            pairs += (a.id, a.token)
-        core = self._core
-        info = json.dumps(
-            {
-                "id": self.id,
-                "queue": core.name,
-                "host": self._host,
-                "pid": os.getpid(),
-                "concurrency": self.concurrency,
-                "running": len(running),
-                "processed": self.processed,
-                "failed": self.failed,
-            }
-        )
-        call = script(
-            EXTEND,
-            [core.active, core.workers, f"{core.base}:w:{self.id}"],
-            [core.job_prefix, self.lock_ms, self.id, info, max(self.lock_ms * 2, 60_000), *pairs],
-        )
-        try:
-            reply = self._sync_kit._executor.run(Batch.one(call))
-            self._sync_kit._executor.run(
-                Batch(
-                    (
-                        command("ZADD", core.registry, int(time.time() * 1000), core.name),
-                        command("PEXPIRE", core.registry, REGISTRY_TTL_MS),
-                    )
-                )
-            )
-        except RedkitError as exc:
-            log.debug("redkit worker %s: lock renewal failed: %s", self.id, exc)
-            return
-        for a, ok in zip(running.values(), reply):
-            if not int(ok) and not a.lost:
-                a.lost = True
-                log.warning(
-                    "redkit worker %s: lost the lock of job %s (it may run again elsewhere)",
-                    self.id,
-                    a.id,
-                )
-
     # -- shutdown -----------------------------------------------------------------------------
     async def _teardown(self) -> None:
         running = list(self._running.values())
@@ -912,25 +402,3 @@ class Worker:
             self.processed,
             self.failed,
         )
-
-
-class _ThreadsafeExecutor:
-    """The worker's asyncio executor, called from a sync task's thread (``current_job()``)."""
-
-    def __init__(self, executor: Any, loop: asyncio.AbstractEventLoop | None) -> None:
-        assert loop is not None
-        self._executor = executor
-        self._loop = loop
-
-    def run(self, batch: Batch[Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(self._executor.run(batch), self._loop).result()
-
-    def drive(self, flow: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(self._executor.drive(flow), self._loop).result()
-
-
-async def _wait_event(event: asyncio.Event, timeout: float) -> None:
-    if timeout <= 0:
-        return
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)

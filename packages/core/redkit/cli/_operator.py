@@ -1,0 +1,124 @@
+"""The operator commands ``info``, ``retry-failed`` and ``drain`` (their reports are shared with
+the framework adapters' commands), and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ._options import UsageError, check_limit, refuse_memory
+
+
+def queue_named(kit: Any, name: str) -> Any:
+    """``kit.queue(name)``; a name that is no queue name is a usage error."""
+    try:
+        return kit.queue(name)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def info(kit: Any, names: Sequence[str] = (), *, as_json: bool = False) -> str:
+    """The report of ``info``: each queue's counts, whether it is paused, and its workers
+    (``names``: these queues; none: every queue of the registry), as text or JSON."""
+    from .._ops import Batch, command
+
+    run = kit._executor.run  # redkit's errors (RedkitConnectionError, ...), not redis-py's
+    names = list(names)
+    if not names:
+        raw = run(Batch.one(command("ZRANGE", kit.keyspace.key("queues"), 0, -1)))
+        names = [n.decode("utf-8", "replace") for n in raw]
+    report = []
+    now = time.time() * 1000
+    for name in names:
+        q = queue_named(kit, name)
+        counts = q.counts()
+        workers = []
+        for wid, seen in q.workers():
+            raw = run(Batch.one(command("GET", f"{q._core.base}:w:{wid}")))
+            details = json.loads(raw) if raw else {}
+            workers.append(
+                {
+                    "id": wid,
+                    "seen_seconds_ago": round((now - seen) / 1000, 1),
+                    **{
+                        k: details[k]
+                        for k in ("host", "pid", "concurrency", "running", "processed", "failed")
+                        if k in details
+                    },
+                }
+            )
+        report.append({"queue": name, "paused": q.is_paused(), **counts, "workers": workers})
+    if as_json:
+        return json.dumps(report, indent=2)
+    lines = [] if report else ["no queues"]
+    for item in report:
+        paused = " (paused)" if item["paused"] else ""
+        lines.append(f"queue {item['queue']}{paused}")
+        states = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
+        lines.append("  " + "  ".join(f"{s}={item[s]}" for s in states))
+        lines.extend(
+            f"  worker {w['id']}: running {w.get('running', '?')}, processed "
+            f"{w.get('processed', '?')}, failed {w.get('failed', '?')}, seen "
+            f"{w['seen_seconds_ago']}s ago"
+            for w in item["workers"]
+        )
+    return "\n".join(lines)
+
+
+def retry_failed(kit: Any, name: str, limit: int | None = None) -> str:
+    """Move queue ``name``'s failed jobs (all, or the ``limit`` oldest) back; what to print."""
+    moved = queue_named(kit, name).retry_failed(limit)
+    return f"{moved} failed job(s) of {name!r} moved back to the queue"
+
+
+def drain(kit: Any, name: str, delayed: bool = False) -> str:
+    """Delete queue ``name``'s waiting (and with ``delayed``, delayed) jobs; what to print."""
+    removed = queue_named(kit, name).drain(delayed=delayed)
+    return f"{removed} waiting job(s) of {name!r} deleted"
+
+
+def _kit(args: argparse.Namespace) -> Any:
+    from .._client import Redkit
+    from ..errors import ConfigurationError
+
+    options: dict[str, Any] = {}
+    if args.prefix:
+        options["prefix"] = args.prefix
+    try:
+        kit = Redkit.from_url(args.url, **options) if args.url else Redkit.from_env(**options)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        refuse_memory(kit.settings, "the URL (--url, else REDKIT_URL, else REDIS_URL)")
+    except UsageError:
+        kit.close()
+        raise
+    return kit
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _kit(args) as kit:
+        print(info(kit, args.names, as_json=args.json))
+    return 0
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    limit = check_limit(args.limit)
+    with _kit(args) as kit:
+        print(retry_failed(kit, args.name, limit))
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    with _kit(args) as kit:
+        print(drain(kit, args.name, args.delayed))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import main as demo
+
+    return demo([f"--{opt}={value}" for opt in ("part", "url") if (value := getattr(args, opt))])

@@ -1,0 +1,122 @@
+"""The command line itself: the parser and :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from ._operator import cmd_demo, cmd_drain, cmd_info, cmd_retry_failed
+from ._options import (
+    DEFAULT_CONCURRENCY,
+    LOG_LEVELS,
+    UsageError,
+    _one_line,
+    configure_logging,
+    version,
+)
+from ._serve import cmd_worker
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line: ``redkit worker: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="redkit", description="redkit's job queue tools")
+    parser.add_argument("--version", action="version", version=f"redkit {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+
+    w = sub.add_parser("worker", help="run a worker for one or more queues")
+    w.add_argument(
+        "queues",
+        nargs="+",
+        metavar="module:queue",
+        help="where the queue (or Worker) is, like myapp.jobs:queue",
+    )
+    w.add_argument(
+        "-c",
+        "--concurrency",
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"jobs in flight per queue (default {DEFAULT_CONCURRENCY})",
+    )
+    w.add_argument(
+        "-p",
+        "--processes",
+        default=1,
+        metavar="N",
+        help="worker processes, under a supervisor when more than 1 (default 1)",
+    )
+    w.add_argument(
+        "--limiter", metavar="MAX/SECONDS", help="queue-wide rate limit, like 100/1 or 600/60"
+    )
+    w.add_argument(
+        "--shutdown-grace",
+        metavar="SECONDS",
+        help="seconds running jobs get to finish on SIGTERM (default 30)",
+    )
+    w.add_argument(
+        "--loop",
+        default="auto",
+        metavar="{auto,asyncio,uvloop}",
+        help="event loop: uvloop when it is installed (auto, the default), or the one named",
+    )
+    w.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default INFO)",
+    )
+    w.set_defaults(func=cmd_worker, parser=w)
+
+    def connection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help="Redis URL (default: REDKIT_URL, then REDIS_URL)")
+        p.add_argument("--prefix", help="key prefix (default: REDKIT_PREFIX or 'redkit')")
+
+    i = sub.add_parser("info", help="queues, their job counts and workers")
+    i.add_argument("names", nargs="*", metavar="queue", help="queues (default: every known one)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    connection(i)
+    i.set_defaults(func=cmd_info, parser=i)
+
+    r = sub.add_parser("retry-failed", help="move a queue's failed jobs back to the queue")
+    r.add_argument("name", metavar="queue")
+    r.add_argument("--limit", metavar="N", help="at most this many (oldest first)")
+    connection(r)
+    r.set_defaults(func=cmd_retry_failed, parser=r)
+
+    d = sub.add_parser("drain", help="delete a queue's waiting jobs")
+    d.add_argument("name", metavar="queue")
+    d.add_argument("--delayed", action="store_true", help="delete delayed jobs too")
+    connection(d)
+    d.set_defaults(func=cmd_drain, parser=d)
+
+    m = sub.add_parser("demo", help="a tour of redkit on the embedded memory:// backend")
+    m.add_argument("--part", help="run one part only: cache, web, queue or shop")
+    m.add_argument("--url", help="run on this Redis URL instead of memory://")
+    m.set_defaults(func=cmd_demo, parser=m)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("info", "retry-failed", "drain"):
+        configure_logging("ERROR")  # what goes wrong is the one line printed below
+    elif args.command != "worker":
+        configure_logging("WARNING")
+    from ..errors import RedkitError
+
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        args.parser.error(str(exc))
+        return 2  # not reached: error() exits
+    except RedkitError as exc:
+        print(f"redkit: {_one_line(str(exc))}", file=sys.stderr)
+        return 1

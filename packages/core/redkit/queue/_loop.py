@@ -1,0 +1,189 @@
+"""The worker's loop: one ``queue_step`` script call reports every job finished since the
+previous one and takes as many new jobs as there are free slots; when no job is ready, the loop
+blocks on the queue's marker key until a producer adds one (no polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from .._ops import Batch, command, script
+from ..errors import RedkitConnectionError, RedkitError
+from ._core import STEP
+from ._dead import _DeadLetters
+from ._running import _Jobs
+from ._state import Finish
+
+log = logging.getLogger("redkit.worker")
+_MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
+
+
+class _Reply:
+    __slots__ = ("codes", "jobs", "limit_wait", "next_due", "stalled_failed", "status")
+
+    def __init__(self, raw: list[Any]) -> None:
+        self.status = int(raw[0])
+        self.limit_wait = int(raw[1])
+        self.next_due = int(raw[2])
+        self.codes = [int(c) for c in raw[3]]
+        self.jobs = raw[4]
+        self.stalled_failed = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[5]]
+
+
+class _Loop(_Jobs, _DeadLetters):
+    """The worker's loop (a part of the worker)."""
+
+    async def _main(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        marker: asyncio.Task[Any] | None = None
+        pause = 0.05
+        down_since: float | None = None
+        try:
+            while True:
+                if self._stopping:
+                    if not self._running and not self._done:
+                        break
+                    if self._deadline is not None and time.monotonic() >= self._deadline:
+                        break
+                finishes, self._done = self._done, []
+                want = (
+                    0 if self._stopping else min(self.concurrency - len(self._running), self.batch)
+                )
+                if not finishes and want <= 0:
+                    wake.clear()
+                    if self._done:
+                        continue
+                    if self._stopping:
+                        left = (self._deadline or 0) - time.monotonic()
+                        await _wait_event(wake, max(0.0, left))
+                    else:
+                        await wake.wait()
+                    continue
+                try:
+                    reply = await self._exec.run(self._step(finishes, want))
+                except RedkitError as exc:
+                    # unreachable, or refusing (out of memory, a failover's READONLY, ...): keep
+                    # what finished, wait, try again; the worker never gives up by itself
+                    self._done = finishes + self._done
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        log.log(
+                            logging.WARNING
+                            if isinstance(exc, RedkitConnectionError)
+                            else logging.ERROR,
+                            "redkit worker %s: Redis is unreachable or refused the call (%s); "
+                            "retrying",
+                            self.id,
+                            exc,
+                        )
+                    if self._hard:
+                        break
+                    await _wait_event(wake, pause)
+                    wake.clear()
+                    pause = min(_MAX_PAUSE, pause * 2)
+                    continue
+                if down_since is not None:
+                    log.warning(
+                        "redkit worker %s: reconnected to Redis after %.1fs, resuming",
+                        self.id,
+                        time.monotonic() - down_since,
+                    )
+                    down_since = None
+                    pause = 0.05
+                self._finished_jobs(finishes, reply)
+                if reply.stalled_failed and self._dlq_core is not None:
+                    await self._collect_dead(reply.stalled_failed)
+                if self._dead:
+                    await self._send_dead()
+                jobs = reply.jobs
+                for i in range(0, len(jobs), 7):
+                    self._launch(jobs, i)
+                if jobs or want <= 0 or self._done:
+                    continue
+                # nothing to take: sleep until a job is added, one is due, or one of ours ends
+                timeout = self._core.block_slice
+                if reply.next_due >= 0:
+                    timeout = min(timeout, reply.next_due / 1000)
+                if reply.status == 2:
+                    await _wait_event(wake, min(timeout, max(reply.limit_wait, 1) / 1000))
+                    wake.clear()
+                    continue
+                if timeout <= 0:
+                    continue
+                if marker is None or marker.done():
+                    marker = asyncio.ensure_future(self._wait_marker(timeout))
+                waiter = asyncio.ensure_future(wake.wait())
+                await asyncio.wait((marker, waiter), return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done():
+                    waiter.cancel()
+                wake.clear()
+        finally:
+            if marker is not None and not marker.done():
+                marker.cancel()
+                # let the cancelled call give its connection back before the clients close; a
+                # cancellation redis-py missed is ended from Redis, by waking the blocked call
+                done, _ = await asyncio.wait({marker}, timeout=0.1)
+                if not done:
+                    with contextlib.suppress(RedkitError):
+                        await self._exec.run(Batch.one(command("ZADD", self._core.marker, 0, "0")))
+                    await asyncio.wait({marker}, timeout=self._core.block_slice + 1)
+                if marker.done() and not marker.cancelled():
+                    marker.exception()  # retrieved: no "never retrieved" warning
+
+    async def _wait_marker(self, timeout: float) -> None:
+        try:
+            if self.settings.scheme == "memory":
+                # the embedded server cannot block inside an event loop: look every 20 ms
+                end = time.monotonic() + timeout
+                while time.monotonic() < end:
+                    if await self._exec.run(Batch.one(command("ZPOPMIN", self._core.marker))):
+                        return
+                    await asyncio.sleep(0.02)
+                return
+            await self._exec.run(
+                Batch.one(command("BZPOPMIN", self._core.marker, max(0.01, round(timeout, 2))))
+            )
+        except RedkitError:
+            await asyncio.sleep(0.05)
+
+    def _step(self, finishes: list[Finish], want: int) -> Batch[_Reply]:
+        core = self._core
+        argv: list[Any] = [
+            core.job_prefix,
+            core.maxlen,
+            self.id,
+            self.lock_ms,
+            want,
+            self.max_stalled,
+            self.limit_max,
+            self.limit_ms,
+            *core.keep_args,
+            len(finishes),
+        ]
+        for f in finishes:
+            argv += f[1]
+        return Batch.one(script(STEP, core.step_keys, argv, idempotent=False), _Reply)
+
+    def _finished_jobs(self, finishes: list[Finish], reply: _Reply) -> None:
+        for finish, code in zip(finishes, reply.codes):
+            if code == 0:
+                self.lost += 1
+                log.warning(
+                    "redkit worker %s: job %s was taken over after its lock expired; this "
+                    "worker's outcome was discarded",
+                    self.id,
+                    finish[0],
+                )
+            elif code == 3 and self._dlq_core is not None and finish[2] is not None:
+                self._dead.append((finish[0], finish[2]))
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    if timeout <= 0:
+        return
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)

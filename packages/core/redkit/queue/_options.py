@@ -1,0 +1,280 @@
+"""A job's options, checked: names, durations, payloads (strict JSON), :class:`Backoff`,
+:class:`Keep` and :class:`JobOptions` (no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..errors import PayloadTooLarge, SerializationError
+from ..serializers import JsonSerializer, find_unserializable
+
+__all__ = ["Backoff", "JobOptions", "Keep"]
+
+MAX_PRIORITY = 2**31 - 1
+MAX_DELAY = 10 * 365 * 86400.0  # ten years
+MAX_ATTEMPTS = 10_000
+MAX_NAME = 200
+
+_json = JsonSerializer()
+
+
+# -- validation -------------------------------------------------------------------------------
+def _seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+    return seconds
+
+
+def _int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def check_name(what: str, value: object) -> str:
+    """A job name, task name or job id: a str of 1 to 200 characters, none of them a control
+    character (they end up in keys, logs and the dashboard)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{what} must be at most {MAX_NAME} characters, got {len(value)}")
+    if not value.isprintable():
+        raise ValueError(f"{what} must not contain control characters: {value!r}")
+    return value
+
+
+def encode(value: Any, what: str, limit: int) -> bytes:
+    """Strict JSON of ``value`` (see :class:`~redkit.serializers.JsonSerializer`), at most
+    ``limit`` bytes. Errors name where in ``value`` the problem is (``data["user"] is a
+    datetime``)."""
+    try:
+        raw = _json.dumps(value)
+    except SerializationError:
+        where = find_unserializable(value, what) or f"{what} could not be encoded"
+        raise SerializationError(
+            f"{where}: job data, results and progress must be JSON (dict with str keys, list, "
+            "str, int, float, bool, None)"
+        ) from None
+    if len(raw) > limit:
+        raise PayloadTooLarge(
+            f"{what} is {len(raw)} bytes encoded, more than queue_max_bytes ({limit}); store "
+            "large payloads elsewhere and pass a reference"
+        )
+    return raw
+
+
+def decode(raw: bytes | None) -> Any:
+    return None if raw is None else _json.loads(raw)
+
+
+def to_delay(delay: object) -> float:
+    """Seconds from now: a number, a ``timedelta`` or an aware ``datetime`` (run at)."""
+    if isinstance(delay, datetime):
+        if delay.tzinfo is None:
+            raise ValueError(
+                "a datetime to run at must be timezone-aware (naive times are ambiguous across "
+                "hosts): use datetime.now(timezone.utc) + ..."
+            )
+        return max(0.0, (delay - datetime.now(timezone.utc)).total_seconds())
+    seconds = _seconds("delay", delay)
+    if seconds > MAX_DELAY:
+        raise ValueError(f"delay must be at most ten years, got {seconds} seconds")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long to wait before retrying a failed job: ``Backoff.fixed(5)`` or
+    ``Backoff.exponential(1, max=300)`` (1, 2, 4, 8 ... seconds). ``jitter`` is a fraction of the
+    delay drawn at random and taken off it (0.2: between 80% and 100% of the delay)."""
+
+    kind: str = "fixed"
+    delay: float = 0.0
+    max: float | None = None
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fixed", "exponential"):
+            raise ValueError(f"backoff kind must be 'fixed' or 'exponential', got {self.kind!r}")
+        _seconds("backoff delay", self.delay)
+        if self.max is not None:
+            _seconds("backoff max", self.max)
+        j = self.jitter
+        if isinstance(j, bool) or not isinstance(j, (int, float)) or not 0 <= j <= 1:
+            raise ValueError(f"backoff jitter must be a fraction between 0 and 1, got {j!r}")
+
+    @classmethod
+    def fixed(cls, delay: float, *, jitter: float = 0.0) -> Backoff:
+        return cls("fixed", delay, None, jitter)
+
+    @classmethod
+    def exponential(cls, delay: float, *, max: float | None = None, jitter: float = 0.0) -> Backoff:
+        return cls("exponential", delay, max, jitter)
+
+    def seconds(self, attempt: int, rand: Callable[[], float]) -> float:
+        """The delay after failed attempt number ``attempt`` (1 for the first failure)."""
+        delay = self.delay if self.kind == "fixed" else self.delay * 2 ** min(attempt - 1, 60)
+        if self.max is not None:
+            delay = min(delay, self.max)
+        if self.jitter:
+            delay *= 1 - self.jitter * rand()
+        return delay
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"k": self.kind, "d": self.delay}
+        if self.max is not None:
+            out["m"] = self.max
+        if self.jitter:
+            out["j"] = self.jitter
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Backoff:
+        return cls(raw.get("k", "fixed"), raw.get("d", 0.0), raw.get("m"), raw.get("j", 0.0))
+
+
+BackoffSpec = Backoff | float | int | Callable[[int, BaseException], float]
+
+
+def check_backoff(
+    backoff: object, *, allow_callable: bool
+) -> Backoff | Callable[..., float] | None:
+    if backoff is None or isinstance(backoff, Backoff):
+        return backoff
+    if isinstance(backoff, (int, float, timedelta)) and not isinstance(backoff, bool):
+        return Backoff.fixed(_seconds("backoff", backoff))
+    if callable(backoff):
+        if not allow_callable:
+            raise TypeError(
+                "a custom backoff function cannot be stored with a job: give it to "
+                "@queue.task(backoff=...) or kit.queue(name, backoff=...)"
+            )
+        return backoff
+    raise TypeError(
+        f"backoff must be seconds, a Backoff or a function(attempt, exc), not {backoff!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How many finished jobs a queue keeps, and for how long (``None``: the queue's default).
+    ``Keep(completed=0)`` deletes a job as soon as it completes."""
+
+    completed: int | None = None
+    completed_age: float | None = None
+    failed: int | None = None
+    failed_age: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("completed", "failed"):
+            value = getattr(self, name)
+            if value is not None:
+                _int(f"Keep.{name}", value, 0, 2**40)
+        for name in ("completed_age", "failed_age"):
+            value = getattr(self, name)
+            if value is not None:
+                _seconds(f"Keep.{name}", value)
+
+    @classmethod
+    def coerce(cls, keep: object) -> Keep | None:
+        """``None``, a ``Keep``, ``False`` (keep no completed job), ``True`` (the defaults) or an
+        int (that many completed jobs)."""
+        if keep is None or isinstance(keep, Keep):
+            return keep
+        if keep is True:
+            return None
+        if keep is False:
+            return cls(completed=0)
+        if isinstance(keep, int):
+            return cls(completed=keep)
+        raise TypeError(f"keep must be a Keep, a bool or an int, not {keep!r}")
+
+    def args(self) -> list[int]:
+        """The four retention arguments of the add script (-1: the queue's default)."""
+
+        def ms(value: float | None) -> int:
+            return -1 if value is None else int(value * 1000)
+
+        return [
+            -1 if self.completed is None else self.completed,
+            ms(self.completed_age),
+            -1 if self.failed is None else self.failed,
+            ms(self.failed_age),
+        ]
+
+
+_NO_KEEP = [-1, -1, -1, -1]
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Options of one job, validated; what the worker needs is stored with it as JSON."""
+
+    job_id: str | None = None
+    delay: float = 0.0
+    priority: int = 0
+    attempts: int = 1
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    keep: Keep | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        job_id: object = None,
+        delay: object = None,
+        priority: object = None,
+        attempts: object = None,
+        backoff: object = None,
+        timeout: object = None,
+        keep: object = None,
+        defaults: JobOptions | None = None,
+    ) -> JobOptions:
+        base = defaults or _DEFAULTS
+        b = check_backoff(backoff, allow_callable=False) if backoff is not None else base.backoff
+        return cls(
+            job_id=None if job_id is None else check_name("job_id", job_id),
+            delay=base.delay if delay is None else to_delay(delay),
+            priority=base.priority
+            if priority is None
+            else _int("priority", priority, 0, MAX_PRIORITY),
+            attempts=base.attempts
+            if attempts is None
+            else _int("attempts", attempts, 1, MAX_ATTEMPTS),
+            backoff=b if isinstance(b, Backoff) else None,
+            timeout=base.timeout
+            if timeout is None
+            else _seconds("timeout", timeout, allow_zero=False),
+            keep=base.keep if keep is None else Keep.coerce(keep),
+        )
+
+    def stored(self) -> bytes:
+        """The options the worker reads, as JSON (empty when all are defaults)."""
+        out: dict[str, Any] = {}
+        if self.attempts != 1:
+            out["a"] = self.attempts
+        if self.backoff is not None:
+            out["b"] = self.backoff.to_json()
+        if self.timeout is not None:
+            out["t"] = self.timeout
+        return _json.dumps(out) if out else b""
+
+
+_DEFAULTS = JobOptions()

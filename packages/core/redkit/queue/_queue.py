@@ -1,0 +1,292 @@
+"""The producer side: ``kit.queue(name)`` returns a :class:`Queue` (or :class:`AsyncQueue`),
+whose ``add`` / ``add_bulk`` / ``@task`` put jobs in Redis and whose :class:`Job` handles read
+them back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import Any, overload
+
+from ._api import AsyncJob, AsyncTask, Job, P, R, Task, TaskSpec, _options, _share_docs
+from ._core import QueueCore
+from ._options import Backoff, JobOptions, check_backoff, check_name
+from ._records import Event, JobRecord
+
+__all__ = ["AsyncQueue", "Queue"]
+
+
+# -- queues -----------------------------------------------------------------------------------
+class _QueueBase:
+    _job_class: Any = None  # Job or AsyncJob
+
+    def _job(
+        self,
+        job_id: str,
+        state: str,
+        record: JobRecord | None = None,
+        pending: list[Any] | None = None,
+    ) -> Any:
+        job = self._job_class(self._core, self._kit._executor, job_id, state, record)
+        job._pending = pending
+        return job
+
+    def _handles(self, rows: list[tuple[str, str, JobRecord | None, list[Any] | None]]) -> Any:
+        """Job handles for what ``QueueCore.add_jobs`` gave."""
+        return [self._job(job_id, state, record, sent) for job_id, state, record, sent in rows]
+
+    def __init__(self, kit: Any, name: object, **defaults: Any) -> None:
+        self._kit = kit
+        self._core = QueueCore(kit, name, **defaults)
+        self.name = self._core.name
+        self.tasks: dict[str, TaskSpec] = {}
+        """Tasks registered on this queue, by name (what a worker dispatches on)."""
+
+    @property
+    def dead_letter(self) -> str | None:
+        return self._core.dead_letter
+
+    def _spec(self, fn: Callable[..., Any], name: str | None, options: dict[str, Any]) -> TaskSpec:
+        if not callable(fn):
+            raise TypeError(f"@queue.task decorates a function, not {fn!r}")
+        task_name = check_name(
+            "task name", name if name is not None else f"{fn.__module__}.{fn.__qualname__}"
+        )
+        if "job_id" in options:
+            raise TypeError("job_id is per job: use task.options(job_id=...).enqueue(...)")
+        checked = check_backoff(options.pop("backoff", None), allow_callable=True)
+        fn_backoff = self._core.backoff_fn
+        if checked is not None and not isinstance(checked, Backoff):
+            fn_backoff, checked = checked, None
+        opts = JobOptions.build(**options, backoff=checked, defaults=self._core.defaults)
+        existing = self.tasks.get(task_name)
+        if existing is not None and existing.fn is not fn:
+            raise ValueError(f"a different task named {task_name!r} is already registered")
+        spec = TaskSpec(fn, task_name, opts, fn_backoff)
+        self.tasks[task_name] = spec
+        return spec
+
+    def register(self, spec: TaskSpec) -> None:
+        """Register a task spec made elsewhere (framework adapters)."""
+        self.tasks[spec.name] = spec
+
+    def worker(self, **options: Any) -> Any:
+        """A :class:`~redkit.queue._worker.Worker` for this queue (see its options)."""
+        from ._worker import Worker
+
+        return Worker(self, **options)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class Queue(_QueueBase):
+    """A job queue over a blocking client: ``kit.queue("emails")``."""
+
+    _job_class = Job
+
+    def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> Job:
+        prepared = self._core.prepare(name, data, opts)
+        return self._handles(self._kit._executor.drive(self._core.add_jobs([prepared])))[0]  # type: ignore[no-any-return]
+
+    def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Add one job: ``name`` says what to run, ``data`` (JSON) what with. Options:
+        ``job_id`` (an existing id returns that job instead), ``delay`` (seconds, timedelta or
+        aware datetime), ``priority`` (1 is the highest; 0/None: before every prioritized
+        job), ``attempts``, ``backoff``, ``timeout`` (seconds), ``keep`` (retention)."""
+        return self._add_one(name, data, _job_options(self._core, options))
+
+    def add_bulk(self, jobs: Iterable[Any]) -> list[Job]:
+        """Add many jobs, one round trip per 1,000: each item is ``(name, data)``, ``(name, data,
+        options)`` or a mapping with ``name``, ``data`` and options. Every job is validated
+        before anything is sent."""
+        prepared = [_prepare(self._core, item) for item in jobs]
+        return self._handles(self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
+        """Register a sync or async function as a task of this queue: ``@q.task`` or
+        ``@q.task(attempts=3, backoff=Backoff.exponential(1), timeout=60, priority=5)``."""
+        _options(dict(options.items()))
+
+        def wrap(f: Callable[P, R]) -> Task[P, R]:
+            return Task(self, self._spec(f, name, dict(options)))
+
+        return wrap(fn) if fn is not None else wrap
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with this id, read now; None when there is none."""
+        record = self._kit._executor.run(self._core.get(job_id))
+        return None if record is None else self._job(job_id, record.state, record)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state: waiting, prioritized, delayed, active, completed, failed."""
+        return self._kit._executor.run(self._core.counts())  # type: ignore[no-any-return]
+
+    def jobs(self, state: str, start: int = 0, stop: int = 99) -> list[str]:
+        """Ids of the jobs in ``state``, oldest first, by position (``stop`` inclusive)."""
+        return self._kit._executor.run(self._core.ids(state, start, stop))  # type: ignore[no-any-return]
+
+    def pause(self) -> bool:
+        """Stop handing out jobs (running ones finish). True when it was running."""
+        return bool(self._kit._executor.run(self._core.pause(True)))
+
+    def resume(self) -> bool:
+        """Hand out jobs again (wakes the waiting workers). True when it was paused."""
+        return bool(self._kit._executor.run(self._core.pause(False)))
+
+    def is_paused(self) -> bool:
+        """Whether the queue is paused."""
+        return bool(self._kit._executor.run(self._core.is_paused()))
+
+    def retry_failed(self, limit: int | None = None) -> int:
+        """Move failed jobs (all, or the oldest ``limit``) back to the queue; returns how many."""
+        return int(self._kit._executor.drive(self._core.retry_all(limit)))
+
+    def drain(self, *, delayed: bool = False) -> int:
+        """Delete every waiting job (and delayed ones when asked); running jobs go on."""
+        return int(self._kit._executor.drive(self._core.drain_all(delayed)))
+
+    def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
+        """The queue's events as they come: from the moment of this call (``since="$"``), from
+        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
+        event (None: never)."""
+        last = since if since != "$" else self._kit._executor.run(self._core.last_event_id())
+        return self._events(last, timeout)
+
+    def _events(self, last: str, timeout: float | None) -> Iterator[Event]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self._core.block_slice
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            batch = self._kit._executor.run(self._core.read_events(last, max(1, int(wait * 1000))))
+            for event in batch:
+                last = event.id
+                yield event
+            if batch and deadline is not None:
+                deadline = time.monotonic() + (timeout or 0)
+
+    def workers(self) -> list[tuple[str, float]]:
+        """Workers seen on this queue: (worker id, last heartbeat in ms since the epoch)."""
+        return self._kit._executor.run(self._core.workers_info())  # type: ignore[no-any-return]
+
+
+class AsyncQueue(_QueueBase):
+    """A job queue over an asyncio client: ``kit.queue("emails")`` on ``redkit.asyncio.Redkit``."""
+
+    _job_class = AsyncJob
+
+    async def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> AsyncJob:
+        prepared = self._core.prepare(name, data, opts)
+        rows = await self._kit._executor.drive(self._core.add_jobs([prepared]))
+        return self._handles(rows)[0]  # type: ignore[no-any-return]
+
+    async def add(self, name: str, data: Any = None, **options: Any) -> AsyncJob:
+        return await self._add_one(name, data, _job_options(self._core, options))
+
+    async def add_bulk(self, jobs: Iterable[Any]) -> list[AsyncJob]:
+        prepared = [_prepare(self._core, item) for item in jobs]
+        return self._handles(await self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> AsyncTask[P, R]: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
+    def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
+        _options(dict(options.items()))
+
+        def wrap(f: Callable[P, R]) -> AsyncTask[P, R]:
+            return AsyncTask(self, self._spec(f, name, dict(options)))
+
+        return wrap(fn) if fn is not None else wrap
+
+    async def get_job(self, job_id: str) -> AsyncJob | None:
+        record = await self._kit._executor.run(self._core.get(job_id))
+        return None if record is None else self._job(job_id, record.state, record)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._kit._executor.run(self._core.counts())  # type: ignore[no-any-return]
+
+    async def jobs(self, state: str, start: int = 0, stop: int = 99) -> list[str]:
+        return await self._kit._executor.run(self._core.ids(state, start, stop))  # type: ignore[no-any-return]
+
+    async def pause(self) -> bool:
+        return bool(await self._kit._executor.run(self._core.pause(True)))
+
+    async def resume(self) -> bool:
+        return bool(await self._kit._executor.run(self._core.pause(False)))
+
+    async def is_paused(self) -> bool:
+        return bool(await self._kit._executor.run(self._core.is_paused()))
+
+    async def retry_failed(self, limit: int | None = None) -> int:
+        return int(await self._kit._executor.drive(self._core.retry_all(limit)))
+
+    async def drain(self, *, delayed: bool = False) -> int:
+        return int(await self._kit._executor.drive(self._core.drain_all(delayed)))
+
+    def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
+        """The queue's events as they come (``async for``): from the moment of this call
+        (``since="$"``, by this host's clock: nothing is sent before the first iteration), from
+        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
+        event (None: never)."""
+        # every entry from this millisecond on: the last possible id of the one before
+        last = since if since != "$" else f"{int(time.time() * 1000) - 1}-{2**64 - 1}"
+        return self._events(last, timeout)
+
+    async def _events(self, last: str, timeout: float | None) -> AsyncIterator[Event]:
+        run = self._kit._executor.run
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self._core.block_slice
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+            batch = await run(self._core.read_events(last, max(1, int(wait * 1000))))
+            for event in batch:
+                last = event.id
+                yield event
+            if batch and deadline is not None:
+                deadline = time.monotonic() + (timeout or 0)
+
+    async def workers(self) -> list[tuple[str, float]]:
+        return await self._kit._executor.run(self._core.workers_info())  # type: ignore[no-any-return]
+
+
+def _job_options(core: QueueCore, options: Mapping[str, Any]) -> JobOptions | None:
+    """The options of one job; ``None`` for the queue's defaults (the common case, kept cheap)."""
+    if not options:
+        return None
+    return JobOptions.build(**_options(options), defaults=core.defaults)
+
+
+def _prepare(core: QueueCore, item: Any) -> list[Any]:
+    if type(item) is tuple and len(item) == 2:
+        return core.prepare(item[0], item[1])
+    if isinstance(item, Mapping):
+        rest = dict(item)
+        try:
+            name = rest.pop("name")
+        except KeyError:
+            raise ValueError("a bulk job mapping needs a 'name'") from None
+        data = rest.pop("data", None)
+        return core.prepare(name, data, JobOptions.build(**_options(rest), defaults=core.defaults))
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        name, data = item[0], item[1]
+        opts = _options(item[2]) if len(item) == 3 else {}
+        return core.prepare(name, data, JobOptions.build(**opts, defaults=core.defaults))
+    raise TypeError(f"a bulk job is (name, data), (name, data, options) or a mapping, not {item!r}")
+
+
+_share_docs(Queue, AsyncQueue)

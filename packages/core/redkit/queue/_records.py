@@ -1,0 +1,139 @@
+"""What Redis holds about jobs, decoded: :class:`JobRecord` and :class:`Event`, and the job ids
+the client makes (no I/O)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ._options import decode
+
+__all__ = ["STATES", "Event", "JobRecord"]
+
+STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
+
+
+# -- ids ----------------------------------------------------------------------------------------
+class _Ids:
+    """Job ids made by the client (so a re-sent add is recognised): a random process prefix and a
+    counter. A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._n = 0
+
+    def next(self) -> str:
+        with self._lock:
+            self._n += 1
+            return f"{self._prefix}{self._n:x}"
+
+    def many(self, count: int) -> list[str]:
+        with self._lock:
+            start = self._n + 1
+            self._n += count
+            prefix = self._prefix
+        return [f"{prefix}{i:x}" for i in range(start, start + count)]
+
+
+new_ids = _Ids()
+
+
+# -- records ------------------------------------------------------------------------------------
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def _ms_time(raw: bytes | None) -> datetime | None:
+    if raw is None:
+        return None
+    return datetime.fromtimestamp(int(raw) / 1000, timezone.utc)
+
+
+@dataclass
+class JobRecord:
+    """What Redis holds about one job, decoded."""
+
+    id: str
+    name: str
+    data: Any
+    state: str
+    options: dict[str, Any]
+    priority: int
+    attempts_made: int
+    attempts_started: int
+    stalls: int
+    progress: Any
+    result: Any
+    failed_reason: str | None
+    stacktrace: str | None
+    created_at: datetime | None
+    processed_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
+        opts = raw.get(b"o")
+        return cls(
+            id=job_id,
+            name=_text(raw.get(b"n")) or "",
+            data=decode(raw.get(b"d")),
+            state=_text(raw.get(b"st")) or "unknown",
+            options=decode(opts) if opts else {},
+            priority=int(raw.get(b"p", 0)),
+            attempts_made=int(raw.get(b"atm", 0)),
+            attempts_started=int(raw.get(b"ats", 0)),
+            stalls=int(raw.get(b"stc", 0)),
+            progress=decode(raw.get(b"prg")),
+            result=decode(raw.get(b"rv")),
+            failed_reason=_text(raw.get(b"err")),
+            stacktrace=_text(raw.get(b"stk")) or None,
+            created_at=_ms_time(raw.get(b"ts")),
+            processed_at=_ms_time(raw.get(b"pon")),
+            finished_at=_ms_time(raw.get(b"fon")),
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a queue's events stream: ``event`` is ``added``, ``active``, ``progress``,
+    ``completed``, ``failed``, ``retried``, ``stalled``, ``released``, ``removed``, ``waiting``,
+    ``paused``, ``resumed`` or ``drained``."""
+
+    id: str
+    event: str
+    job_id: str | None
+    fields: dict[str, str]
+
+    @property
+    def time(self) -> datetime:
+        """When Redis recorded it (from the entry id)."""
+        return datetime.fromtimestamp(int(self.id.split("-")[0]) / 1000, timezone.utc)
+
+
+def parse_events(reply: Any) -> list[Event]:
+    if not reply:
+        return []
+    streams = list(reply.items()) if isinstance(reply, dict) else reply
+    out = []
+    for _, entries in streams:
+        for entry_id, raw in entries or ():
+            fields = {
+                (k.decode() if isinstance(k, bytes) else str(k)): (
+                    v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                )
+                for k, v in (raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2]))
+            }
+            ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            out.append(Event(ident, fields.pop("event", ""), fields.pop("id", None), fields))
+    return out

@@ -1,0 +1,217 @@
+"""The worker's part that runs one job: calls its task (on the loop or a thread), bounds it by its
+timeout, and turns the outcome into the step's arguments (completed, retried later, failed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import random
+import traceback
+from collections.abc import Awaitable
+from typing import Any
+
+from .._ops import Batch
+from ..errors import JobTimeout, PayloadTooLarge, SerializationError, Unrecoverable
+from ._api import AsyncJob, Job, TaskSpec, _current
+from ._options import Backoff, decode, encode
+from ._records import JobRecord
+from ._state import _Active, _text, _WorkerState
+
+log = logging.getLogger("redkit.worker")
+_NO_KWARGS: dict[str, Any] = {}
+
+
+class _Jobs(_WorkerState):
+    """Starting jobs and recording how they ended (a part of the worker)."""
+
+    def _launch(self, jobs: list[Any], i: int) -> None:
+        job_id = _text(jobs[i])
+        ats = int(jobs[i + 1])
+        active = _Active(
+            job_id,
+            ats,
+            f"{self.id}:{ats}",
+            _text(jobs[i + 2]),
+            jobs[i + 3],
+            jobs[i + 4],
+            int(jobs[i + 5]),
+        )
+        self._running[job_id] = active
+        active.task = asyncio.ensure_future(self._process(active))
+
+    async def _process(self, a: _Active) -> None:
+        spec = self.queue.tasks.get(a.name)
+        opts: dict[str, Any] = {}
+        try:
+            opts = json.loads(a.opts) if a.opts else {}
+            data = decode(a.data)
+            timeout = opts.get("t")
+            result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
+            if result is None:
+                args: list[Any] = [f"n{a.ats}:{a.id}"]
+            else:
+                try:
+                    args = [f"c{a.ats}:{a.id}", encode(result, "result", self._core.max_bytes)]
+                except (SerializationError, PayloadTooLarge) as exc:
+                    self._fail(a, opts, spec, exc, final=True)
+                    return
+            self.processed += 1
+            self._finish(a, args)
+        except asyncio.CancelledError:
+            if self._hard or self._stopping:
+                return  # given back to the queue by the shutdown
+            raise
+        except BaseException as exc:
+            self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
+
+    def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Awaitable[Any]:
+        """Start the job's task: the awaitable of its outcome (a coroutine on this loop, or the
+        future of a thread of the pool)."""
+        args: Any
+        kwargs: Any
+        if spec is not None:
+            args = data.get("args", ()) if type(data) is dict else None
+            kwargs = data.get("kwargs", _NO_KWARGS) if args is not None else None
+            if type(args) not in (list, tuple) or type(kwargs) is not dict:
+                raise Unrecoverable(f"job data of task {a.name!r} is not {{args, kwargs}}")
+            fn, is_async = spec.fn, spec.is_async
+        elif self.processor is None:
+            raise Unrecoverable(
+                f"no task named {a.name!r} is registered on queue {self.queue.name!r} in this "
+                "worker (retry it with `redkit retry-failed` once a worker knows it)"
+            )
+        else:
+            fn, args, kwargs = self.processor, None, None
+            is_async = asyncio.iscoroutinefunction(fn)
+        a.worker, a.decoded, a.is_async = self, data, is_async
+        if is_async:
+            _current.set(a)  # current_job(): the task runs in this coroutine's context
+            coro = fn(*args, **kwargs) if args is not None else fn(a.get())
+            return self._bounded(coro, timeout, a.name, "") if timeout else coro
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, a)
+        call = (lambda: fn(*args, **kwargs)) if args is not None else (lambda: fn(a.get()))
+        assert self._loop is not None
+        future = self._loop.run_in_executor(self._threads, ctx.run, call)
+        if timeout:
+            return self._bounded(future, timeout, a.name, " (its thread runs on until it returns)")
+        return future
+
+    @staticmethod
+    async def _bounded(work: Awaitable[Any], timeout: float, name: str, more: str) -> Any:
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except asyncio.TimeoutError:
+            raise JobTimeout(f"task {name!r} ran longer than {timeout}s{more}") from None
+
+    def _handle(self, a: _Active, data: Any, is_async: bool) -> Job | AsyncJob:
+        """The job handle a running task sees (``current_job()``), with the job's token."""
+        record = JobRecord(
+            a.id,
+            a.name,
+            data,
+            "active",
+            {},
+            0,
+            a.atm,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        if is_async:
+            return AsyncJob(self._core, self._exec, a.id, "active", record, a.token)
+        return Job(
+            self._core, _ThreadsafeExecutor(self._exec, self._loop), a.id, "active", record, a.token
+        )
+
+    def _fail(
+        self,
+        a: _Active,
+        opts: dict[str, Any],
+        spec: TaskSpec | None,
+        exc: BaseException,
+        *,
+        final: bool,
+    ) -> None:
+        self.failed += 1
+        attempts = int(opts.get("a", 1)) if isinstance(opts, dict) else 1
+        made = a.atm + 1
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = reason[:4000]
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        limit = self._core.max_bytes
+        if len(stack) > limit:
+            stack = "...\n" + stack[-(limit - 4) :]
+        if final or made >= attempts:
+            log.error(
+                "redkit job %s (%s) failed for good after %d attempt(s): %s",
+                a.id,
+                a.name,
+                made,
+                reason,
+            )
+            dead = {"name": a.name, "data": a.data, "reason": reason, "attempts": made}
+            self._finish(a, [f"f{a.ats}:{a.id}", reason, stack], dead)
+            return
+        delay = self._backoff(spec, opts, made, exc)
+        log.warning(
+            "redkit job %s (%s) failed (attempt %d of %d), retrying in %.3gs: %s",
+            a.id,
+            a.name,
+            made,
+            attempts,
+            delay,
+            reason,
+        )
+        self._finish(a, [f"r{a.ats}:{a.id}", reason, stack, int(delay * 1000)])
+
+    def _backoff(
+        self, spec: TaskSpec | None, opts: dict[str, Any], made: int, exc: BaseException
+    ) -> float:
+        fn = spec.backoff_fn if spec is not None else self._core.backoff_fn
+        if fn is not None:
+            try:
+                value = float(fn(made, exc))
+            except Exception:
+                log.exception(
+                    "redkit: the backoff function of %s raised; retrying at once",
+                    spec.name if spec else self.queue.name,
+                )
+                return 0.0
+            return value if value > 0 and value < 1e9 else 0.0
+        raw = opts.get("b")
+        if isinstance(raw, dict):
+            try:
+                return Backoff.from_json(raw).seconds(made, random.random)
+            except (TypeError, ValueError):
+                return 0.0
+        return 0.0
+
+    def _finish(self, a: _Active, args: list[Any], dead: dict[str, Any] | None = None) -> None:
+        self._running.pop(a.id, None)
+        self._done.append((a.id, args, dead))
+        if self._wake is not None:
+            self._wake.set()
+
+
+class _ThreadsafeExecutor:
+    """The worker's asyncio executor, called from a sync task's thread (``current_job()``)."""
+
+    def __init__(self, executor: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        assert loop is not None
+        self._executor = executor
+        self._loop = loop
+
+    def run(self, batch: Batch[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(self._executor.run(batch), self._loop).result()
+
+    def drive(self, flow: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(self._executor.drive(flow), self._loop).result()
