@@ -1,4 +1,10 @@
-"""Guards: a begun request whose lease is renewed while it runs, released unless completed."""
+"""Guards: a begun request whose lease is renewed while it runs, released unless completed.
+
+What a guard does on leaving its block, on ``complete`` and ``release``, and at each renewal is
+written once in :class:`_GuardBase` as flows over :class:`IdempotencyCore`; :class:`Guard` hands
+them to the sync executor and renews from a thread, :class:`AsyncGuard` awaits them and renews
+from a task.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,23 @@ from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    RedkitConnectionError,
-    RedkitError,
-)
+from .._ops import Flow
+from ..errors import RedkitConnectionError, RedkitError
 from ._http import HeaderInput
-from ._records import Begin, Outcome
+from ._records import Begin, IdempotencyCore, Outcome
 
 if TYPE_CHECKING:
+    from .._executor import AsyncExecutor, SyncExecutor
     from ._api import AsyncIdempotency, Idempotency
 
 log = logging.getLogger("redkit.idempotency")
 
 
 class _GuardBase:
+    """The begin's answer, the caller's view and the flows shared by both guards; no I/O."""
+
+    _core: IdempotencyCore
+
     def __init__(self, result: Begin) -> None:
         self.result = result
         """The :class:`Begin` answer."""
@@ -50,8 +59,71 @@ class _GuardBase:
             raise RuntimeError(f"this request did not start (outcome {self.outcome.name})")
         return self.result.token
 
-    def _interval(self, lease: float) -> float:
-        return lease / 3
+    def _interval(self) -> float:
+        return self._core.lease / 3
+
+    # -- flows (the token is checked when one is made, before the renewals stop) ----------------
+    def _leaving(self) -> Flow[None]:
+        """Leaving the block: release a request that started and was not completed."""
+        if self._finished:
+            return
+        self._finished = True
+        begun = self.result
+        try:
+            yield self._core.release(begun.key, self._token(), begun.scope)
+        except RedkitConnectionError as err:
+            log.warning(
+                "redkit: could not release an idempotency key (%s); its lease expires in %.1fs",
+                err,
+                self._core.lease,
+            )
+
+    def _completing(
+        self,
+        status: int,
+        headers: HeaderInput,
+        body: bytes,
+        store_server_errors: bool | None,
+        allow_headers: Iterable[str],
+    ) -> Flow[bool]:
+        begun, token = self.result, self._token()
+        return self._finishing(
+            self._core.complete(
+                begun.key,
+                token,
+                status,
+                headers,
+                body,
+                begun.scope,
+                store_server_errors,
+                allow_headers,
+            )
+        )
+
+    def _finishing(self, flow: Flow[bool]) -> Flow[bool]:
+        done = yield from flow
+        self._finished = True  # not when complete raised: leaving the block still releases
+        return done
+
+    def _releasing(self) -> Flow[bool]:
+        return self._release(self.result, self._token())
+
+    def _release(self, begun: Begin, token: str) -> Flow[bool]:
+        self._finished = True
+        released: bool = yield self._core.release(begun.key, token, begun.scope)
+        return released
+
+    def _renewal(self, token: str) -> Flow[bool]:
+        """One renewal; False when renewing should stop (the lease is lost)."""
+        begun = self.result
+        try:
+            kept = yield self._core.renew(begun.key, token, begun.scope)
+        except RedkitError as err:  # keep trying: the lease may outlive a short outage
+            log.warning("redkit: could not renew an idempotency lease: %s", err)
+            return True
+        if not kept:
+            self.lost = True
+        return bool(kept)
 
 
 class Guard(_GuardBase):
@@ -61,7 +133,8 @@ class Guard(_GuardBase):
 
     def __init__(self, owner: Idempotency, result: Begin) -> None:
         super().__init__(result)
-        self._owner = owner
+        self._core = owner._core
+        self._x: SyncExecutor = owner._x
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,17 +153,7 @@ class Guard(_GuardBase):
         tb: TracebackType | None,
     ) -> None:
         self._stop_renewing()
-        if self._finished:
-            return
-        self._finished = True
-        try:
-            self._owner.release(self.result.key, self._token(), self.result.scope)
-        except RedkitConnectionError as err:
-            log.warning(
-                "redkit: could not release an idempotency key (%s); its lease expires in %.1fs",
-                err,
-                self._owner._core.lease,
-            )
+        self._x.drive(self._leaving())
 
     def complete(
         self,
@@ -102,27 +165,15 @@ class Guard(_GuardBase):
         allow_headers: Iterable[str] = (),
     ) -> bool:
         """:meth:`Idempotency.complete` for this request (stops the renewals first)."""
-        token = self._token()
+        flow = self._completing(status, headers, body, store_server_errors, allow_headers)
         self._stop_renewing()
-        done = self._owner.complete(
-            self.result.key,
-            token,
-            status,
-            headers,
-            body,
-            self.result.scope,
-            store_server_errors=store_server_errors,
-            allow_headers=allow_headers,
-        )
-        self._finished = True
-        return done
+        return self._x.drive(flow)
 
     def release(self) -> bool:
         """:meth:`Idempotency.release` for this request (stops the renewals first)."""
-        token = self._token()
+        flow = self._releasing()
         self._stop_renewing()
-        self._finished = True
-        return self._owner.release(self.result.key, token, self.result.scope)
+        return self._x.drive(flow)
 
     def _stop_renewing(self) -> None:
         self._stop.set()
@@ -131,15 +182,10 @@ class Guard(_GuardBase):
             thread.join()
 
     def _keep_alive(self) -> None:
-        token = self._token()
-        interval = self._interval(self._owner._core.lease)
+        token, interval = self._token(), self._interval()
         while not self._stop.wait(interval):
-            try:
-                if not self._owner.renew(self.result.key, token, self.result.scope):
-                    self.lost = True
-                    return
-            except RedkitError as err:  # keep trying: the lease may outlive a short outage
-                log.warning("redkit: could not renew an idempotency lease: %s", err)
+            if not self._x.drive(self._renewal(token)):
+                return
 
 
 class AsyncGuard(_GuardBase):
@@ -153,6 +199,8 @@ class AsyncGuard(_GuardBase):
         begin: tuple[str | bytes, str, str | int | None, float | None, str | None],
     ) -> None:
         self._owner = owner
+        self._core = owner._core
+        self._x: AsyncExecutor = owner._x
         self._begin_args: (
             tuple[str | bytes, str, str | int | None, float | None, str | None] | None
         ) = begin
@@ -189,17 +237,7 @@ class AsyncGuard(_GuardBase):
         tb: TracebackType | None,
     ) -> None:
         await self._stop_renewing()
-        if self._finished:
-            return
-        self._finished = True
-        try:
-            await self._owner.release(self.result.key, self._token(), self.result.scope)
-        except RedkitConnectionError as err:
-            log.warning(
-                "redkit: could not release an idempotency key (%s); its lease expires in %.1fs",
-                err,
-                self._owner._core.lease,
-            )
+        await self._x.drive(self._leaving())
 
     async def complete(
         self,
@@ -211,27 +249,15 @@ class AsyncGuard(_GuardBase):
         allow_headers: Iterable[str] = (),
     ) -> bool:
         """:meth:`AsyncIdempotency.complete` for this request (stops the renewals first)."""
-        token = self._token()
+        flow = self._completing(status, headers, body, store_server_errors, allow_headers)
         await self._stop_renewing()
-        done = await self._owner.complete(
-            self.result.key,
-            token,
-            status,
-            headers,
-            body,
-            self.result.scope,
-            store_server_errors=store_server_errors,
-            allow_headers=allow_headers,
-        )
-        self._finished = True
-        return done
+        return await self._x.drive(flow)
 
     async def release(self) -> bool:
         """:meth:`AsyncIdempotency.release` for this request (stops the renewals first)."""
-        token = self._token()
+        flow = self._releasing()
         await self._stop_renewing()
-        self._finished = True
-        return await self._owner.release(self.result.key, token, self.result.scope)
+        return await self._x.drive(flow)
 
     async def _stop_renewing(self) -> None:
         # no cancel: a renewal in flight finishes its round trip, then sees the event
@@ -241,17 +267,12 @@ class AsyncGuard(_GuardBase):
             await task
 
     async def _keep_alive(self) -> None:
-        token = self._token()
-        interval = self._interval(self._owner._core.lease)
+        token, interval = self._token(), self._interval()
         while True:
             try:
                 await asyncio.wait_for(self._stop.wait(), interval)
                 return
             except asyncio.TimeoutError:
                 pass
-            try:
-                if not await self._owner.renew(self.result.key, token, self.result.scope):
-                    self.lost = True
-                    return
-            except RedkitError as err:  # keep trying: the lease may outlive a short outage
-                log.warning("redkit: could not renew an idempotency lease: %s", err)
+            if not await self._x.drive(self._renewal(token)):
+                return
