@@ -1,4 +1,5 @@
-"""Fixtures of the Flask adapter's tests: each test runs on real Redis and on memory://."""
+"""Fixtures of the Flask adapter's tests: each test runs on real Redis, on memory:// and on the
+test cluster (a cluster run of the whole adapter costs about ten seconds)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from flask import Flask
 from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "memory", "cluster"])
 def url(request: pytest.FixtureRequest) -> str:
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster"))
     if request.param == "redis" and not REAL_REDIS:  # pragma: no cover
         pytest.skip(f"no Redis at {REDIS_URL}")
     return REDIS_URL if request.param == "redis" else "memory://flask"

@@ -5,17 +5,87 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from redkit.queue import AsyncQueue, Event, Worker
 from tests.conftest import call
 
-#: Real Redis and the embedded backend (the cluster runs the tests that need a slot per queue).
-REDIS_AND_MEMORY = pytest.mark.parametrize("backend", ["redis", "memory"], indirect=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Tests marked ``@REDIS_AND_MEMORY`` that also run on the test cluster: one of each feature path
+#: (add and process, retry, dead letters, timeouts, delay, priority, events, pause, progress,
+#: retention, rate limit, stalled recovery, shutdown, admin) so that every script and key of the
+#: queue meets a cluster, without running the whole worker suite three times.
+ON_CLUSTER: dict[str, frozenset[str]] = {
+    "test_admin": frozenset(
+        {
+            "test_drain_deletes_waiting_jobs_and_delayed_ones_when_asked",
+            "test_remove_deletes_a_job_that_is_not_running",
+            "test_running_workers_are_listed_and_leave_the_list_when_they_stop",
+        }
+    ),
+    "test_concurrency": frozenset({"test_several_workers_run_each_job_once"}),
+    "test_ordering": frozenset(
+        {
+            "test_a_delayed_job_that_becomes_due_joins_the_back_of_the_queue",
+            "test_a_delayed_prioritized_job_keeps_its_priority",
+            "test_priorities_lower_number_first_unprioritized_before_all",
+        }
+    ),
+    "test_retries": frozenset(
+        {
+            "test_a_failed_job_goes_to_the_dead_letter_queue",
+            "test_an_async_task_past_its_timeout_fails_and_is_retried",
+            "test_failed_jobs_move_back_and_complete",
+            "test_unrecoverable_fails_at_once",
+        }
+    ),
+    "test_tasks": frozenset({"test_a_processor_handles_jobs_that_are_no_task"}),
+    "test_worker": frozenset(
+        {
+            "test_a_consumer_sees_each_jobs_events",
+            "test_a_job_still_running_after_the_grace_goes_back_to_the_queue",
+            "test_a_job_that_ends_within_the_grace_completes",
+            "test_a_paused_queue_hands_out_nothing_until_resumed",
+            "test_a_queue_that_keeps_nothing_deletes_every_finished_job",
+            "test_a_stalled_job_is_taken_over_and_the_late_result_rejected",
+            "test_progress_is_recorded_and_published",
+            "test_the_rate_limit_holds_across_workers",
+        }
+    ),
+}
+_marked: set[tuple[str, str]] = set()
+
+
+def REDIS_AND_MEMORY(test: F) -> F:
+    """Run ``test`` on real Redis and the embedded backend, and also on the test cluster when
+    :data:`ON_CLUSTER` names it (the unmarked queue tests run on all three)."""
+    module = test.__module__.rpartition(".")[2]
+    _marked.add((module, test.__name__))
+    backends = ["redis", "memory"]
+    if test.__name__ in ON_CLUSTER.get(module, ()):
+        backends.append("cluster")
+    return pytest.mark.parametrize("backend", backends, indirect=True)(test)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A name in :data:`ON_CLUSTER` that no ``@REDIS_AND_MEMORY`` test carries (renamed, or
+    removed) is an error, not a cluster run silently lost."""
+    imported = {m.rpartition(".")[2] for m in sys.modules if m.startswith("tests.queue.")}
+    lost = sorted(
+        f"{module}::{name}"
+        for module, names in ON_CLUSTER.items()
+        if module in imported
+        for name in names
+        if (module, name) not in _marked
+    )
+    if lost:
+        raise pytest.UsageError(f"ON_CLUSTER names no @REDIS_AND_MEMORY test: {', '.join(lost)}")
 
 
 async def eventually(
