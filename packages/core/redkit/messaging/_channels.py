@@ -131,7 +131,11 @@ class PubSubCore:
         """PUBLISH (never re-sent: subscribers would get the message twice)."""
         name = self.channel(channel)
         payload = _encode(message, "message")
-        return Batch.one(command("PUBLISH", name, payload, idempotent=False), int)
+        return Batch.one(command("PUBLISH", name, payload, idempotent=False), self._published)
+
+    def _published(self, reply: Any) -> int:
+        self.stats.incr("pubsub_published")
+        return int(reply)
 
     def user_channel(self, name: bytes) -> Channel:
         """Undo the prefix and the escaping of a channel name received through a pattern."""

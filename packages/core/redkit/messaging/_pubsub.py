@@ -25,27 +25,35 @@ def _subscriber_client(kit: Any, asyncio_client: bool) -> Any:
     return make_client(kit.settings, asyncio=asyncio_client)
 
 
-class PubSub:
+class _PubSubBase:
+    """What both shells hold: the core, the executor, the subscribers' client (made on first
+    use)."""
+
+    def __init__(self, kit: Any) -> None:
+        self._kit = kit
+        self._core = PubSubCore(kit)
+        self._x = kit._executor
+        self._client: Any = None
+
+
+class PubSub(_PubSubBase):
     """Publish/subscribe under the prefix, with JSON messages (``kit.pubsub``).
 
     Delivery is at most once: a message reaches the subscribers connected when it is published.
     For messages that must not be lost, use :class:`Stream`.
     """
 
+    _x: SyncExecutor
+
     def __init__(self, kit: Any) -> None:
-        self._kit = kit
-        self._core = PubSubCore(kit)
-        self._x: SyncExecutor = kit._executor
-        self._client: Any = None
+        super().__init__(kit)
         self._client_lock = threading.Lock()
 
     def publish(self, channel: Channel, message: Any) -> int:
         """Send ``message`` (any JSON value) to ``channel``; returns how many subscribers
         received it (on a cluster: those connected to the node that owns the channel's slot).
         Raises ``SerializationError`` before sending anything when it is not JSON."""
-        received = self._x.run(self._core.publish(channel, message))
-        self._core.stats.incr("pubsub_published")
-        return received
+        return self._x.run(self._core.publish(channel, message))
 
     def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> Subscription:
         """Subscribe to ``channels`` and ``patterns`` on a new connection; returns once Redis
@@ -64,26 +72,20 @@ class PubSub:
         return sub
 
 
-class AsyncPubSub:
+class AsyncPubSub(_PubSubBase):
     """Publish/subscribe under the prefix, with JSON messages (``kit.pubsub``, asyncio).
 
     Delivery is at most once: a message reaches the subscribers connected when it is published.
     For messages that must not be lost, use :class:`AsyncStream`.
     """
 
-    def __init__(self, kit: Any) -> None:
-        self._kit = kit
-        self._core = PubSubCore(kit)
-        self._x: AsyncExecutor = kit._executor
-        self._client: Any = None
+    _x: AsyncExecutor
 
     async def publish(self, channel: Channel, message: Any) -> int:
         """Send ``message`` (any JSON value) to ``channel``; returns how many subscribers
         received it (on a cluster: those connected to the node that owns the channel's slot).
         Raises ``SerializationError`` before sending anything when it is not JSON."""
-        received = await self._x.run(self._core.publish(channel, message))
-        self._core.stats.incr("pubsub_published")
-        return received
+        return await self._x.run(self._core.publish(channel, message))
 
     def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> AsyncSubscription:
         """A subscription to ``channels`` and ``patterns`` on a new connection. It subscribes

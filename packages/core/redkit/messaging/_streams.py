@@ -215,12 +215,17 @@ class StreamCore:
                     self.stats.incr("stream_read", len(messages))
                 return messages
 
-    def ack(self, group: object, ids: tuple[Any, ...]) -> Batch[int] | None:
+    def ack(self, group: object, ids: tuple[Any, ...]) -> Flow[int]:
+        """XACK, nothing sent when there is nothing to acknowledge (arguments checked at once)."""
         g = _name(group, "group")
         idents = [_entry_id(i) for i in ids]
+        return self._ack(g, idents)
+
+    def _ack(self, group: str | bytes, idents: list[str]) -> Flow[int]:
         if not idents:
-            return None
-        return Batch.one(command("XACK", self.key, g, *idents), int)
+            return 0
+        acked: int = yield Batch.one(command("XACK", self.key, group, *idents), int)
+        return acked
 
     def claim_stale(
         self, group: object, consumer: object, min_idle: float, count: int
@@ -284,18 +289,12 @@ class StreamCore:
         return Batch.one(command("UNLINK", self.key), lambda r: int(r) > 0)
 
 
-class Stream:
-    """A Redis stream with consumer groups (``kit.stream(name)``): at-least-once delivery.
-
-    Messages are mappings stored as JSON in one field. The stream is bounded (``maxlen``,
-    approximate) and its key expires ``ttl`` after the last ``add``. A group hands each message to
-    one consumer; a message stays pending until acknowledged, and a consumer that died with
-    messages pending loses them to :meth:`claim_stale` of another.
-    """
+class _StreamBase:
+    """What both shells hold: the core and the executor, and the stream's name and key."""
 
     def __init__(self, kit: Any, name: object) -> None:
         self._core = StreamCore(kit, name)
-        self._x: SyncExecutor = kit._executor
+        self._x = kit._executor
 
     @property
     def name(self) -> object:
@@ -306,6 +305,21 @@ class Stream:
     def key(self) -> str:
         """The Redis key: ``<prefix>:stream:{<escaped name>}``."""
         return str(self._core.key)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r}>"
+
+
+class Stream(_StreamBase):
+    """A Redis stream with consumer groups (``kit.stream(name)``): at-least-once delivery.
+
+    Messages are mappings stored as JSON in one field. The stream is bounded (``maxlen``,
+    approximate) and its key expires ``ttl`` after the last ``add``. A group hands each message to
+    one consumer; a message stays pending until acknowledged, and a consumer that died with
+    messages pending loses them to :meth:`claim_stale` of another.
+    """
+
+    _x: SyncExecutor
 
     def add(
         self, message: Mapping[str, Any], maxlen: int | None = None, ttl: float | None = None
@@ -335,8 +349,7 @@ class Stream:
 
     def ack(self, group: str | bytes, *ids: str | StreamMessage) -> int:
         """Acknowledge messages (ids or the messages themselves); returns how many were pending."""
-        batch = self._core.ack(group, ids)
-        return 0 if batch is None else self._x.run(batch)
+        return self._x.drive(self._core.ack(group, ids))
 
     def claim_stale(
         self, group: str | bytes, consumer: str | bytes, min_idle: float, count: int = 10
@@ -364,27 +377,12 @@ class Stream:
         """Delete the stream with its groups and pending lists; True if it existed."""
         return self._x.run(self._core.delete())
 
-    def __repr__(self) -> str:
-        return f"<Stream {self.key!r}>"
 
-
-class AsyncStream:
+class AsyncStream(_StreamBase):
     """A Redis stream with consumer groups (``kit.stream(name)``, asyncio): at-least-once
     delivery. Same behaviour as :class:`Stream`, awaited."""
 
-    def __init__(self, kit: Any, name: object) -> None:
-        self._core = StreamCore(kit, name)
-        self._x: AsyncExecutor = kit._executor
-
-    @property
-    def name(self) -> object:
-        """The stream's name, as given."""
-        return self._core.name
-
-    @property
-    def key(self) -> str:
-        """The Redis key: ``<prefix>:stream:{<escaped name>}``."""
-        return str(self._core.key)
+    _x: AsyncExecutor
 
     async def add(
         self, message: Mapping[str, Any], maxlen: int | None = None, ttl: float | None = None
@@ -414,8 +412,7 @@ class AsyncStream:
 
     async def ack(self, group: str | bytes, *ids: str | StreamMessage) -> int:
         """Acknowledge messages (ids or the messages themselves); returns how many were pending."""
-        batch = self._core.ack(group, ids)
-        return 0 if batch is None else await self._x.run(batch)
+        return await self._x.drive(self._core.ack(group, ids))
 
     async def claim_stale(
         self, group: str | bytes, consumer: str | bytes, min_idle: float, count: int = 10
@@ -442,6 +439,3 @@ class AsyncStream:
     async def delete(self) -> bool:
         """Delete the stream with its groups and pending lists; True if it existed."""
         return await self._x.run(self._core.delete())
-
-    def __repr__(self) -> str:
-        return f"<AsyncStream {self.key!r}>"
