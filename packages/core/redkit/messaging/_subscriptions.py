@@ -262,12 +262,14 @@ class Subscription(_SubscriptionBase):
 
     def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> None:
         """Add channels and patterns; returns once Redis confirmed them."""
-        self._drive(self._subscribing(channels, patterns))
+        flow = self._subscribing(channels, patterns)  # names checked at once
+        self._drive(flow)
 
     def unsubscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> None:
         """Stop receiving ``channels`` and ``patterns`` (messages already on their way may still
         arrive). The subscription stays open, even with nothing left subscribed."""
-        self._drive(self._unsubscribing(channels, patterns))
+        flow = self._unsubscribing(channels, patterns)  # names checked at once
+        self._drive(flow)
 
     def close(self) -> None:
         """Unsubscribe from everything, wait for Redis to confirm (up to ``socket_timeout``),
@@ -349,14 +351,14 @@ class AsyncSubscription(_SubscriptionBase):
 
     async def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> None:
         """Add channels and patterns; returns once Redis confirmed them."""
-        flow = self._subscribing(channels, patterns)
+        flow = self._subscribing(channels, patterns)  # names checked at once
         await self._started()
         await self._drive(flow)
 
     async def unsubscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> None:
         """Stop receiving ``channels`` and ``patterns`` (messages already on their way may still
         arrive). The subscription stays open, even with nothing left subscribed."""
-        flow = self._unsubscribing(channels, patterns)
+        flow = self._unsubscribing(channels, patterns)  # names checked at once
         await self._started()
         await self._drive(flow)
 
