@@ -12,15 +12,9 @@ from typing import Any
 
 import pytest
 
+from redkit import AsyncPubSub, AsyncStream, PubSub, Stream
 from redkit.idempotency import AsyncGuard, AsyncIdempotency, Guard, Idempotency
-from redkit.messaging import (
-    AsyncPubSub,
-    AsyncStream,
-    AsyncSubscription,
-    PubSub,
-    Stream,
-    Subscription,
-)
+from redkit.messaging import AsyncSubscription, Subscription
 
 # async name -> sync name, for methods, classes and exceptions
 RENAMES = {
