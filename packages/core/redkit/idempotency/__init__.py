@@ -15,8 +15,9 @@ attempt answered. A record per key and scope does that:
    the request failed.
 
 :meth:`Idempotency.guard` wraps the three steps, renewing the lease from a thread (or a task).
-The logic lives once in :class:`IdempotencyCore` as batches and flows; the sync and async classes
-hand them to their executor. Every state change is one Lua script (``idempotency_*.lua``).
+The logic lives once, as batches and flows, in :class:`IdempotencyCore` and the guards' shared
+base; the sync and async classes hand them to their executor. Every state change is one Lua script
+(``idempotency_*.lua``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ acknowledged them, and let a live consumer take over the messages of a dead one.
 
 Everything lives under the prefix: channel ``<prefix>:pubsub:<escaped channel>`` and stream key
 ``<prefix>:stream:{<escaped name>}``. Payloads are strict JSON. The logic (names, encoding,
-parsing, the read and claim loops) is written once in :class:`PubSubCore`, :class:`_SubState` and
-:class:`StreamCore`; the sync and async classes are thin shells over them.
+parsing, the read and claim loops, what a subscription does) is written once in
+:class:`PubSubCore`, :class:`_SubState`, the subscriptions' flows and :class:`StreamCore`; the sync
+and async classes are thin shells over them.
 """
 
 from __future__ import annotations
