@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
-from ._core import QueueCore
+from .._ops import Batch, Flow
+from ._core import QueueCore, then
 from ._options import JobOptions, decode, to_delay
 from ._records import JobRecord
 
@@ -22,6 +23,23 @@ __all__ = ["AsyncJob", "AsyncTask", "Job", "Task", "current_job"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+H = TypeVar("H", bound="_JobBase")
+
+
+class _Runs(Protocol):
+    """What a :class:`Job` sends its calls through: a blocking executor."""
+
+    def run(self, batch: Batch[T], /) -> T: ...
+    def drive(self, flow: Flow[T], /) -> T: ...
+
+
+class _AsyncRuns(Protocol):
+    """What an :class:`AsyncJob` (and an :class:`~._queue.AsyncQueue`) awaits its calls on."""
+
+    async def run(self, batch: Batch[T], /) -> T: ...
+    async def drive(self, flow: Flow[T], /) -> T: ...
+
 
 _current: contextvars.ContextVar[Any] = contextvars.ContextVar("redkit_current_job", default=None)
 
@@ -44,17 +62,19 @@ def _options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class _JobBase:
     """Fields shared by :class:`Job` and :class:`AsyncJob`: a snapshot, refreshed on demand."""
 
-    __slots__ = ("_core", "_pending", "_record", "_token", "id", "queue_name", "state")
+    __slots__ = ("_core", "_pending", "_record", "_token", "_x", "id", "queue_name", "state")
 
     def __init__(
         self,
         core: QueueCore,
+        executor: Any,
         job_id: str,
         state: str,
         record: JobRecord | None = None,
         token: str | None = None,
     ) -> None:
         self._core = core
+        self._x = executor
         self.id = job_id
         self.queue_name = core.name
         self.state = state
@@ -68,6 +88,41 @@ class _JobBase:
         if record is not None:
             self._record = record
             self.state = record.state
+
+    # what the twins run: the logic of each call, once (no I/O)
+    def _refreshed(self, handle: H) -> Batch[H]:
+        def parse(record: JobRecord | None) -> H:
+            if record is None:
+                self._core.wait_outcome(record, self.id)  # raises JobNotFound
+            self._set(record)
+            return handle
+
+        return then(self._core.get(self.id), parse)
+
+    def _waited(self, timeout: float | None) -> Flow[Any]:
+        return self._core.wait_result(self.id, timeout, self._set)
+
+    def _progressed(self, value: Any) -> Batch[bool]:
+        if self._token is None:
+            raise RuntimeError("update_progress() is for the task running the job")
+
+        def parse(ok: bool) -> bool:
+            if ok and self._record is not None:
+                self._record.progress = value
+            return bool(ok)
+
+        return then(self._core.progress(self.id, self._token, value), parse)
+
+    def _removed(self) -> Batch[bool]:
+        def parse(code: int) -> bool:
+            if code == -1:
+                raise ValueError(f"job {self.id!r} is active: it cannot be removed while it runs")
+            return code == 1
+
+        return then(self._core.remove(self.id), parse)
+
+    def _retried(self) -> Batch[bool]:
+        return then(self._core.retry([self.id]), lambda moved_left: bool(moved_left[0]))
 
     def _field(self, name: str) -> Any:
         return None if self._record is None else getattr(self._record, name)
@@ -127,105 +182,55 @@ class _JobBase:
 class Job(_JobBase):
     """A handle on one job (blocking calls)."""
 
-    __slots__ = ("_drive", "_run")
-
-    def __init__(
-        self,
-        core: QueueCore,
-        executor: Any,
-        job_id: str,
-        state: str,
-        record: JobRecord | None = None,
-        token: str | None = None,
-    ) -> None:
-        super().__init__(core, job_id, state, record, token)
-        self._run: Callable[[Any], Any] = executor.run
-        self._drive: Callable[[Any], Any] = executor.drive
+    __slots__ = ()
+    _x: _Runs
 
     def refresh(self) -> Job:
         """Read the job again (raises ``JobNotFound`` when it no longer exists)."""
-        record = self._run(self._core.get(self.id))
-        if record is None:
-            self._core.wait_outcome(record, self.id)  # raises JobNotFound
-        self._set(record)
-        return self
+        return self._x.run(self._refreshed(self))
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job completed and return its result; raises ``JobFailed`` when it
         failed, ``JobTimeout`` after ``timeout`` seconds. A job deleted as it finished
         (``keep=False``) keeps no result: ``None`` when its ``completed`` event is found,
         ``JobFailed`` for its ``failed`` event, else ``JobNotFound``."""
-        return self._drive(self._core.wait_result(self.id, timeout, self._set))
+        return self._x.drive(self._waited(timeout))
 
     def update_progress(self, value: Any) -> bool:
         """From inside the task running this job: record its progress (any JSON value) and
         emit a ``progress`` event. False when the job's lock was lost."""
-        if self._token is None:
-            raise RuntimeError("update_progress() is for the task running the job")
-        ok = bool(self._run(self._core.progress(self.id, self._token, value)))
-        if ok and self._record is not None:
-            self._record.progress = value
-        return ok
+        return self._x.run(self._progressed(value))
 
     def remove(self) -> bool:
         """Delete the job unless it is running (``ValueError`` then). False when absent."""
-        code = self._run(self._core.remove(self.id))
-        if code == -1:
-            raise ValueError(f"job {self.id!r} is active: it cannot be removed while it runs")
-        return bool(code == 1)
+        return self._x.run(self._removed())
 
     def retry(self) -> bool:
         """Move the job from ``failed`` back to the queue, attempts reset; False when it is not
         in ``failed``."""
-        moved, _ = self._run(self._core.retry([self.id]))
-        return bool(moved)
+        return self._x.run(self._retried())
 
 
 class AsyncJob(_JobBase):
     """A handle on one job (asyncio)."""
 
-    __slots__ = ("_drive", "_run")
-
-    def __init__(
-        self,
-        core: QueueCore,
-        executor: Any,
-        job_id: str,
-        state: str,
-        record: JobRecord | None = None,
-        token: str | None = None,
-    ) -> None:
-        super().__init__(core, job_id, state, record, token)
-        self._run: Callable[[Any], Awaitable[Any]] = executor.run
-        self._drive: Callable[[Any], Awaitable[Any]] = executor.drive
+    __slots__ = ()
+    _x: _AsyncRuns
 
     async def refresh(self) -> AsyncJob:
-        record = await self._run(self._core.get(self.id))
-        if record is None:
-            self._core.wait_outcome(record, self.id)
-        self._set(record)
-        return self
+        return await self._x.run(self._refreshed(self))
 
     async def wait(self, timeout: float | None = None) -> Any:
-        return await self._drive(self._core.wait_result(self.id, timeout, self._set))
+        return await self._x.drive(self._waited(timeout))
 
     async def update_progress(self, value: Any) -> bool:
-        if self._token is None:
-            raise RuntimeError("update_progress() is for the task running the job")
-        ok = bool(await self._run(self._core.progress(self.id, self._token, value)))
-        if ok and self._record is not None:
-            self._record.progress = value
-        return ok
+        return await self._x.run(self._progressed(value))
 
     async def remove(self) -> bool:
-        code = await self._run(self._core.remove(self.id))
-        if code == -1:
-            raise ValueError(f"job {self.id!r} is active: it cannot be removed while it runs")
-        return bool(code == 1)
+        return await self._x.run(self._removed())
 
     async def retry(self) -> bool:
-        moved, _ = await self._run(self._core.retry([self.id]))
-        return bool(moved)
+        return await self._x.run(self._retried())
 
 
 # -- tasks ------------------------------------------------------------------------------------
@@ -250,8 +255,11 @@ class TaskSpec:
         )
 
 
-def _task_data(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {"args": list(args), "kwargs": kwargs}
+def _at(when: object) -> dict[str, Any]:
+    """The options of ``enqueue_at(when)``."""
+    if not isinstance(when, datetime):
+        raise TypeError(f"when must be a datetime, not {type(when).__name__}")
+    return {"delay": to_delay(when)}
 
 
 class _TaskBase(Generic[P, R]):
@@ -266,9 +274,16 @@ class _TaskBase(Generic[P, R]):
         """Run the function here and now (no queue)."""
         return self.spec.fn(*args, **kwargs)  # type: ignore[no-any-return]
 
-    def _opts(self, extra: dict[str, Any]) -> JobOptions:
-        merged = {**self._bound, **extra}
-        return JobOptions.build(**merged, defaults=self.spec.options)
+    def _job(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], JobOptions]:
+        """What an enqueue adds: the task's name, the call's arguments, the options (bound ones,
+        then ``extra``), checked."""
+        opts = JobOptions.build(**{**self._bound, **extra}, defaults=self.spec.options)
+        return self.name, {"args": list(args), "kwargs": kwargs}, opts
+
+    def _bind(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {**self._bound, **_options(options)}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {self.queue.name!r}>"
@@ -282,23 +297,19 @@ class Task(_TaskBase[P, R]):
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Add a job that runs ``fn(*args, **kwargs)`` on a worker."""
-        return self.queue._add_one(self.name, _task_data(args, kwargs), self._opts({}))
+        return self.queue._add_one(*self._job(args, kwargs, {}))
 
     def enqueue_in(self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like :meth:`enqueue`, run no sooner than ``delay`` (seconds or a timedelta) from now."""
-        opts = self._opts({"delay": delay})
-        return self.queue._add_one(self.name, _task_data(args, kwargs), opts)
+        return self.queue._add_one(*self._job(args, kwargs, {"delay": delay}))
 
     def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like :meth:`enqueue`, run no sooner than ``when`` (a timezone-aware datetime)."""
-        if not isinstance(when, datetime):
-            raise TypeError(f"when must be a datetime, not {type(when).__name__}")
-        opts = self._opts({"delay": to_delay(when)})
-        return self.queue._add_one(self.name, _task_data(args, kwargs), opts)
+        return self.queue._add_one(*self._job(args, kwargs, _at(when)))
 
     def options(self, **options: Any) -> Task[P, R]:
         """This task with job options bound (``job_id``, ``priority``, ``attempts``, ...)."""
-        return Task(self.queue, self.spec, {**self._bound, **_options(options)})
+        return Task(self.queue, self.spec, self._bind(options))
 
 
 class AsyncTask(_TaskBase[P, R]):
@@ -307,22 +318,18 @@ class AsyncTask(_TaskBase[P, R]):
     queue: AsyncQueue
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
-        return await self.queue._add_one(self.name, _task_data(args, kwargs), self._opts({}))
+        return await self.queue._add_one(*self._job(args, kwargs, {}))
 
     async def enqueue_in(
         self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs
     ) -> AsyncJob:
-        opts = self._opts({"delay": delay})
-        return await self.queue._add_one(self.name, _task_data(args, kwargs), opts)
+        return await self.queue._add_one(*self._job(args, kwargs, {"delay": delay}))
 
     async def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
-        if not isinstance(when, datetime):
-            raise TypeError(f"when must be a datetime, not {type(when).__name__}")
-        opts = self._opts({"delay": to_delay(when)})
-        return await self.queue._add_one(self.name, _task_data(args, kwargs), opts)
+        return await self.queue._add_one(*self._job(args, kwargs, _at(when)))
 
     def options(self, **options: Any) -> AsyncTask[P, R]:
-        return AsyncTask(self.queue, self.spec, {**self._bound, **_options(options)})
+        return AsyncTask(self.queue, self.spec, self._bind(options))
 
 
 def _share_docs(sync_cls: type, async_cls: type) -> None:

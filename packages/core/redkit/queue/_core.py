@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobFailed, JobNotFound, JobTimeout
@@ -34,6 +34,9 @@ from ._options import (
 from ._records import STATES, Event, JobRecord, new_ids, parse_events
 
 __all__ = ["QueueCore"]
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 ADD = Script.load("queue_add")
 STEP = Script.load("queue_step")
@@ -388,6 +391,41 @@ class QueueCore:
                 record.failed_reason,
             )
         return False, None
+
+
+def then(batch: Batch[T], fn: Callable[[T], U]) -> Batch[U]:
+    """``batch`` with its parsed reply passed through ``fn`` (still one round trip)."""
+    parse = batch.parse
+    return Batch(batch.calls, lambda replies: fn(parse(replies)))
+
+
+class EventReader:
+    """The reading of ``queue.events()``: :meth:`next` is the next read (``None``: ``timeout``
+    seconds passed without an event), :meth:`seen` moves past the events it gave."""
+
+    __slots__ = ("_core", "_deadline", "_last", "_timeout")
+
+    def __init__(self, core: QueueCore, last: str, timeout: float | None) -> None:
+        self._core = core
+        self._last = last
+        self._timeout = timeout
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def next(self) -> Batch[list[Event]] | None:
+        wait = self._core.block_slice
+        if self._deadline is not None:
+            wait = min(wait, self._deadline - time.monotonic())
+            if wait <= 0:
+                return None
+        return self._core.read_events(self._last, max(1, int(wait * 1000)))
+
+    def seen(self, events: list[Event]) -> Iterable[Event]:
+        """The events read, each passed before the next; the timeout restarts after the last."""
+        for event in events:
+            self._last = event.id
+            yield event
+        if events and self._deadline is not None:
+            self._deadline = time.monotonic() + (self._timeout or 0)
 
 
 END_SEARCH = 2000

@@ -6,19 +6,46 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
-from ._api import AsyncJob, AsyncTask, Job, P, R, Task, TaskSpec, _options, _share_docs
-from ._core import QueueCore
+from .._ops import Batch, Flow
+from ._api import (
+    AsyncJob,
+    AsyncTask,
+    Job,
+    P,
+    R,
+    Task,
+    TaskSpec,
+    _AsyncRuns,
+    _JobBase,
+    _options,
+    _Runs,
+    _share_docs,
+)
+from ._core import EventReader, QueueCore, then
 from ._options import Backoff, JobOptions, check_backoff, check_name
 from ._records import Event, JobRecord
 
 __all__ = ["AsyncQueue", "Queue"]
 
+J = TypeVar("J", bound=_JobBase)
+
 
 # -- queues -----------------------------------------------------------------------------------
-class _QueueBase:
+class _QueueBase(Generic[J]):
+    """What :class:`Queue` and :class:`AsyncQueue` share: the logic of each call, as batches and
+    flows of the queue's core (no I/O); the twins send them through their executor."""
+
     _job_class: Any = None  # Job or AsyncJob
+
+    def __init__(self, kit: Any, name: object, **defaults: Any) -> None:
+        self._kit = kit
+        self._x = kit._executor
+        self._core = QueueCore(kit, name, **defaults)
+        self.name = self._core.name
+        self.tasks: dict[str, TaskSpec] = {}
+        """Tasks registered on this queue, by name (what a worker dispatches on)."""
 
     def _job(
         self,
@@ -26,21 +53,40 @@ class _QueueBase:
         state: str,
         record: JobRecord | None = None,
         pending: list[Any] | None = None,
-    ) -> Any:
-        job = self._job_class(self._core, self._kit._executor, job_id, state, record)
+    ) -> J:
+        job: J = self._job_class(self._core, self._x, job_id, state, record)
         job._pending = pending
         return job
 
-    def _handles(self, rows: list[tuple[str, str, JobRecord | None, list[Any] | None]]) -> Any:
-        """Job handles for what ``QueueCore.add_jobs`` gave."""
+    def _added(self, prepared: list[list[Any]]) -> Flow[list[J]]:
+        """Flow of ``add`` and ``add_bulk``: the jobs added (validated before: ``prepared``)."""
+        rows = yield from self._core.add_jobs(prepared)
         return [self._job(job_id, state, record, sent) for job_id, state, record, sent in rows]
 
-    def __init__(self, kit: Any, name: object, **defaults: Any) -> None:
-        self._kit = kit
-        self._core = QueueCore(kit, name, **defaults)
-        self.name = self._core.name
-        self.tasks: dict[str, TaskSpec] = {}
-        """Tasks registered on this queue, by name (what a worker dispatches on)."""
+    def _one(self, name: str, data: Any, opts: JobOptions | None) -> Flow[J]:
+        """Flow of adding one job (``add``, ``task.enqueue``), checked before it is sent."""
+        return _first(self._added([self._core.prepare(name, data, opts)]))
+
+    def _bulk(self, jobs: Iterable[Any]) -> Flow[list[J]]:
+        prepared = [_prepare(self._core, item) for item in jobs]  # all checked before a send
+        return self._added(prepared)
+
+    def _got(self, job_id: str) -> Batch[J | None]:
+        """Batch of ``get_job``."""
+
+        def handle(record: JobRecord | None) -> J | None:
+            return None if record is None else self._job(job_id, record.state, record)
+
+        return then(self._core.get(job_id), handle)
+
+    def _task(self, cls: Any, fn: Any, name: str | None, options: dict[str, Any]) -> Any:
+        """``@task`` and ``@task(...)``: ``cls`` (Task or AsyncTask) of each function."""
+        _options(options)
+
+        def wrap(f: Callable[..., Any]) -> Any:
+            return cls(self, self._spec(f, name, dict(options)))
+
+        return wrap(fn) if fn is not None else wrap
 
     @property
     def dead_letter(self) -> str | None:
@@ -80,28 +126,27 @@ class _QueueBase:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-class Queue(_QueueBase):
+class Queue(_QueueBase[Job]):
     """A job queue over a blocking client: ``kit.queue("emails")``."""
 
     _job_class = Job
+    _x: _Runs
 
     def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> Job:
-        prepared = self._core.prepare(name, data, opts)
-        return self._handles(self._kit._executor.drive(self._core.add_jobs([prepared])))[0]  # type: ignore[no-any-return]
+        return self._x.drive(self._one(name, data, opts))
 
     def add(self, name: str, data: Any = None, **options: Any) -> Job:
         """Add one job: ``name`` says what to run, ``data`` (JSON) what with. Options:
         ``job_id`` (an existing id returns that job instead), ``delay`` (seconds, timedelta or
         aware datetime), ``priority`` (1 is the highest; 0/None: before every prioritized
         job), ``attempts``, ``backoff``, ``timeout`` (seconds), ``keep`` (retention)."""
-        return self._add_one(name, data, _job_options(self._core, options))
+        return self._x.drive(self._one(name, data, _job_options(self._core, options)))
 
     def add_bulk(self, jobs: Iterable[Any]) -> list[Job]:
         """Add many jobs, one round trip per 1,000: each item is ``(name, data)``, ``(name, data,
         options)`` or a mapping with ``name``, ``data`` and options. Every job is validated
         before anything is sent."""
-        prepared = [_prepare(self._core, item) for item in jobs]
-        return self._handles(self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
+        return self._x.drive(self._bulk(jobs))
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
@@ -112,89 +157,70 @@ class Queue(_QueueBase):
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
         """Register a sync or async function as a task of this queue: ``@q.task`` or
         ``@q.task(attempts=3, backoff=Backoff.exponential(1), timeout=60, priority=5)``."""
-        _options(dict(options.items()))
-
-        def wrap(f: Callable[P, R]) -> Task[P, R]:
-            return Task(self, self._spec(f, name, dict(options)))
-
-        return wrap(fn) if fn is not None else wrap
+        return self._task(Task, fn, name, options)
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, read now; None when there is none."""
-        record = self._kit._executor.run(self._core.get(job_id))
-        return None if record is None else self._job(job_id, record.state, record)
+        return self._x.run(self._got(job_id))
 
     def counts(self) -> dict[str, int]:
         """Jobs per state: waiting, prioritized, delayed, active, completed, failed."""
-        return self._kit._executor.run(self._core.counts())  # type: ignore[no-any-return]
+        return self._x.run(self._core.counts())
 
     def jobs(self, state: str, start: int = 0, stop: int = 99) -> list[str]:
         """Ids of the jobs in ``state``, oldest first, by position (``stop`` inclusive)."""
-        return self._kit._executor.run(self._core.ids(state, start, stop))  # type: ignore[no-any-return]
+        return self._x.run(self._core.ids(state, start, stop))
 
     def pause(self) -> bool:
         """Stop handing out jobs (running ones finish). True when it was running."""
-        return bool(self._kit._executor.run(self._core.pause(True)))
+        return self._x.run(self._core.pause(True))
 
     def resume(self) -> bool:
         """Hand out jobs again (wakes the waiting workers). True when it was paused."""
-        return bool(self._kit._executor.run(self._core.pause(False)))
+        return self._x.run(self._core.pause(False))
 
     def is_paused(self) -> bool:
         """Whether the queue is paused."""
-        return bool(self._kit._executor.run(self._core.is_paused()))
+        return self._x.run(self._core.is_paused())
 
     def retry_failed(self, limit: int | None = None) -> int:
         """Move failed jobs (all, or the oldest ``limit``) back to the queue; returns how many."""
-        return int(self._kit._executor.drive(self._core.retry_all(limit)))
+        return self._x.drive(self._core.retry_all(limit))
 
     def drain(self, *, delayed: bool = False) -> int:
         """Delete every waiting job (and delayed ones when asked); running jobs go on."""
-        return int(self._kit._executor.drive(self._core.drain_all(delayed)))
+        return self._x.drive(self._core.drain_all(delayed))
 
     def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
         """The queue's events as they come: from the moment of this call (``since="$"``), from
         the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
         event (None: never)."""
-        last = since if since != "$" else self._kit._executor.run(self._core.last_event_id())
-        return self._events(last, timeout)
+        last = since if since != "$" else self._x.run(self._core.last_event_id())
+        return self._events(EventReader(self._core, last, timeout))
 
-    def _events(self, last: str, timeout: float | None) -> Iterator[Event]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = self._core.block_slice
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    return
-            batch = self._kit._executor.run(self._core.read_events(last, max(1, int(wait * 1000))))
-            for event in batch:
-                last = event.id
-                yield event
-            if batch and deadline is not None:
-                deadline = time.monotonic() + (timeout or 0)
+    def _events(self, reader: EventReader) -> Iterator[Event]:
+        while (batch := reader.next()) is not None:
+            yield from reader.seen(self._x.run(batch))
 
     def workers(self) -> list[tuple[str, float]]:
         """Workers seen on this queue: (worker id, last heartbeat in ms since the epoch)."""
-        return self._kit._executor.run(self._core.workers_info())  # type: ignore[no-any-return]
+        return self._x.run(self._core.workers_info())
 
 
-class AsyncQueue(_QueueBase):
+class AsyncQueue(_QueueBase[AsyncJob]):
     """A job queue over an asyncio client: ``kit.queue("emails")`` on ``redkit.asyncio.Redkit``."""
 
     _job_class = AsyncJob
+    _x: _AsyncRuns
 
     async def _add_one(self, name: str, data: Any, opts: JobOptions | None) -> AsyncJob:
-        prepared = self._core.prepare(name, data, opts)
-        rows = await self._kit._executor.drive(self._core.add_jobs([prepared]))
-        return self._handles(rows)[0]  # type: ignore[no-any-return]
+        return await self._x.drive(self._one(name, data, opts))
 
     async def add(self, name: str, data: Any = None, **options: Any) -> AsyncJob:
-        return await self._add_one(name, data, _job_options(self._core, options))
+        return await self._x.drive(self._one(name, data, _job_options(self._core, options)))
 
     async def add_bulk(self, jobs: Iterable[Any]) -> list[AsyncJob]:
-        prepared = [_prepare(self._core, item) for item in jobs]
-        return self._handles(await self._kit._executor.drive(self._core.add_jobs(prepared)))  # type: ignore[no-any-return]
+        return await self._x.drive(self._bulk(jobs))
 
     @overload
     def task(self, fn: Callable[P, R], /) -> AsyncTask[P, R]: ...
@@ -203,37 +229,31 @@ class AsyncQueue(_QueueBase):
         self, fn: None = None, /, *, name: str | None = None, **options: Any
     ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
-        _options(dict(options.items()))
-
-        def wrap(f: Callable[P, R]) -> AsyncTask[P, R]:
-            return AsyncTask(self, self._spec(f, name, dict(options)))
-
-        return wrap(fn) if fn is not None else wrap
+        return self._task(AsyncTask, fn, name, options)
 
     async def get_job(self, job_id: str) -> AsyncJob | None:
-        record = await self._kit._executor.run(self._core.get(job_id))
-        return None if record is None else self._job(job_id, record.state, record)
+        return await self._x.run(self._got(job_id))
 
     async def counts(self) -> dict[str, int]:
-        return await self._kit._executor.run(self._core.counts())  # type: ignore[no-any-return]
+        return await self._x.run(self._core.counts())
 
     async def jobs(self, state: str, start: int = 0, stop: int = 99) -> list[str]:
-        return await self._kit._executor.run(self._core.ids(state, start, stop))  # type: ignore[no-any-return]
+        return await self._x.run(self._core.ids(state, start, stop))
 
     async def pause(self) -> bool:
-        return bool(await self._kit._executor.run(self._core.pause(True)))
+        return await self._x.run(self._core.pause(True))
 
     async def resume(self) -> bool:
-        return bool(await self._kit._executor.run(self._core.pause(False)))
+        return await self._x.run(self._core.pause(False))
 
     async def is_paused(self) -> bool:
-        return bool(await self._kit._executor.run(self._core.is_paused()))
+        return await self._x.run(self._core.is_paused())
 
     async def retry_failed(self, limit: int | None = None) -> int:
-        return int(await self._kit._executor.drive(self._core.retry_all(limit)))
+        return await self._x.drive(self._core.retry_all(limit))
 
     async def drain(self, *, delayed: bool = False) -> int:
-        return int(await self._kit._executor.drive(self._core.drain_all(delayed)))
+        return await self._x.drive(self._core.drain_all(delayed))
 
     def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
         """The queue's events as they come (``async for``): from the moment of this call
@@ -242,26 +262,19 @@ class AsyncQueue(_QueueBase):
         event (None: never)."""
         # every entry from this millisecond on: the last possible id of the one before
         last = since if since != "$" else f"{int(time.time() * 1000) - 1}-{2**64 - 1}"
-        return self._events(last, timeout)
+        return self._events(EventReader(self._core, last, timeout))
 
-    async def _events(self, last: str, timeout: float | None) -> AsyncIterator[Event]:
-        run = self._kit._executor.run
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = self._core.block_slice
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    return
-            batch = await run(self._core.read_events(last, max(1, int(wait * 1000))))
-            for event in batch:
-                last = event.id
+    async def _events(self, reader: EventReader) -> AsyncIterator[Event]:
+        while (batch := reader.next()) is not None:
+            for event in reader.seen(await self._x.run(batch)):
                 yield event
-            if batch and deadline is not None:
-                deadline = time.monotonic() + (timeout or 0)
 
     async def workers(self) -> list[tuple[str, float]]:
-        return await self._kit._executor.run(self._core.workers_info())  # type: ignore[no-any-return]
+        return await self._x.run(self._core.workers_info())
+
+
+def _first(flow: Flow[list[J]]) -> Flow[J]:
+    return (yield from flow)[0]
 
 
 def _job_options(core: QueueCore, options: Mapping[str, Any]) -> JobOptions | None:
