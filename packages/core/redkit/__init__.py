@@ -13,6 +13,7 @@ from .cache import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
 from .errors import (
     AuthenticationError,
     CircuitOpenError,
+    ClientClosedError,
     ConfigurationError,
     IdempotencyKeyError,
     InvalidKeyError,
@@ -65,6 +66,7 @@ __all__ = [
     "Cache",
     "CachedFunction",
     "CircuitOpenError",
+    "ClientClosedError",
     "ConfigurationError",
     "Idempotency",
     "IdempotencyKeyError",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 
 from ._breaker import CircuitBreaker
 from ._clientip import ClientIP
@@ -11,10 +12,32 @@ from ._executor import Health, RetryPolicy
 from ._keys import Keyspace
 from ._stats import Stats
 from .cache._core import CacheCore
+from .errors import ClientClosedError
 from .serializers import Serializer, make_serializer
 from .settings import Settings, redact_url
 
-__all__ = ["KitBase"]
+__all__ = ["Closed", "KitBase"]
+
+log = logging.getLogger("redkit")
+
+
+class Closed:
+    """Stands in for the redis-py clients of a closed kit, in the kit and in its executor: any
+    use raises :class:`~redkit.errors.ClientClosedError`, so the send path needs no check of its
+    own and nothing connects again."""
+
+    __slots__ = ("_where",)
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise ClientClosedError(
+            f"this redkit client ({self._where}) is closed: make a new one to talk to Redis"
+        )
+
+    def __repr__(self) -> str:
+        return f"<closed redis client of {self._where}>"
 
 
 class KitBase:
@@ -27,6 +50,9 @@ class KitBase:
     breaker: CircuitBreaker
     client: Any
     """The underlying redis-py client (sync or asyncio)."""
+    pubsub: Any
+    _executor: Any
+    _closed = False
 
     def _setup(self, settings: Settings | None, options: Mapping[str, Any]) -> Health:
         if settings is None:
@@ -48,6 +74,27 @@ class KitBase:
             settings.retry_attempts, settings.retry_backoff_base, settings.retry_backoff_cap
         )
         return Health(self.breaker, self.stats, redact_url(settings.url))
+
+    def _on_close(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` (stopping a thread of an adapter, say) when the kit closes."""
+        self.__dict__.setdefault("_closers", []).append(callback)
+
+    def _shut(self) -> list[Any]:
+        """The first half of closing: the kit's threads are stopped and its clients replaced by
+        :class:`Closed`. Returns the redis-py clients left to close (none when the kit was
+        closed already)."""
+        if self._closed:
+            return []
+        self._closed = True
+        for callback in self.__dict__.pop("_closers", ()):
+            try:
+                callback()
+            except Exception as exc:  # the rest still closes
+                log.warning("redkit: closing %r: %s", self, exc)
+        client, subscriber = self.client, self.pubsub._client
+        closed = Closed(redact_url(self.settings.url))
+        self.client = self._executor.client = self.pubsub._client = closed
+        return [client] if subscriber is None or subscriber is client else [subscriber, client]
 
     def _queue(self, cls: Any, name: str, options: dict[str, Any]) -> Any:
         """``kit.queue(name, ...)``: the first queue made for a name is kept and returned for

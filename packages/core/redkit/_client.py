@@ -30,6 +30,8 @@ class Redkit(KitBase):
     ``redkit.asyncio.Redkit`` has the same methods, awaited.
     """
 
+    _executor: SyncExecutor
+
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         health = self._setup(settings, options)
         self.client: Any = make_client(self.settings, asyncio=False)
@@ -45,7 +47,6 @@ class Redkit(KitBase):
         """Rate limits: :class:`redkit.ratelimit.Limiter`."""
         self.pubsub = PubSub(self)
         """Publish/subscribe: :class:`redkit.messaging.PubSub`."""
-        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Redkit:
@@ -120,13 +121,14 @@ class Redkit(KitBase):
         return self._executor.delete_matching(self.keyspace.pattern())
 
     def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            subscriber = self.pubsub._client  # the separate client of subscriptions, if made
-            if subscriber is not None:
-                subscriber.close()
-            self.client.close()
+        """Stop the client's threads and close its connection pools. Idempotent; afterwards
+        every call of the client, and of the objects it handed out, raises
+        :class:`~redkit.errors.ClientClosedError`."""
+        for client in self._shut():
+            client.close()
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:  # memory:// clients leave their pool open on close()
+                pool.disconnect()
 
     def __enter__(self) -> Redkit:
         return self

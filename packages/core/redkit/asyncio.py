@@ -44,6 +44,8 @@ __all__ = [
 class Redkit(KitBase):
     """redkit over an asyncio redis-py client. Create one per event loop and share it."""
 
+    _executor: AsyncExecutor
+
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         health = self._setup(settings, options)
         self.client: Any = make_client(self.settings, asyncio=True)
@@ -67,7 +69,6 @@ class Redkit(KitBase):
         """Rate limits: :class:`redkit.ratelimit.AsyncLimiter`."""
         self.pubsub = AsyncPubSub(self)
         """Publish/subscribe: :class:`redkit.messaging.AsyncPubSub`."""
-        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Redkit:
@@ -140,13 +141,14 @@ class Redkit(KitBase):
         return await self._executor.delete_matching(self.keyspace.pattern())
 
     async def aclose(self) -> None:
-        """Close the connection pool. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            subscriber = self.pubsub._client  # the separate client of subscriptions, if made
-            if subscriber is not None:
-                await subscriber.aclose()
-            await self.client.aclose()
+        """Stop the client's tasks and threads and close its connection pools. Idempotent;
+        afterwards every call of the client, and of the objects it handed out, raises
+        :class:`~redkit.errors.ClientClosedError`."""
+        for client in self._shut():
+            await client.aclose()
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:  # memory:// clients leave their pool open on aclose()
+                await pool.disconnect()
 
     async def __aenter__(self) -> Redkit:
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "CircuitOpenError",
+    "ClientClosedError",
     "ConfigurationError",
     "IdempotencyKeyError",
     "InvalidKeyError",
@@ -73,6 +74,13 @@ class RedkitConnectionError(RedkitError, ConnectionError):
 
 class RedkitTimeoutError(RedkitConnectionError, TimeoutError):
     """A Redis call timed out. Treated like a connection failure by failure policies."""
+
+
+class ClientClosedError(RedkitError):
+    """The client was closed (``close()``, ``aclose()`` or the end of its ``with`` block): it
+    and every object it handed out (cache, queues, locks, limiter, pub/sub, streams, sessions,
+    idempotency) refuse to be used instead of connecting again. Not a connection error, so no
+    failure policy fails open on it. Make a new client instead."""
 
 
 class CircuitOpenError(RedkitConnectionError):

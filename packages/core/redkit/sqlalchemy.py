@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -101,7 +102,9 @@ class Binding:
         engine: Engine | None,
     ) -> None:
         self.kit = kit
-        self.target = target
+        # held weakly: SQLAlchemy keeps a class's listeners for as long as the class lives, so
+        # listeners holding their sessionmaker would keep it (and this binding) alive forever
+        self._target = weakref.ref(target)
         self.engine = engine
         self.rules: dict[type, Callable[[Any], Iterable[str]]] = {}
         for model, rule in rules.items():
@@ -131,11 +134,24 @@ class Binding:
         ]
         for name, fn in self._listeners:
             event.listen(target, name, fn)
+        self._bound = True
 
     def unbind(self) -> None:
-        """Stop listening (sessions made afterwards are left alone)."""
-        for name, fn in self._listeners:
-            event.remove(self.target, name, fn)
+        """Stop listening: commits invalidate nothing more, and :func:`enqueue_after_commit`
+        refuses this binding's sessions. Jobs asked for in a transaction still open are not
+        sent. Idempotent."""
+        if self._bound:
+            self._bound = False
+            _unregister(self)
+            target = self.target
+            if target is not None:
+                for name, fn in self._listeners:
+                    event.remove(target, name, fn)
+
+    @property
+    def target(self) -> Any:
+        """What :func:`bind` listens to (``None`` once it was garbage-collected)."""
+        return self._target()
 
     # -- recording ------------------------------------------------------------------------------
     def _mine(self, session: Session) -> bool:
@@ -309,12 +325,25 @@ def bind(
     elif hasattr(target, "session_factory"):  # scoped_session
         target = target.session_factory
     binding = Binding(target, kit, rules or {}, tables or {}, engine)
-    registry: list[Binding] = _bindings
-    registry.append(binding)
+    _bindings.append(weakref.ref(binding))
     return binding
 
 
-_bindings: list[Binding] = []
+# The bindings in force, oldest first, held weakly: a binding lives as long as its listeners
+# (as long as its target, or until it is unbound), and the registry never keeps a client alive.
+_bindings: list[weakref.ref[Binding]] = []
+
+
+def _unregister(binding: Binding) -> None:
+    _bindings[:] = [ref for ref in _bindings if ref() not in (None, binding)]
+
+
+def _binding_of(session: Session) -> Binding | None:
+    for ref in reversed(_bindings):
+        binding = ref()
+        if binding is not None and _covers(binding, session):
+            return binding
+    return None
 
 
 def enqueue_after_commit(session: Session, task: Any, /, *args: Any, **kwargs: Any) -> str:
@@ -323,7 +352,7 @@ def enqueue_after_commit(session: Session, task: Any, /, *args: Any, **kwargs: A
     scoped = getattr(session, "registry", None)
     if scoped is not None and callable(scoped):  # a scoped_session: the session of this scope
         session = scoped()
-    binding = next((b for b in reversed(_bindings) if _covers(b, session)), None)
+    binding = _binding_of(session)
     if binding is None:
         raise RuntimeError(
             "this session's sessionmaker (or engine) is not bound: call "
@@ -340,6 +369,8 @@ def _covers(binding: Binding, session: Session) -> bool:
     if binding.engine is not None:
         return isinstance(session, Session) and session.get_bind() is binding.engine
     target = binding.target
+    if target is None:
+        return False
     if target is session:
         return True
     # a sessionmaker makes its sessions from a Session subclass of its own

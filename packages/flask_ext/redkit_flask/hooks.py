@@ -119,6 +119,7 @@ class Hooks:
         app.after_request(self.after)
         app.teardown_request(self.teardown)
         request_finished.connect(self.finished, app, weak=False)
+        kit._on_close(self.close)  # closing the client stops the lease renewer too
         if kit.settings.sessions:
             app.before_request(self.seal_after_view)
         app.register_error_handler(RedkitConnectionError, self.unavailable)
@@ -228,6 +229,7 @@ class Hooks:
         return to_response(web.unavailable(self.web.limits.retry_after, "this request"))
 
     def close(self) -> None:
-        """Stop renewing leases and disconnect the signal."""
+        """Stop renewing leases and disconnect the signal (from every sender: blinker keeps a
+        receiver disconnected from one sender only, and with it this object and its client)."""
         self.keeper.close()
-        request_finished.disconnect(self.finished, self.app)
+        request_finished.disconnect(self.finished)
