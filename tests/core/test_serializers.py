@@ -113,7 +113,7 @@ def test_pickle_is_signed_and_tampering_is_refused() -> None:
 def test_pickle_requires_a_secret_and_explicit_opt_in() -> None:
     with pytest.raises(redkit.ConfigurationError, match="secret_key"):
         redkit.Redkit.from_url("memory://", serializer="pickle")
-    kit = redkit.Redkit.from_url("memory://pickle", serializer="pickle", secret_key="k")
+    kit = redkit.Redkit.from_url("memory://pickle", serializer="pickle", secret_key="k" * 32)
     kit.cache.set("d", {"when": datetime.date(2020, 1, 2)})
     assert kit.cache.get("d") == {"when": datetime.date(2020, 1, 2)}
     kit.close()

@@ -112,9 +112,11 @@ def test_passwords_never_appear_in_repr_or_errors(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert SECRET not in redact_url(url)
-    s = Settings.from_url(url, secret_key="hmac-key", socket_connect_timeout=0.2, retry_attempts=0)
+    s = Settings.from_url(
+        url, secret_key="hmac-key-for-tests-only", socket_connect_timeout=0.2, retry_attempts=0
+    )
     assert SECRET not in repr(s)
-    assert "hmac-key" not in repr(s)
+    assert "hmac-key-for-tests-only" not in repr(s)
     if url.startswith(("redis://", "rediss://")):
         kit = redkit.Redkit(s)
         assert SECRET not in repr(kit)
@@ -270,3 +272,88 @@ def test_from_config_reads_prefixed_keys_and_refuses_unknown_ones() -> None:
         Settings.from_config({"REDKIT_PREFIXX": "shop"})
     with pytest.raises(ConfigurationError, match="cache_tll"):
         Settings.from_config({}, cache_tll=1)
+
+
+# -- secrets are never echoed in errors ----------------------------------------------------------
+
+SECRET_TEXT = "Zq7-secret-9Xw"
+BAD_SECRETS: list[Any] = [
+    SECRET_TEXT.encode(),  # bytes
+    987_654_321_123,  # an int
+    [SECRET_TEXT],  # a list
+    SECRET_TEXT[:10],  # too short (for secret_key)
+]
+
+
+def _assert_hidden(err: BaseException, *secrets: str) -> None:
+    shown = [str(err), repr(err), *(str(a) for a in err.args), *(repr(a) for a in err.args)]
+    for secret in secrets:
+        for text in shown:
+            assert secret not in text, text
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, bytes):
+        return [value.decode(), repr(value)]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param(name, value, id=f"{name}-{type(value).__name__}")
+        for name in ("password", "sentinel_password", "secret_key", "username")
+        for value in BAD_SECRETS
+        # a short password is the server's business; only the HMAC key has a minimum length
+        if name == "secret_key" or not isinstance(value, str)
+    ],
+)
+def test_bad_secret_values_are_never_echoed(name: str, value: Any) -> None:
+    secrets = _texts(value)
+    with pytest.raises(ConfigurationError, match=name) as direct:
+        Settings(**{name: value})
+    _assert_hidden(direct.value, *secrets)
+    with pytest.raises(ConfigurationError, match=name) as mapped:
+        Settings.from_mapping({name.upper(): value})
+    _assert_hidden(mapped.value, *secrets)
+    with pytest.raises(ConfigurationError, match=name) as from_url:
+        Settings.from_url(f"redis://app:{SECRET_TEXT}@h:6379/0", **{name: value})
+    _assert_hidden(from_url.value, *secrets, SECRET_TEXT)
+    with pytest.raises(ConfigurationError, match=name) as configured:
+        Settings.from_config({f"REDKIT_{name.upper()}": value})
+    _assert_hidden(configured.value, *secrets)
+
+
+def test_a_short_secret_key_from_the_environment_is_not_echoed() -> None:
+    with pytest.raises(ConfigurationError, match=r"secret_key.*too short") as info:
+        Settings.from_env({"REDKIT_SECRET_KEY": "hunter2", "REDKIT_SERIALIZER": "pickle"})
+    _assert_hidden(info.value, "hunter2")
+    env = {"REDKIT_URL": f"redis://:{SECRET_TEXT}@h/0", "REDKIT_SOCKET_TIMEOUT": "soon"}
+    with pytest.raises(ConfigurationError, match="socket_timeout") as bad_other:
+        Settings.from_env(env)
+    _assert_hidden(bad_other.value, SECRET_TEXT)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{SECRET_TEXT}@h/0",  # unsupported scheme: the URL is shown, redacted
+        f"redis://:{SECRET_TEXT}@h/0?decode_responses=1",
+        f"redis://:{SECRET_TEXT}@h/0?cache_ttl=-1",
+        f"redis://h/0?password={SECRET_TEXT}&cache_ttl=nan",
+    ],
+)
+def test_the_url_password_is_never_echoed(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_url(url)
+    _assert_hidden(info.value, SECRET_TEXT)
+    with pytest.raises(ConfigurationError) as mapped:
+        Settings.from_mapping({"url": url.encode()})  # not a str: only its type is told
+    _assert_hidden(mapped.value, SECRET_TEXT)
+
+
+def test_a_long_enough_secret_key_is_taken() -> None:
+    key = "k" * 16
+    assert Settings(serializer="pickle", secret_key=key).secret_key == key

@@ -21,6 +21,7 @@ _SAFE = re.compile(rb"[A-Za-z0-9_.\-:/@=+,!|]*\Z")
 _SAFE_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|"
 )
+_MAX_INT = 10**100
 _HEAD = 40  # readable characters kept in front of the hash of a long part
 
 
@@ -32,6 +33,8 @@ def _to_bytes(part: object) -> bytes:
     if isinstance(part, bytes):
         return part
     if isinstance(part, int):
+        if not -_MAX_INT < part < _MAX_INT:  # str() of more than 4,300 digits raises ValueError
+            raise InvalidKeyError("int key parts must have at most 100 digits")
         return str(part).encode()
     raise InvalidKeyError(f"key parts must be str, bytes or int, not {type(part).__name__}")
 

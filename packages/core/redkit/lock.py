@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import secrets
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _durations as durations
+from ._durations import NOT_GIVEN, Duration, to_ms
 from ._executor import AsyncExecutor, SyncExecutor
 from ._ops import Batch, Flow, Script, Sleep, command, script
 from .errors import LockError, LockLost, LockNotAcquired
@@ -47,34 +49,12 @@ _FIRST_WAIT = 0.002  # first pause of a blocking acquire; doubles up to _MAX_WAI
 _MAX_WAIT = 0.1
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    return float(value)
-
-
 def _ttl(name: str, value: object) -> float:
-    seconds = _number(name, value)
-    if seconds <= 0 or seconds > MAX_TTL:
-        raise ValueError(f"{name} must be > 0 and at most {MAX_TTL:.0f} seconds, got {value!r}")
-    return seconds
+    return durations.seconds(name, value, maximum=MAX_TTL)
 
 
 def _timeout(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    seconds = _number(name, value)
-    if seconds < 0:
-        raise ValueError(
-            f"{name} must be None (wait forever) or a number of seconds >= 0, got {value!r}"
-        )
-    return seconds
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
+    return durations.optional_seconds(name, value, zero=True)
 
 
 def _describe(name: object) -> str:
@@ -121,11 +101,11 @@ class _Hold:
 class LockCore:
     """Keys, validation, batches and flows of one lock name (no I/O; shared by sync and async)."""
 
-    def __init__(self, kit: Any, name: object, ttl: float, blocking_timeout: float | None) -> None:
+    def __init__(self, kit: Any, name: object, ttl: Duration, timeout: Duration | None) -> None:
         self.name = name
         self.ttl = _ttl("ttl", ttl)
-        self.ttl_ms = _ms(self.ttl)
-        self.blocking_timeout = _timeout("blocking_timeout", blocking_timeout)
+        self.ttl_ms = to_ms(self.ttl)
+        self.timeout = _timeout("timeout", timeout)
         self.key: str = kit.keyspace.tagged("lock", name)
         self.fence_key: str = kit.keyspace.tagged("lock", name, "fence")
         self.stats = kit.stats
@@ -134,7 +114,7 @@ class LockCore:
         """The name for messages (``repr``, shortened)."""
         return _describe(self.name)
 
-    def wait_time(self, blocking: bool | None, timeout: float | None) -> float | None:
+    def wait_time(self, blocking: bool | None, timeout: Duration | None) -> float | None:
         """How long an ``acquire(blocking, timeout)`` waits: None = forever, 0 = one attempt."""
         if blocking is not None and not isinstance(blocking, bool):
             raise TypeError(f"blocking must be True, False or None, not {type(blocking).__name__}")
@@ -146,9 +126,9 @@ class LockCore:
         if wait is not None:
             return wait
         if blocking is None:
-            return self.blocking_timeout
-        # blocking=True without a timeout: blocking_timeout, or forever when that says "try once"
-        return self.blocking_timeout or None
+            return self.timeout
+        # blocking=True without a timeout: the lock's timeout, or forever when that says "try once"
+        return self.timeout or None
 
     def acquire(self, token: str, wait: float | None) -> Flow[tuple[int, float] | None]:
         """Flow of ``acquire``: try to take the lock; while someone else holds it, pause with
@@ -285,13 +265,22 @@ class _LockBase:
         self,
         kit: Any,
         name: object,
-        ttl: float,
-        blocking_timeout: float | None,
+        ttl: Duration,
+        timeout: Duration | None,
         auto_renew: bool,
+        blocking_timeout: Any,
     ) -> None:
         if not isinstance(auto_renew, bool):
             raise TypeError(f"auto_renew must be True or False, not {type(auto_renew).__name__}")
-        self._core = LockCore(kit, name, ttl, blocking_timeout)
+        timeout = durations.renamed(
+            type(self).__name__ + "()",
+            "timeout",
+            timeout,
+            "blocking_timeout",
+            blocking_timeout,
+            stacklevel=5,
+        )
+        self._core = LockCore(kit, name, ttl, timeout)
         self._auto_renew = auto_renew
         self._mutex = threading.Lock()
         self._hold: _Hold | None = None
@@ -315,9 +304,19 @@ class _LockBase:
         return self._core.ttl
 
     @property
-    def blocking_timeout(self) -> float | None:
+    def timeout(self) -> float | None:
         """How long ``acquire()`` and ``with`` wait by default (None: forever; 0: one attempt)."""
-        return self._core.blocking_timeout
+        return self._core.timeout
+
+    @property
+    def blocking_timeout(self) -> float | None:
+        """Deprecated name of :attr:`timeout`."""
+        warnings.warn(
+            "Lock.blocking_timeout is deprecated, use Lock.timeout (same meaning)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._core.timeout
 
     @property
     def auto_renew(self) -> bool:
@@ -382,7 +381,7 @@ class _LockBase:
         return hold
 
     def _not_acquired(self) -> LockNotAcquired:
-        wait = self._core.blocking_timeout
+        wait = self._core.timeout
         waited = "" if wait == 0 else " for the whole wait" if wait is None else f" for {wait:g}s"
         return LockNotAcquired(f"lock {self._core.describe()} was held by someone else{waited}")
 
@@ -413,8 +412,8 @@ class _LockBase:
             "someone else may have held it meanwhile"
         )
 
-    def _begin_extend(self, ttl: float | None) -> tuple[_Hold, int]:
-        ms = self._core.ttl_ms if ttl is None else _ms(_ttl("ttl", ttl))
+    def _begin_extend(self, ttl: Duration | None) -> tuple[_Hold, int]:
+        ms = self._core.ttl_ms if ttl is None else to_ms(_ttl("ttl", ttl))
         hold = self._current()
         if hold.lost:
             raise LockLost(f"lock {self._core.describe()} was lost: it cannot be extended")
@@ -441,10 +440,10 @@ class _LockBase:
 class Lock(_LockBase):
     """A distributed lock on ``name`` for blocking code, made by ``kit.lock(name, ...)``.
 
-    ``with kit.lock("report:42", ttl=60, blocking_timeout=5) as lock:`` takes it (waiting up to
-    ``blocking_timeout`` seconds, then raising :class:`~redkit.errors.LockNotAcquired`) and
+    ``with kit.lock("report:42", ttl=60, timeout=5) as lock:`` takes it (waiting up to
+    ``timeout`` seconds, then raising :class:`~redkit.errors.LockNotAcquired`) and
     releases it at the end of the block (raising :class:`~redkit.errors.LockLost` if it expired
-    meanwhile). ``ttl`` is the lock's lifetime in seconds; ``blocking_timeout`` None waits
+    meanwhile). ``ttl`` is the lock's lifetime; ``timeout`` None waits
     forever, 0 tries once. With ``auto_renew=True`` a daemon thread extends the lock every
     ``ttl / 3`` seconds while it is held.
 
@@ -457,20 +456,21 @@ class Lock(_LockBase):
         self,
         kit: Any,
         name: object,
-        ttl: float = 30.0,
-        blocking_timeout: float | None = None,
+        ttl: Duration = 30.0,
+        timeout: Duration | None = None,
         *,
         auto_renew: bool = False,
+        blocking_timeout: Any = NOT_GIVEN,
     ) -> None:
-        super().__init__(kit, name, ttl, blocking_timeout, auto_renew)
+        super().__init__(kit, name, ttl, timeout, auto_renew, blocking_timeout)
         self._x: SyncExecutor = kit._executor
 
-    def acquire(self, blocking: bool | None = None, timeout: float | None = None) -> bool:
+    def acquire(self, blocking: bool | None = None, timeout: Duration | None = None) -> bool:
         """Take the lock; True when taken, False when someone else held it for the whole wait.
 
-        ``acquire()`` waits as set by ``blocking_timeout``; ``blocking=False`` tries once;
+        ``acquire()`` waits as set by the lock's ``timeout``; ``blocking=False`` tries once;
         ``timeout=`` waits up to that many seconds; ``blocking=True`` without a timeout waits up
-        to ``blocking_timeout``, or forever when that is None or 0. On success ``token`` and
+        to the lock's ``timeout``, or forever when that is None or 0. On success ``token`` and
         ``fencing_token`` are set. Raises :class:`~redkit.errors.LockError` when this object
         already holds the lock."""
         wait = self._core.wait_time(blocking, timeout)
@@ -501,7 +501,7 @@ class Lock(_LockBase):
         released = self._x.run(self._core.release(hold.token))
         self._end_release(hold, released)
 
-    def extend(self, ttl: float | None = None) -> None:
+    def extend(self, ttl: Duration | None = None) -> None:
         """Set the lock's remaining lifetime to ``ttl`` seconds (default: the lock's ``ttl``),
         counted from now; it may shorten it. Raises :class:`~redkit.errors.LockLost` when the
         lock is no longer ours."""
@@ -549,15 +549,16 @@ class AsyncLock(_LockBase):
         self,
         kit: Any,
         name: object,
-        ttl: float = 30.0,
-        blocking_timeout: float | None = None,
+        ttl: Duration = 30.0,
+        timeout: Duration | None = None,
         *,
         auto_renew: bool = False,
+        blocking_timeout: Any = NOT_GIVEN,
     ) -> None:
-        super().__init__(kit, name, ttl, blocking_timeout, auto_renew)
+        super().__init__(kit, name, ttl, timeout, auto_renew, blocking_timeout)
         self._x: AsyncExecutor = kit._executor
 
-    async def acquire(self, blocking: bool | None = None, timeout: float | None = None) -> bool:
+    async def acquire(self, blocking: bool | None = None, timeout: Duration | None = None) -> bool:
         """Take the lock; True when taken, False when someone else held it for the whole wait
         (see :meth:`Lock.acquire`)."""
         wait = self._core.wait_time(blocking, timeout)
@@ -589,7 +590,7 @@ class AsyncLock(_LockBase):
         released = await asyncio.shield(_in_background(self._x.run(self._core.release(hold.token))))
         self._end_release(hold, released)
 
-    async def extend(self, ttl: float | None = None) -> None:
+    async def extend(self, ttl: Duration | None = None) -> None:
         """Set the lock's remaining lifetime to ``ttl`` seconds (see :meth:`Lock.extend`)."""
         hold, ms = self._begin_extend(ttl)
         sent = time.monotonic()

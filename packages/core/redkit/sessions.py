@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
+from ._durations import to_ms
 from ._executor import AsyncExecutor, SyncExecutor
 from ._keys import Keyspace
 from ._ops import Batch, Flow, Script, command, script
@@ -256,8 +257,8 @@ class SessionCore:
         self.settings = settings
         self.keys = keyspace
         self.stats = stats
-        self.idle_ms = max(1, int(settings.session_ttl * 1000))
-        self.max_age_ms = max(1, int(settings.session_max_age * 1000))
+        self.idle_ms = to_ms(settings.session_ttl)
+        self.max_age_ms = to_ms(settings.session_max_age)
         self.max_bytes = settings.session_max_bytes
 
     def key(self, sid: str) -> str:
@@ -291,7 +292,13 @@ class SessionCore:
     def _removed(removed: Iterable[str], changes: Mapping[str, bytes]) -> list[str]:
         if isinstance(removed, (str, bytes)):
             raise TypeError("removed must be a list of keys, not a single string")
-        out = list(dict.fromkeys(_check_key(k) for k in removed))
+        try:
+            keys = list(removed)
+        except TypeError:
+            raise TypeError(
+                f"removed must be a list of keys, not {type(removed).__name__}"
+            ) from None
+        out = list(dict.fromkeys(_check_key(k) for k in keys))
         both = [k for k in out if k in changes]
         if both:
             raise ValueError(f"keys both changed and removed: {both!r}")
@@ -442,7 +449,7 @@ class SessionCore:
         """Flow of ``commit``: create a new session that holds data, or write what changed (and
         move it to a new id when asked); returns the id the client should hold, or ``None``."""
         if not isinstance(session, SessionData):
-            raise TypeError(f"commit() takes a SessionData, not {type(session).__name__}")
+            raise TypeError(f"session must be a SessionData, not {type(session).__name__}")
         changed, removed = session._encoded_diff()
         self._check_size(changed)
         sid = session.sid

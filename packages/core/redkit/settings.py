@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import numbers
 import os
 import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from . import _durations as durations
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "Settings", "redact_url"]
@@ -41,6 +44,38 @@ _SECRET_QUERY = re.compile(r"(?i)([?&][^=&#]*(?:password|passwd|secret|token)[^=
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+SECRETS = frozenset({"password", "sentinel_password", "secret_key", "username"})
+"""Settings whose values are never shown: not in ``repr``, not in any error message."""
+MIN_SECRET_KEY_LENGTH = 16
+"""Shortest ``secret_key`` accepted (in characters): a short HMAC key can be guessed."""
+
+DURATIONS: dict[str, bool] = {
+    "socket_timeout": False,
+    "socket_connect_timeout": False,
+    "health_check_interval": True,
+    "pool_timeout": False,
+    "retry_backoff_base": True,
+    "retry_backoff_cap": False,
+    "breaker_cooldown": True,
+    "cache_ttl": False,
+    "cache_negative_ttl": False,
+    "cache_stale_ttl": True,
+    "cache_lock_ttl": False,
+    "cache_lock_wait": True,
+    "cache_tag_ttl": False,
+    "session_ttl": False,
+    "session_max_age": False,
+    "idempotency_ttl": False,
+    "idempotency_lease": False,
+    "idempotency_wait": True,
+    "stream_ttl": False,
+    "queue_lock_ttl": False,
+    "queue_keep_completed_age": True,
+    "queue_keep_failed_age": True,
+}
+"""The settings that are durations, each with whether 0 is allowed (0 disables or means "at
+once"). They accept seconds or a ``timedelta`` and hold seconds as a float."""
 
 
 def redact_url(url: str) -> str:
@@ -240,6 +275,16 @@ class Settings:
     ``warn`` (log an error and go on), ``refuse`` (raise ``ConfigurationError``) or ``ignore``."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
+        for name, zero in DURATIONS.items():
+            value = getattr(self, name)
+            if value is None and name == "cache_negative_ttl":
+                continue
+            try:
+                secs = durations.seconds(f"setting {name!r}", value, zero=zero)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(str(exc)) from None
+            object.__setattr__(self, name, secs)  # a timedelta is held as seconds
         _validate(self)
 
     def __repr__(self) -> str:
@@ -360,6 +405,21 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+def _shown(name: str, value: object) -> str:
+    """``value`` as an error message may show it: never a secret (only its type), a URL with
+    its password hidden, anything else shortened."""
+    if name in SECRETS:
+        return f"{type(value).__name__} (value hidden)"
+    if name == "url":
+        if not isinstance(value, str):
+            return f"{type(value).__name__} (value hidden: it may hold a password)"
+        text = repr(redact_url(value))
+    else:
+        text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return f"{type(value).__name__} {text}"
+
+
 def _coerce(name: str, hint: Any, value: Any) -> Any:
     if typing.get_origin(hint) is tuple:  # a list of strings: "a, b" or any iterable of str
         items = value.split(",") if isinstance(value, str) else value
@@ -390,36 +450,71 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
                 return True
             if text in _FALSE:
                 return False
-            raise ValueError(value)
+            raise ValueError(name)
         if target is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
+                raise ValueError(name)
+            if isinstance(value, str) and len(value.strip()) > 30:
+                raise ValueError(name)  # no setting needs more digits; int() of 5,000 would fail
             return int(value)
         if target is float:
             if isinstance(value, bool):
-                raise ValueError(value)
+                raise ValueError(name)
+            if name in DURATIONS and isinstance(value, timedelta):
+                return value  # converted to seconds, and checked, by Settings itself
             return float(value)
         if target is str:
             if not isinstance(value, str):
-                raise ValueError(value)
+                raise ValueError(name)
             return value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         type_name = getattr(target, "__name__", str(target))
         raise ConfigurationError(
-            f"setting {name!r} expects {type_name}, got {type(value).__name__} {value!r}"
+            f"setting {name!r} expects {type_name}, got {_shown(name, value)}"
         ) from None
     return value
 
 
-def _validate(s: Settings) -> None:
-    def positive(name: str, allow_zero: bool = False) -> None:
-        value = getattr(s, name)
-        if isinstance(value, float) and math.isnan(value):
-            raise ConfigurationError(f"setting {name!r} must be a number, got NaN")
-        if value < 0 or (value == 0 and not allow_zero) or value == math.inf:
-            bound = ">= 0" if allow_zero else "> 0"
-            raise ConfigurationError(f"setting {name!r} must be finite and {bound}, got {value!r}")
+def _check_types(s: Settings) -> None:
+    """Every field holds its declared type: ``Settings(...)`` may be given anything."""
+    hints = typing.get_type_hints(Settings)
+    for f in fields(s):
+        value = getattr(s, f.name)
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is tuple:
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigurationError(
+                    f"setting {f.name!r} expects a tuple of strings, got {type(value).__name__}"
+                )
+            continue
+        if value is None and type(None) in args:
+            continue
+        target = next((a for a in args if a is not type(None)), hint) if args else hint
+        if target is bool:
+            ok = isinstance(value, bool)
+        elif target is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif target is float:
+            ok = f.name in DURATIONS or (
+                isinstance(value, numbers.Real) and not isinstance(value, bool)
+            )
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            type_name = getattr(target, "__name__", str(target))
+            raise ConfigurationError(
+                f"setting {f.name!r} expects {type_name}, got {_shown(f.name, value)}"
+            )
 
+
+def _validate(s: Settings) -> None:
+    for name in ("cache_jitter", "cache_early_refresh"):  # numbers, not durations
+        value = getattr(s, name)
+        if not 0 <= value < math.inf:  # NaN fails both comparisons
+            raise ConfigurationError(
+                f"setting {name!r} must be a finite number >= 0, got {value!r}"
+            )
     for key, _ in parse_qsl(urlsplit(s.url).query, keep_blank_values=True):
         if key.lower() in _FORBIDDEN_QUERY:
             raise ConfigurationError(
@@ -437,32 +532,6 @@ def _validate(s: Settings) -> None:
             f"'app' and 'app:cache' as prefixes, one app's clear() would reach the other's "
             f"keys): {s.prefix!r}; use '-' or '.' to structure it"
         )
-    for name in (
-        "socket_timeout",
-        "socket_connect_timeout",
-        "pool_timeout",
-        "retry_backoff_cap",
-        "cache_ttl",
-    ):
-        positive(name)
-    for name in (
-        "health_check_interval",
-        "retry_backoff_base",
-        "breaker_cooldown",
-        "cache_jitter",
-        "cache_stale_ttl",
-        "cache_early_refresh",
-        "cache_lock_wait",
-    ):
-        positive(name, allow_zero=True)
-    for name in ("cache_lock_ttl", "session_ttl", "session_max_age", "idempotency_ttl"):
-        positive(name)
-    positive("idempotency_lease")
-    positive("idempotency_wait", allow_zero=True)
-    positive("stream_ttl")
-    positive("queue_lock_ttl")
-    for name in ("queue_keep_completed_age", "queue_keep_failed_age"):
-        positive(name, allow_zero=True)
     for name in (
         "queue_max_stalled",
         "queue_events_maxlen",
@@ -529,9 +598,6 @@ def _validate(s: Settings) -> None:
             f"unknown ratelimit_algorithm {s.ratelimit_algorithm!r}; use one of "
             + ", ".join(RATELIMIT_ALGORITHMS)
         )
-    positive("cache_tag_ttl")
-    if s.cache_negative_ttl is not None:
-        positive("cache_negative_ttl")
     for name in ("max_connections", "max_key_length"):
         if getattr(s, name) < 1:
             raise ConfigurationError(f"setting {name!r} must be >= 1")
@@ -545,6 +611,11 @@ def _validate(s: Settings) -> None:
     if s.serializer not in SERIALIZERS:
         raise ConfigurationError(
             f"unknown serializer {s.serializer!r}; use one of {', '.join(SERIALIZERS)}"
+        )
+    if s.secret_key is not None and len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigurationError(
+            f"setting 'secret_key' is too short ({len(s.secret_key)} characters): use at least "
+            f"{MIN_SECRET_KEY_LENGTH} random characters, such as secrets.token_hex(32)"
         )
     if s.serializer == "pickle" and not s.secret_key:
         raise ConfigurationError(

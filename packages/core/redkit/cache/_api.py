@@ -12,6 +12,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from .. import _durations as durations
+from .._durations import Duration
 from .._executor import AsyncExecutor, SyncExecutor
 from ._core import CacheCore
 from ._decorator import KeyBuilder, KeySpec, TagSpec
@@ -20,6 +22,16 @@ __all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _check_options(ttl: object, stale_ttl: object, tags: object) -> None:
+    """A decorator's bad option fails where it is written, not at its first call."""
+    durations.optional_seconds("ttl", ttl)
+    durations.optional_seconds("stale_ttl", stale_ttl, zero=True)
+    if isinstance(tags, (str, bytes)):
+        raise TypeError("tags must be a list of strings or a callable, not a single string")
+    if tags is not None and not callable(tags) and not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of strings or a callable, not {type(tags).__name__}")
 
 
 class Cache:
@@ -42,7 +54,7 @@ class Cache:
         self,
         key: object,
         value: Any,
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
     ) -> bool:
         """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter). Returns False
@@ -64,7 +76,7 @@ class Cache:
     def set_many(
         self,
         mapping: Mapping[Any, Any],
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
     ) -> bool:
         """Store several entries in one round trip (two when tagged)."""
@@ -74,10 +86,10 @@ class Cache:
         self,
         key: object,
         loader: Callable[[], Any],
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
         *,
-        stale_ttl: float | None = None,
+        stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
     ) -> Any:
         """The cached value of ``key``; on a miss ``loader()`` runs in exactly one caller across
@@ -86,11 +98,11 @@ class Cache:
             self._core.get_or_set(key, loader, ttl, tags, stale_ttl, early_refresh)
         )
 
-    def touch(self, key: object, ttl: float | None = None) -> bool:
+    def touch(self, key: object, ttl: Duration | None = None) -> bool:
         """Give an existing entry a new lifetime; False when it does not exist."""
         return self._x.drive(self._core.touch(key, ttl))
 
-    def incr(self, key: object, delta: int = 1, ttl: float | None = None) -> int:
+    def incr(self, key: object, delta: int = 1, ttl: Duration | None = None) -> int:
         """Atomically add ``delta`` to an integer entry (created at 0 with ``ttl``)."""
         return self._x.run(self._core.incr(key, delta, ttl))
 
@@ -105,11 +117,11 @@ class Cache:
 
     def cached(
         self,
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         key: KeySpec = None,
         tags: TagSpec = None,
         *,
-        stale_ttl: float | None = None,
+        stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a sync function so its result is cached (``get_or_set`` per call).
@@ -118,6 +130,8 @@ class Cache:
         the function's name and a hash of its arguments. ``tags``: templates or a callable.
         The wrapper gains ``.invalidate(*args, **kwargs)`` and ``.key_for(*args, **kwargs)``.
         """
+
+        _check_options(ttl, stale_ttl, tags)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
             if inspect.iscoroutinefunction(func):
@@ -138,8 +152,8 @@ class _Wrapper(Generic[P, R]):
         cache: Any,
         func: Callable[P, Any],
         keys: KeyBuilder,
-        ttl: float | None,
-        stale_ttl: float | None,
+        ttl: Duration | None,
+        stale_ttl: Duration | None,
         early_refresh: float | None,
     ) -> None:
         self._cache = cache
@@ -249,7 +263,7 @@ class AsyncCache:
         self,
         key: object,
         value: Any,
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
     ) -> bool:
         """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter)."""
@@ -270,7 +284,7 @@ class AsyncCache:
     async def set_many(
         self,
         mapping: Mapping[Any, Any],
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
     ) -> bool:
         """Store several entries in one round trip (two when tagged)."""
@@ -280,10 +294,10 @@ class AsyncCache:
         self,
         key: object,
         loader: Callable[[], Any],
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
         *,
-        stale_ttl: float | None = None,
+        stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
     ) -> Any:
         """Like :meth:`Cache.get_or_set`; ``loader`` may be sync or async."""
@@ -291,11 +305,11 @@ class AsyncCache:
             self._core.get_or_set(key, loader, ttl, tags, stale_ttl, early_refresh)
         )
 
-    async def touch(self, key: object, ttl: float | None = None) -> bool:
+    async def touch(self, key: object, ttl: Duration | None = None) -> bool:
         """Give an existing entry a new lifetime."""
         return await self._x.drive(self._core.touch(key, ttl))
 
-    async def incr(self, key: object, delta: int = 1, ttl: float | None = None) -> int:
+    async def incr(self, key: object, delta: int = 1, ttl: Duration | None = None) -> int:
         """Atomically add ``delta`` to an integer entry."""
         return await self._x.run(self._core.incr(key, delta, ttl))
 
@@ -309,14 +323,16 @@ class AsyncCache:
 
     def cached(
         self,
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         key: KeySpec = None,
         tags: TagSpec = None,
         *,
-        stale_ttl: float | None = None,
+        stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate an async function so its result is cached (see :meth:`Cache.cached`)."""
+
+        _check_options(ttl, stale_ttl, tags)
 
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             if not inspect.iscoroutinefunction(func):

@@ -24,7 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .._keys import Keyspace
+from .. import _durations as durations
+from .._durations import Duration, to_ms
+from .._keys import Keyspace, _to_bytes
 from .._ops import Batch, Call, Flow, Load, Script, Sleep, command, script
 from .._ops import first as _first
 from .._stats import Stats
@@ -96,30 +98,63 @@ _MAX_WAIT = 0.05
 _FRESH, _STALE, _INVALID = 0, 1, 2
 
 
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
-
-
-def _seconds(name: str, value: float | None, default: float, allow_zero: bool = False) -> float:
+def _seconds(name: str, value: object, default: float, allow_zero: bool = False) -> float:
     if value is None:  # settings were validated once, at construction
         return default
+    return durations.seconds(name, value, zero=allow_zero)
+
+
+def _strength(value: object, default: float) -> float:
+    """``early_refresh``: XFetch's ``beta``, a finite number >= 0 (not a duration)."""
+    if value is None:
+        return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        raise TypeError(f"early_refresh must be a number, not {type(value).__name__}")
+    if not 0 <= value < math.inf:  # NaN fails both comparisons
+        raise ValueError(f"early_refresh must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
 def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
-    if not tags and (tags is None or isinstance(tags, (list, tuple))):
+    """``tags`` checked before anything is sent: a list (any iterable but a bare string) of
+    non-empty str that UTF-8 can encode (a lone surrogate cannot be stored in an entry)."""
+    if tags is None:
         return ()
     if isinstance(tags, (str, bytes)):
         raise TypeError("tags must be a list of strings, not a single string")
-    out = tuple(dict.fromkeys(tags))
+    try:
+        out = tuple(dict.fromkeys(tags))
+    except TypeError:
+        raise TypeError(f"tags must be a list of strings, not {type(tags).__name__}") from None
     for t in out:
         if not isinstance(t, str) or not t:
-            raise InvalidKeyError(f"tags must be non-empty strings, got {t!r}")
+            raise InvalidKeyError(f"tags must be non-empty strings, got {_show(t)}")
+        try:
+            t.encode()
+        except UnicodeEncodeError:
+            raise InvalidKeyError(
+                f"tags must be valid text: {_show(t)} holds a lone surrogate"
+            ) from None
     return out
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _key_list(keys: Iterable[object]) -> list[object]:
+    """``keys`` as a list, each key checked (a list as a key is an ``InvalidKeyError``, not
+    "unhashable type")."""
+    if isinstance(keys, (str, bytes)):
+        raise TypeError("keys must be a list of keys, not a single key")
+    try:
+        out = list(keys)
+    except TypeError:
+        raise TypeError(f"keys must be a list of keys, not {type(keys).__name__}") from None
+    for key in out:
+        _to_bytes(key)  # raises InvalidKeyError for what cannot be a key
+    return list(dict.fromkeys(out))
 
 
 class CacheCore:
@@ -151,13 +186,13 @@ class CacheCore:
         return self.keys.tagged("cache:tag", tag)
 
     # -- lifetimes ------------------------------------------------------------------------------
-    def lifetime_ms(self, ttl: float | None) -> int:
+    def lifetime_ms(self, ttl: Duration | None) -> int:
         """Entry lifetime in ms: ``ttl`` (or the default) plus up to ``cache_jitter`` of it."""
         seconds = _seconds("ttl", ttl, self.settings.cache_ttl)
         jitter = self.settings.cache_jitter
         if jitter:
             seconds *= 1.0 + random.random() * jitter
-        return _ms(seconds)
+        return to_ms(seconds)
 
     # -- failure policy -------------------------------------------------------------------------
     def failed_open(self, exc: RedkitConnectionError) -> None:
@@ -217,7 +252,7 @@ class CacheCore:
     def get_many(self, keys: Iterable[object]) -> Flow[dict[Any, Any]]:
         """Flow of ``cache.get_many``: one MGET (pipelined GETs on a cluster), then one round trip
         to check tag versions of the tagged entries, if any."""
-        wanted = list(dict.fromkeys(keys))
+        wanted = _key_list(keys)
         if not wanted:
             return {}
         rkeys = [self.entry_key(k) for k in wanted]
@@ -255,7 +290,7 @@ class CacheCore:
     # -- writes ---------------------------------------------------------------------------------
     def _tag_versions(self, tags: Sequence[str], new: str) -> Batch[list[str]]:
         """One round trip that reads each tag's version, creating the ones that do not exist."""
-        tag_ms = _ms(self.settings.cache_tag_ttl)
+        tag_ms = to_ms(self.settings.cache_tag_ttl)
         calls = tuple(
             command("SET", self.tag_key(t), new, "NX", "GET", "PX", tag_ms, get=True) for t in tags
         )
@@ -267,17 +302,21 @@ class CacheCore:
         return [command("PEXPIRE", self.tag_key(t), lifetime_ms, "GT") for t in tags]
 
     def set(
-        self, key: object, value: Any, ttl: float | None, tags: Iterable[str] | None
+        self, key: object, value: Any, ttl: Duration | None, tags: Iterable[str] | None
     ) -> Flow[bool]:
         """Flow of ``cache.set``: one SET (plus one round trip for tag versions when tagged)."""
+        _to_bytes(key)  # an InvalidKeyError for a list, before it is made a dict key
         return self.set_many({key: value}, ttl, tags)
 
     def set_many(
-        self, mapping: Mapping[Any, Any], ttl: float | None, tags: Iterable[str] | None
+        self, mapping: Mapping[Any, Any], ttl: Duration | None, tags: Iterable[str] | None
     ) -> Flow[bool]:
         """Flow of ``cache.set_many``: one pipelined round trip (two when tagged)."""
         tag_list = _tags(tags)
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"mapping must be a mapping of keys to values, not {_show(mapping)}")
         items = [(self.entry_key(k), v) for k, v in mapping.items()]
+        self.lifetime_ms(ttl)  # checked even when there is nothing to store
         if not items:
             return True
         lifetimes = [self.lifetime_ms(ttl) for _ in items]
@@ -308,14 +347,14 @@ class CacheCore:
         """One round trip that deletes entries (UNLINK); returns how many existed. Invalidation is
         never silently skipped: it raises when Redis is unreachable."""
         calls: list[Call] = []
-        for k in dict.fromkeys(keys):
+        for k in _key_list(keys):
             ek = self.entry_key(k)
             # the stampede lock goes too, so a load in flight cannot store what it read before
             calls.append(command("UNLINK", ek, idempotent=False))
             calls.append(command("UNLINK", ek + ":lock"))
         return Batch(tuple(calls), lambda replies: sum(int(r) for r in replies[::2]))
 
-    def touch(self, key: object, ttl: float | None) -> Flow[bool]:
+    def touch(self, key: object, ttl: Duration | None) -> Flow[bool]:
         """Flow of ``cache.touch``: give an existing entry a new lifetime."""
         try:
             done = yield Batch.one(command("PEXPIRE", self.entry_key(key), self.lifetime_ms(ttl)))
@@ -324,17 +363,19 @@ class CacheCore:
             return False
         return bool(done)
 
-    def incr(self, key: object, delta: int, ttl: float | None) -> Batch[int]:
+    def incr(self, key: object, delta: int, ttl: Duration | None) -> Batch[int]:
         """One script call: add ``delta`` to an integer entry (created at 0) that keeps a TTL."""
         if isinstance(delta, bool) or not isinstance(delta, int):
             raise TypeError(f"delta must be an int, not {type(delta).__name__}")
+        if not -(2**63) <= delta < 2**63:
+            raise ValueError("delta must fit in 64 bits (Redis counters are signed 64-bit)")
         call = script(INCR, [self.entry_key(key)], [delta, self.lifetime_ms(ttl)], idempotent=False)
         return Batch.one(call, int)
 
     def invalidate(self, tags: Iterable[str]) -> Batch[int]:
         """One round trip: a new version for each tag; every entry carrying one of them misses."""
         tag_list = _tags(tags)
-        tag_ms = _ms(self.settings.cache_tag_ttl)
+        tag_ms = to_ms(self.settings.cache_tag_ttl)
         new = secrets.token_hex(8)
         calls = tuple(command("SET", self.tag_key(t), new, "PX", tag_ms) for t in tag_list)
         return Batch(calls, len)
@@ -344,19 +385,21 @@ class CacheCore:
         self,
         key: object,
         loader: Callable[[], Any],
-        ttl: float | None,
+        ttl: Duration | None,
         tags: Iterable[str] | None,
-        stale_ttl: float | None = None,
+        stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
     ) -> Flow[Any]:
         """Flow of ``cache.get_or_set``: a hit is one round trip; on a miss exactly one caller
         (cluster-wide) runs ``loader`` and stores its value in a second round trip, while the
         others poll briefly for it (or get the stale value during stale-while-revalidate)."""
         s = self.settings
+        if not callable(loader):
+            raise TypeError(f"loader must be a callable, not {type(loader).__name__}")
         tag_list = _tags(tags)
         lifetime = _seconds("ttl", ttl, s.cache_ttl)
-        stale_ms = int(_seconds("stale_ttl", stale_ttl, s.cache_stale_ttl, allow_zero=True) * 1000)
-        beta = _seconds("early_refresh", early_refresh, s.cache_early_refresh, allow_zero=True)
+        stale_ms = to_ms(_seconds("stale_ttl", stale_ttl, s.cache_stale_ttl, allow_zero=True))
+        beta = _strength(early_refresh, s.cache_early_refresh)
         scope = uncommitted.get()
         if scope is not None and scope.pending:
             # inside a transaction that wrote: never fill the cache with what may roll back
@@ -369,7 +412,7 @@ class CacheCore:
         token = _token()
         # PTTL is read only when the answer matters: stale windows and early refresh need it
         need_pttl = "1" if stale_ms or beta or s.cache_stale_ttl else "0"
-        fetch_args = [token, _ms(s.cache_lock_ttl), stale_ms, need_pttl]
+        fetch_args = [token, to_ms(s.cache_lock_ttl), stale_ms, need_pttl]
         force = False  # take the lock even if the entry looks fresh
         refresh = False  # this caller has decided the entry needs reloading
         early = False  # ...because of a probabilistic early refresh

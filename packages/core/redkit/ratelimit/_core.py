@@ -17,7 +17,7 @@ from .._ops import Batch, Flow, Script, command, script
 from .._stats import Stats
 from ..errors import InvalidRateLimit, RedkitConnectionError
 from ..settings import RATELIMIT_ALGORITHMS
-from ._limits import Limit, LimitsSpec, parse_limits
+from ._limits import Limit, LimitsSpec, check_cost, parse_limits
 
 __all__ = ["ALGORITHMS", "Decision", "LimitState", "LimiterCore"]
 
@@ -156,8 +156,7 @@ class LimiterCore:
         """The one-round-trip check; run it, and on ``RedkitConnectionError`` ask
         :meth:`failed` what to answer."""
         plan = self._plan(limits, self.algorithm if algorithm is None else algorithm)
-        if cost.__class__ is not int or cost < 1:
-            raise InvalidRateLimit(f"cost must be an int >= 1, got {cost!r}")
+        check_cost(cost)
         base = self.keys.tagged("ratelimit", key)
         keys = [base + ":idx", *[base + suffix for suffix in plan.suffixes]]
         # a re-sent hit could charge twice: only a test may be retried after a lost reply
@@ -176,6 +175,8 @@ class LimiterCore:
         return _degraded(_unique(parse_limits(limits)))
 
     def _plan(self, limits: LimitsSpec, algorithm: str) -> _Plan:
+        if not isinstance(algorithm, str):  # a caller may pass anything
+            _algorithm(algorithm)  # type: ignore[unreachable]
         if not isinstance(limits, (str, Limit)):  # a list: not hashable, not cached
             return _Plan(_unique(parse_limits(limits)), _algorithm(algorithm), self.stats)
         plan = self._plans.get((limits, algorithm))
@@ -192,8 +193,7 @@ class LimiterCore:
         """The one-round-trip refund of ``cost`` units an earlier hit charged (never re-sent:
         a refund sent twice would give back twice)."""
         plan = self._plan(limits, self.algorithm if algorithm is None else algorithm)
-        if cost.__class__ is not int or cost < 1:
-            raise InvalidRateLimit(f"cost must be an int >= 1, got {cost!r}")
+        check_cost(cost)
         base = self.keys.tagged("ratelimit", key)
         keys = [base + ":idx", *[base + suffix for suffix in plan.suffixes]]
         call = script(CHECK, keys, ("refund", plan.algorithm, cost, *plan.argv), idempotent=False)
@@ -242,9 +242,9 @@ class _Plan:
 
 
 def _algorithm(name: str) -> str:
-    if name not in _CODES:
+    if not isinstance(name, str) or name not in _CODES:
         raise InvalidRateLimit(
-            f"unknown rate-limit algorithm {name!r}; use one of {', '.join(ALGORITHMS)}"
+            f"unknown rate-limit algorithm {name!r:.60}; use one of {', '.join(ALGORITHMS)}"
         )
     return name
 

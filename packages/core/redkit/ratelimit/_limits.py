@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import _durations as durations
+from .._durations import to_ms
 from ..errors import InvalidRateLimit
 
-__all__ = ["Limit", "LimitsSpec", "parse_limits"]
+__all__ = ["Limit", "LimitsSpec", "check_cost", "parse_limits"]
 
 _UNITS: dict[str, float] = {}
 for _names, _seconds in (
@@ -32,6 +33,25 @@ _ONE = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 _MAX_AMOUNT = 10**12
+_MAX_DIGITS = 13
+
+
+def _show_int(value: int) -> str:
+    # str() of an int of more than 4,300 digits raises ValueError
+    return str(value) if abs(value) <= _MAX_AMOUNT else "a number of more than 13 digits"
+
+
+def check_cost(cost: object) -> int:
+    """``cost`` of a hit, test or refund: an int from 1 to 10**12."""
+    if cost.__class__ is not int:
+        raise InvalidRateLimit(f"cost must be an int >= 1, not {type(cost).__name__}")
+    if not 1 <= cost <= _MAX_AMOUNT:
+        raise InvalidRateLimit(f"cost must be an int from 1 to 10**12, got {_show_int(cost)}")
+    return cost
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:30] + "..." + text[-20:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +70,23 @@ class Limit:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int):
             raise InvalidRateLimit(f"a limit's amount must be an int, not {self.amount!r}")
         if not 1 <= self.amount <= _MAX_AMOUNT:
-            raise InvalidRateLimit(f"a limit's amount must be 1 to 10**12, got {self.amount}")
-        period = self.period
-        if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise InvalidRateLimit(f"a limit's period must be seconds, not {period!r}")
-        if math.isnan(period) or math.isinf(period) or period < 0.001:
-            raise InvalidRateLimit(f"a limit's period must be finite and >= 1 ms, got {period!r}")
+            raise InvalidRateLimit(
+                f"a limit's amount must be 1 to 10**12, got {_show_int(self.amount)}"
+            )
+        try:
+            period = durations.seconds("a limit's period", self.period)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRateLimit(str(exc)) from None
+        if period < 0.001:
+            raise InvalidRateLimit(f"a limit's period must be at least 1 ms, got {period!r}")
+        object.__setattr__(self, "period", period)  # a timedelta is held as seconds
         if not self.text:
             object.__setattr__(self, "text", f"{self.amount}/{_format_period(period)}")
 
     @property
     def period_ms(self) -> int:
-        """The period in whole milliseconds (what the scripts use)."""
-        return max(1, round(self.period * 1000))
+        """The period in whole milliseconds (what the scripts use), rounded up."""
+        return to_ms(self.period)
 
     def __str__(self) -> str:
         return self.text
@@ -91,21 +115,26 @@ def _parse_text(text: str) -> tuple[Limit, ...]:
         match = _ONE.match(piece)
         if not match:
             raise InvalidRateLimit(
-                f"cannot read rate limit {piece.strip()!r}: write it like '100/minute', "
+                f"cannot read rate limit {_short(piece.strip())!r}: write it like '100/minute', "
                 "'10 per second' or '5/30 seconds'"
             )
         unit = match["unit"].lower()
         if unit not in _UNITS:
             raise InvalidRateLimit(
-                f"unknown time unit {match['unit']!r} in {piece.strip()!r}; use one of "
+                f"unknown time unit {match['unit']!r} in {_short(piece.strip())!r}; use one of "
                 "second, minute, hour, day, week, month (30 days), year (365 days) or ms"
             )
         multiple = float(match["multiple"]) if match["multiple"] else 1.0
         if multiple <= 0:
-            raise InvalidRateLimit(f"the period of {piece.strip()!r} must be > 0")
-        out.append(Limit(int(match["amount"]), multiple * _UNITS[unit], " ".join(piece.split())))
+            raise InvalidRateLimit(f"the period of {_short(piece.strip())!r} must be > 0")
+        digits = match["amount"]
+        if len(digits) > _MAX_DIGITS:  # int() of thousands of digits raises a bare ValueError
+            raise InvalidRateLimit(
+                f"the amount of {_short(piece.strip())!r} is too large: at most 10**12"
+            )
+        out.append(Limit(int(digits), multiple * _UNITS[unit], " ".join(piece.split())))
     if not out:
-        raise InvalidRateLimit(f"no rate limit in {text!r}")
+        raise InvalidRateLimit(f"no rate limit in {_short(text)!r}")
     return tuple(out)
 
 
@@ -131,7 +160,7 @@ def parse_limits(limits: LimitsSpec) -> tuple[Limit, ...]:
         elif isinstance(item, str):
             out.extend(_parse_text(item))
         else:
-            raise InvalidRateLimit(f"not a rate limit: {item!r}")
+            raise InvalidRateLimit(f"not a rate limit: {_short(repr(item))}")
     if not out:
         raise InvalidRateLimit("no rate limit given")
     return tuple(out)

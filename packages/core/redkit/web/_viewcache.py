@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _durations as durations
+from .._durations import Duration
 from ..errors import RedkitError
 from ._http import Answer, Headers, Request, Response, WebFlow
 
@@ -264,12 +266,13 @@ class CacheRule:
     @classmethod
     def build(
         cls,
-        ttl: float | None = None,
+        ttl: Duration | None = None,
         tags: Any = None,
         unless: Callable[..., Any] | None = None,
         **policy: Any,
     ) -> CacheRule:
         """A checked rule from decorator arguments."""
+        seconds = durations.optional_seconds("ttl", ttl)
         if isinstance(tags, str):
             raise TypeError("tags must be a list of strings or a callable, not a single string")
         if tags is not None and not callable(tags):
@@ -279,7 +282,7 @@ class CacheRule:
                     raise TypeError(f"tags must be strings, got {tag!r}")
         if unless is not None and not callable(unless):
             raise TypeError(f"unless must be a callable, not {unless!r}")
-        return cls(ttl, tags, ViewCachePolicy.build(**policy), unless)
+        return cls(seconds, tags, ViewCachePolicy.build(**policy), unless)
 
     def render_tags(self, args: Mapping[str, Any]) -> list[str] | None:
         """The tags of one request, from the view's arguments (a template naming an argument
