@@ -8,6 +8,7 @@ from typing import Any
 
 from ._base import KitBase
 from ._connection import make_client
+from ._durations import NOT_GIVEN, Duration, renamed
 from ._executor import SyncExecutor
 from ._ops import Batch, command
 from .cache._api import Cache
@@ -68,14 +69,16 @@ class Redkit(KitBase):
     def lock(
         self,
         name: object,
-        ttl: float = 30.0,
-        blocking_timeout: float | None = None,
+        ttl: Duration = 30.0,
+        timeout: Duration | None = None,
         *,
         auto_renew: bool = False,
+        blocking_timeout: Any = NOT_GIVEN,
     ) -> Lock:
         """A distributed lock on ``name`` (see :class:`redkit.lock.Lock`); use it as a
         context manager. Nothing is sent until it is acquired."""
-        return Lock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+        timeout = renamed("lock()", "timeout", timeout, "blocking_timeout", blocking_timeout)
+        return Lock(self, name, ttl, timeout, auto_renew=auto_renew)
 
     def queue(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ._base import KitBase
 from ._connection import make_client
+from ._durations import NOT_GIVEN, Duration, renamed
 from ._executor import AsyncExecutor
 from ._ops import Batch, command
 from .cache import AsyncCache, AsyncCachedFunction
@@ -88,14 +89,16 @@ class Redkit(KitBase):
     def lock(
         self,
         name: object,
-        ttl: float = 30.0,
-        blocking_timeout: float | None = None,
+        ttl: Duration = 30.0,
+        timeout: Duration | None = None,
         *,
         auto_renew: bool = False,
+        blocking_timeout: Any = NOT_GIVEN,
     ) -> AsyncLock:
         """A distributed lock on ``name`` (see :class:`redkit.lock.AsyncLock`); use it as an async
         context manager. Nothing is sent until it is acquired."""
-        return AsyncLock(self, name, ttl, blocking_timeout, auto_renew=auto_renew)
+        timeout = renamed("lock()", "timeout", timeout, "blocking_timeout", blocking_timeout)
+        return AsyncLock(self, name, ttl, timeout, auto_renew=auto_renew)
 
     def queue(
         self,
