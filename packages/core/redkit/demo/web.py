@@ -77,7 +77,7 @@ def locks(kit: redkit.Redkit) -> None:
     holder = kit.lock("nightly-report", ttl=10)
     holder.acquire()
     try:
-        with kit.lock("nightly-report", ttl=10, blocking_timeout=0.05):
+        with kit.lock("nightly-report", ttl=10, timeout=0.05):
             pass
     except redkit.LockNotAcquired:
         print("  a second worker gives up after 50 ms: LockNotAcquired")
