@@ -164,7 +164,7 @@ async def test_a_crashed_request_is_taken_over_after_its_lease(make_kit: Kits) -
     crashed = await call(idem.begin("k", FP))
     assert crashed.started
     # the request dies: nothing renews, completes or releases. A retry waits out the lease.
-    retry = await call(idem.begin("k", FP, wait=10))
+    retry = await call(idem.begin("k", FP, timeout=10))
     assert retry.started
     assert retry.token != crashed.token
     assert await call(idem.complete("k", crashed.token, 200, {}, b"late")) is False
@@ -216,7 +216,7 @@ async def test_wait_returns_the_replay_once_the_first_request_completes(make_kit
 
         worker = threading.Thread(target=finish)
         worker.start()
-        waited = idem.begin("k", FP, wait=10)
+        waited = idem.begin("k", FP, timeout=10)
         worker.join()
     else:
 
@@ -225,18 +225,18 @@ async def test_wait_returns_the_replay_once_the_first_request_completes(make_kit
             await idem.complete("k", first.token, 201, {"Content-Type": "text/plain"}, b"made")
 
         task = asyncio.create_task(finish_async())
-        waited = await idem.begin("k", FP, wait=10)
+        waited = await idem.begin("k", FP, timeout=10)
         await task
     assert waited.outcome is Outcome.REPLAY
     assert (waited.status, waited.body) == (201, b"made")
 
 
 async def test_wait_gives_up_with_in_progress(make_kit: Kits) -> None:
-    kit = make_kit(idempotency_wait=0.1)
+    kit = make_kit(idempotency_timeout=0.1)
     await call(kit.idempotency.begin("k", FP))
     # from the setting, then per call
     assert (await call(kit.idempotency.begin("k", FP))).outcome is Outcome.IN_PROGRESS
-    assert (await call(kit.idempotency.begin("k", FP, wait=0.05))).outcome is Outcome.IN_PROGRESS
+    assert (await call(kit.idempotency.begin("k", FP, timeout=0.05))).outcome is Outcome.IN_PROGRESS
 
 
 # -- what is stored --------------------------------------------------------------------------------

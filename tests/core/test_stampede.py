@@ -86,8 +86,8 @@ async def test_decorated_function_under_concurrency_loads_once(url: str, prefix:
 
 
 def test_waiters_fall_back_to_the_loader_after_lock_wait(url: str, prefix: str) -> None:
-    # a lock holder that never finishes (crashed process) delays others by cache_lock_wait at most
-    kit = redkit.Redkit.from_url(url, prefix=prefix, cache_lock_wait=0.3, cache_lock_ttl=30)
+    # a lock holder that never finishes (crashed process) delays others by cache_lock_timeout at most
+    kit = redkit.Redkit.from_url(url, prefix=prefix, cache_lock_timeout=0.3, cache_lock_ttl=30)
     try:
         kit.client.set(kit.cache._core.lock_key("k"), "dead-process", px=30_000)
         started = time.monotonic()
@@ -100,7 +100,7 @@ def test_waiters_fall_back_to_the_loader_after_lock_wait(url: str, prefix: str) 
 
 
 def test_an_expired_lock_of_a_dead_holder_is_taken_over(url: str, prefix: str) -> None:
-    kit = redkit.Redkit.from_url(url, prefix=prefix, cache_lock_wait=5)
+    kit = redkit.Redkit.from_url(url, prefix=prefix, cache_lock_timeout=5)
     try:
         kit.client.set(kit.cache._core.lock_key("k"), "dead-process", px=150)
         assert kit.cache.get_or_set("k", lambda: "mine") == "mine"

@@ -41,7 +41,7 @@ async def _close(kit: Any) -> None:
 async def test_a_resent_lock_fetch_still_holds_its_lock(
     proxy: ReplyDroppingProxy, mode: str
 ) -> None:
-    kit = _kit(mode, proxy, cache_lock_wait=2)
+    kit = _kit(mode, proxy, cache_lock_timeout=2)
     try:
         await call(kit.ping())
         proxy.drop_next_reply()

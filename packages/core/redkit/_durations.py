@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import sys
 import warnings
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -28,6 +30,7 @@ __all__ = [
     "renamed",
     "seconds",
     "to_ms",
+    "warn_deprecated",
 ]
 
 Duration: TypeAlias = "float | timedelta"
@@ -48,6 +51,7 @@ class _NotGiven:
 NOT_GIVEN: Any = _NotGiven()
 """Default of a deprecated parameter: tells "not passed" from any value, None included."""
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _WHAT = "a number of seconds or a timedelta"
 
 
@@ -100,7 +104,6 @@ def renamed(
     old_value: Any,
     *,
     default: Any = None,
-    stacklevel: int = 3,
 ) -> Any:
     """The value of parameter ``new`` of ``where`` when its deprecated name ``old`` may have
     been used: ``old_value`` (with a ``DeprecationWarning`` naming ``new``) when it was passed,
@@ -110,12 +113,18 @@ def renamed(
         return new_value
     if new_value is not default:
         raise TypeError(f"{where} got both {new}= and its deprecated name {old}=; pass {new}= only")
-    warnings.warn(
-        f"{where}: {old}= is deprecated, use {new}= (same meaning)",
-        DeprecationWarning,
-        stacklevel=stacklevel,
-    )
+    warn_deprecated(f"{where}: {old}= is deprecated, use {new}= (same meaning)")
     return old_value
+
+
+def warn_deprecated(message: str) -> None:
+    """A ``DeprecationWarning`` pointing at the first caller outside redkit."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 
 
 def _show(value: object) -> str:

@@ -19,7 +19,6 @@ import random
 import secrets
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Coroutine
 from types import TracebackType
@@ -278,7 +277,6 @@ class _LockBase:
             timeout,
             "blocking_timeout",
             blocking_timeout,
-            stacklevel=5,
         )
         self._core = LockCore(kit, name, ttl, timeout)
         self._auto_renew = auto_renew
@@ -311,10 +309,8 @@ class _LockBase:
     @property
     def blocking_timeout(self) -> float | None:
         """Deprecated name of :attr:`timeout`."""
-        warnings.warn(
-            "Lock.blocking_timeout is deprecated, use Lock.timeout (same meaning)",
-            DeprecationWarning,
-            stacklevel=2,
+        durations.warn_deprecated(
+            "Lock.blocking_timeout is deprecated, use Lock.timeout (same meaning)"
         )
         return self._core.timeout
 

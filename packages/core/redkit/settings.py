@@ -9,6 +9,7 @@ the middle of a request.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import numbers
@@ -62,13 +63,13 @@ DURATIONS: dict[str, bool] = {
     "cache_negative_ttl": False,
     "cache_stale_ttl": True,
     "cache_lock_ttl": False,
-    "cache_lock_wait": True,
+    "cache_lock_timeout": True,
     "cache_tag_ttl": False,
     "session_ttl": False,
     "session_max_age": False,
     "idempotency_ttl": False,
     "idempotency_lease": False,
-    "idempotency_wait": True,
+    "idempotency_timeout": True,
     "stream_ttl": False,
     "queue_lock_ttl": False,
     "queue_keep_completed_age": True,
@@ -76,6 +77,9 @@ DURATIONS: dict[str, bool] = {
 }
 """The settings that are durations, each with whether 0 is allowed (0 disables or means "at
 once"). They accept seconds or a ``timedelta`` and hold seconds as a float."""
+
+RENAMED = {"cache_lock_wait": "cache_lock_timeout", "idempotency_wait": "idempotency_timeout"}
+"""Deprecated setting names and their new names: still accepted, with a ``DeprecationWarning``."""
 
 
 def redact_url(url: str) -> str:
@@ -168,8 +172,9 @@ class Settings:
     """Probabilistic early refresh (XFetch) strength ``beta``; 1.0 is usual, 0 disables."""
     cache_lock_ttl: float = 30.0
     """Lifetime of the stampede lock held by the one caller that runs a loader."""
-    cache_lock_wait: float = 10.0
-    """How long other callers wait for that loader before running the loader themselves."""
+    cache_lock_timeout: float = 10.0
+    """How long other callers wait for that loader before running the loader themselves
+    (formerly ``cache_lock_wait``)."""
     cache_tag_ttl: float = 30 * 24 * 3600.0
     """Lifetime of a tag version key when it is created or invalidated; every write of an entry
     carrying the tag extends it to outlive that entry."""
@@ -192,9 +197,9 @@ class Settings:
     idempotency_lease: float = 30.0
     """Lifetime of the lease of a request in progress; renewed while it runs, so a crashed
     request's key can be taken over by a retry once it expires."""
-    idempotency_wait: float = 0.0
+    idempotency_timeout: float = 0.0
     """How long ``begin`` waits for a request in progress with the same key before answering
-    "in progress" (0 answers at once)."""
+    "in progress" (0 answers at once; formerly ``idempotency_wait``)."""
     idempotency_max_bytes: int = 256 * 1024
     """Largest stored response (status, headers and body); larger raises ``ResponseTooLarge``."""
     idempotency_store_server_errors: bool = False
@@ -307,8 +312,21 @@ class Settings:
         """True when keys of one operation may live on different nodes (Redis Cluster)."""
         return self.scheme == "redis+cluster"
 
+    @property
+    def cache_lock_wait(self) -> float:
+        """Deprecated name of :attr:`cache_lock_timeout`."""
+        _warn_renamed("cache_lock_wait")
+        return self.cache_lock_timeout
+
+    @property
+    def idempotency_wait(self) -> float:
+        """Deprecated name of :attr:`idempotency_timeout`."""
+        _warn_renamed("idempotency_wait")
+        return self.idempotency_timeout
+
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like the original)."""
+        changes = _renamed(changes, "replace()", TypeError)
         return Settings.from_mapping({**_as_dict(self), **changes})
 
     # -- constructors -------------------------------------------------------------------------
@@ -324,7 +342,7 @@ class Settings:
         base, query = (url, "") if qpos < 0 else (url[:qpos], url[qpos + 1 :])
         query_opts: dict[str, Any] = {}
         kept: list[tuple[str, str]] = []
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} | set(RENAMED)
         for key, value in parse_qsl(query, keep_blank_values=True):
             if key.lower() in names and key.lower() != "url":
                 query_opts[key.lower()] = value
@@ -340,8 +358,10 @@ class Settings:
         by_name = {f.name: f for f in fields(cls)}
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        for raw_key, raw in mapping.items():
-            key = str(raw_key).lower()
+        for raw_key, raw in _renamed(
+            {str(k).lower(): v for k, v in mapping.items()}, "settings", ConfigurationError
+        ).items():
+            key = raw_key
             if key not in by_name:
                 raise ConfigurationError(
                     f"unknown redkit setting {raw_key!r}; "
@@ -361,7 +381,7 @@ class Settings:
         ``<prefix><SETTING>`` key (``REDKIT_URL``, ``REDKIT_CACHE_TTL``, ...), then ``options``
         over them. Other keys are ignored; an unknown ``<prefix>`` key or option is a
         ``ConfigurationError`` (a typo would otherwise pass unnoticed)."""
-        names = {f.name for f in fields(cls)}
+        names = {f.name for f in fields(cls)} | set(RENAMED)
         values: dict[str, Any] = {}
         for key, value in config.items():
             if not isinstance(key, str) or not key.startswith(prefix):
@@ -370,7 +390,7 @@ class Settings:
             if name not in names:
                 raise ConfigurationError(
                     f"unknown setting {key!r}; known: "
-                    + ", ".join(f"{prefix}{n.upper()}" for n in sorted(names))
+                    + ", ".join(f"{prefix}{n.upper()}" for n in sorted(names - set(RENAMED)))
                 )
             values[name] = value
         for name in options:
@@ -388,7 +408,7 @@ class Settings:
         (default ``memory://``), and any ``REDKIT_<SETTING>`` variable (``REDKIT_PREFIX=shop``)."""
         env = os.environ if environ is None else environ
         url = env.get("REDKIT_URL") or env.get("REDIS_URL") or DEFAULT_URL
-        names = {f.name for f in fields(cls)} - {"url"}
+        names = ({f.name for f in fields(cls)} | set(RENAMED)) - {"url"}
         from_env = {
             k[len("REDKIT_") :].lower(): v
             for k, v in env.items()
@@ -399,6 +419,40 @@ class Settings:
 
 def _as_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+def _warn_renamed(old: str) -> None:
+    new = RENAMED[old]
+    durations.warn_deprecated(
+        f"setting {old!r} (REDKIT_{old.upper()}) is deprecated, use {new!r} "
+        f"(REDKIT_{new.upper()}): same meaning"
+    )
+
+
+def _renamed(values: dict[str, Any], where: str, error: type[Exception]) -> dict[str, Any]:
+    """``values`` with deprecated setting names replaced by the new ones (warning once per
+    name); both names at once raise ``error``."""
+    if not any(old in values for old in RENAMED):
+        return values
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            if new in out:
+                raise error(f"{where}: got both {new!r} and its deprecated name {old!r}")
+            _warn_renamed(old)
+            out[new] = out.pop(old)
+    return out
+
+
+_dataclass_init = Settings.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self: Settings, *args: Any, **kwargs: Any) -> None:
+    _dataclass_init(self, *args, **_renamed(kwargs, "Settings()", TypeError))
+
+
+Settings.__init__ = _init  # type: ignore[method-assign]  # old names still accepted
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -468,14 +468,15 @@ class CacheCore:
                 # someone else is reloading: serve what we have (fresh when refreshing early)
                 self.stats.incr("cache_hits" if early else "cache_stale_hits")
                 return stale
-            # someone else is loading: wait for their value, bounded by cache_lock_wait
+            # someone else is loading: wait for their value, bounded by cache_lock_timeout
             now = time.monotonic()
             if deadline is None:
-                deadline = now + s.cache_lock_wait
+                deadline = now + s.cache_lock_timeout
             elif now >= deadline:
                 self.stats.incr("cache_lock_timeouts")
                 log.warning(
-                    "redkit: waited %.1fs for another caller's loader; loading", s.cache_lock_wait
+                    "redkit: waited %.1fs for another caller's loader; loading",
+                    s.cache_lock_timeout,
                 )
                 return (yield Load(loader))
             yield Sleep(min(delay, max(deadline - now, 0.0)))

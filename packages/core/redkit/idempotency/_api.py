@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .._durations import NOT_GIVEN, Duration, renamed
 from .._executor import AsyncExecutor, SyncExecutor
 from ._guards import AsyncGuard, Guard
 from ._http import HeaderInput
@@ -31,15 +32,18 @@ class Idempotency:
         fingerprint: str,
         scope: str | int | None = None,
         *,
-        wait: float | None = None,
+        timeout: Duration | None = None,
         token: str | None = None,
+        wait: Any = NOT_GIVEN,
     ) -> Begin:
         """Start a request with ``key``: one atomic script returning a :class:`Begin` whose
         ``outcome`` is STARTED (run it; ``.token`` holds the lease), IN_PROGRESS, REPLAY or
-        MISMATCH. ``wait`` (default ``idempotency_wait``) is how long to poll while another
-        request holds the lease. ``token`` (default: a fresh random one) lets a caller repeat a
-        begin whose reply was lost: with the same token it answers STARTED again."""
-        return self._x.drive(self._core.begin(key, fingerprint, scope, wait, token))
+        MISMATCH. ``timeout`` (seconds or a timedelta; default ``idempotency_timeout``) is how
+        long to poll while another request holds the lease (``wait=`` is its deprecated name).
+        ``token`` (default: a fresh random one) lets a caller repeat a begin whose reply was
+        lost: with the same token it answers STARTED again."""
+        timeout = renamed("begin()", "timeout", timeout, "wait", wait)
+        return self._x.drive(self._core.begin(key, fingerprint, scope, timeout, token))
 
     def renew(self, key: str | bytes, token: str, scope: str | int | None = None) -> bool:
         """Extend the lease of a running request to ``idempotency_lease``; False when ``token``
@@ -80,13 +84,15 @@ class Idempotency:
         fingerprint: str,
         scope: str | int | None = None,
         *,
-        wait: float | None = None,
+        timeout: Duration | None = None,
         token: str | None = None,
+        wait: Any = NOT_GIVEN,
     ) -> Guard:
         """Begin at once and return a :class:`Guard`: used as a context manager, it renews the
         lease from a daemon thread while the block runs and releases the key at the end unless
         ``guard.complete(...)`` stored a response."""
-        return Guard(self, self.begin(key, fingerprint, scope, wait=wait, token=token))
+        timeout = renamed("guard()", "timeout", timeout, "wait", wait)
+        return Guard(self, self.begin(key, fingerprint, scope, timeout=timeout, token=token))
 
 
 # -- async -----------------------------------------------------------------------------------------
@@ -104,12 +110,14 @@ class AsyncIdempotency:
         fingerprint: str,
         scope: str | int | None = None,
         *,
-        wait: float | None = None,
+        timeout: Duration | None = None,
         token: str | None = None,
+        wait: Any = NOT_GIVEN,
     ) -> Begin:
         """Start a request with ``key``: STARTED, IN_PROGRESS, REPLAY or MISMATCH (see
         :meth:`Idempotency.begin`)."""
-        return await self._x.drive(self._core.begin(key, fingerprint, scope, wait, token))
+        timeout = renamed("begin()", "timeout", timeout, "wait", wait)
+        return await self._x.drive(self._core.begin(key, fingerprint, scope, timeout, token))
 
     async def renew(self, key: str | bytes, token: str, scope: str | int | None = None) -> bool:
         """Extend the lease of a running request; False when ``token`` no longer holds it."""
@@ -146,11 +154,13 @@ class AsyncIdempotency:
         fingerprint: str,
         scope: str | int | None = None,
         *,
-        wait: float | None = None,
+        timeout: Duration | None = None,
         token: str | None = None,
+        wait: Any = NOT_GIVEN,
     ) -> AsyncGuard:
         """An :class:`AsyncGuard` that begins when entered (``async with idem.guard(...) as g``)
         or awaited (``g = await idem.guard(...)``); while an ``async with`` block runs it renews
         the lease from a task, and at the end it releases the key unless ``await
         g.complete(...)`` stored a response."""
-        return AsyncGuard(self, (key, fingerprint, scope, wait, token))
+        timeout = renamed("guard()", "timeout", timeout, "wait", wait)
+        return AsyncGuard(self, (key, fingerprint, scope, timeout, token))

@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._durations import Duration
 from .._ops import Flow
 from ..errors import RedkitConnectionError, RedkitError
 from ._http import HeaderInput
@@ -196,21 +197,21 @@ class AsyncGuard(_GuardBase):
     def __init__(
         self,
         owner: AsyncIdempotency,
-        begin: tuple[str | bytes, str, str | int | None, float | None, str | None],
+        begin: tuple[str | bytes, str, str | int | None, Duration | None, str | None],
     ) -> None:
         self._owner = owner
         self._core = owner._core
         self._x: AsyncExecutor = owner._x
         self._begin_args: (
-            tuple[str | bytes, str, str | int | None, float | None, str | None] | None
+            tuple[str | bytes, str, str | int | None, Duration | None, str | None] | None
         ) = begin
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def _start(self) -> AsyncGuard:
         if self._begin_args is not None:
-            key, fingerprint, scope, wait, token = self._begin_args
-            result = await self._owner.begin(key, fingerprint, scope, wait=wait, token=token)
+            key, fingerprint, scope, timeout, token = self._begin_args
+            result = await self._owner.begin(key, fingerprint, scope, timeout=timeout, token=token)
             self._begin_args = None
             _GuardBase.__init__(self, result)
         return self

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import math
 import re
 import secrets
 import time
@@ -14,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _durations as durations
+from .._durations import Duration, to_ms
 from .._keys import Keyspace
 from .._ops import Batch, Flow, Script, Sleep, script
 from .._stats import Stats
@@ -38,6 +39,7 @@ RELEASE = Script.load("idempotency_release")
 
 _TOKEN = re.compile(r"[\x21-\x7e]{1,128}\Z")
 _MAX_FINGERPRINT = 1024
+_MAX_SCOPE_INT = 10**100
 _FIRST_POLL = 0.01  # first pause of a waiting begin; doubles up to _MAX_POLL
 _MAX_POLL = 0.2
 _STARTED, _IN_PROGRESS, _DONE, _MISMATCH = 1, 2, 3, 4
@@ -101,6 +103,10 @@ def _check_fingerprint(value: object) -> str:
         raise TypeError(f"fingerprint must be a str, not {type(value).__name__}")
     if not value or len(value) > _MAX_FINGERPRINT:
         raise ValueError(f"fingerprint must be 1 to {_MAX_FINGERPRINT} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("fingerprint must be valid text (it holds a lone surrogate)") from None
     return value
 
 
@@ -117,17 +123,9 @@ def _scope_text(scope: object) -> str | None:
         return None
     if isinstance(scope, bool) or not isinstance(scope, (str, int)):
         raise TypeError(f"scope must be a str, an int or None, not {type(scope).__name__}")
+    if isinstance(scope, int) and not -_MAX_SCOPE_INT < scope < _MAX_SCOPE_INT:
+        raise ValueError("scope must be an int of at most 100 digits")
     return str(scope)
-
-
-def _wait(value: object, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"wait must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(f"wait must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def _status(status: object) -> int:
@@ -150,10 +148,6 @@ def _stored_headers(raw: bytes) -> tuple[tuple[str, str], ...]:
         return tuple((str(name), str(value)) for name, value in pairs)
     except (ValueError, TypeError) as exc:
         raise SerializationError(f"a stored idempotency record is corrupt: {exc}") from None
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
 
 
 # -- the logic, once -------------------------------------------------------------------------------
@@ -183,17 +177,19 @@ class IdempotencyCore:
         key: str | bytes,
         fingerprint: str,
         scope: str | int | None,
-        wait: float | None,
+        timeout: Duration | None,
         token: str | None,
     ) -> Flow[Begin]:
-        """Flow of ``begin``: one script call; with ``wait``, polls (with backoff) while another
+        """Flow of ``begin``: one script call; with ``timeout``, polls (with backoff) while another
         request holds the lease. The same token is sent each time, so a re-sent or repeated call
         that finds its own lease answers ``STARTED`` again."""
         rkey, text, scope_text = self._locate(key, scope)
         fp = _check_fingerprint(fingerprint)
         tok = secrets.token_hex(16) if token is None else _check_token(token)
-        patience = _wait(wait, self.settings.idempotency_wait)
-        call = script(BEGIN, [rkey], [fp, tok, _ms(self.lease)])
+        patience = self.settings.idempotency_timeout
+        if timeout is not None:
+            patience = durations.seconds("timeout", timeout, zero=True)
+        call = script(BEGIN, [rkey], [fp, tok, to_ms(self.lease)])
 
         def parse(reply: list[Any]) -> Begin:
             return self._parse_begin(reply, text, scope_text, tok)
@@ -244,7 +240,7 @@ class IdempotencyCore:
     def renew(self, key: str | bytes, token: str, scope: str | int | None) -> Batch[bool]:
         """One script call: extend the lease to ``idempotency_lease`` if ``token`` holds it."""
         rkey = self._locate(key, scope)[0]
-        call = script(RENEW, [rkey], [_check_token(token), _ms(self.lease)])
+        call = script(RENEW, [rkey], [_check_token(token), to_ms(self.lease)])
         return Batch.one(call, self._renewed)
 
     def _renewed(self, reply: Any) -> bool:
@@ -305,7 +301,7 @@ class IdempotencyCore:
                 f"a response of {size} bytes cannot be stored for replay "
                 f"(idempotency_max_bytes={limit}); the key was released"
             )
-        ttl = _ms(self.settings.idempotency_ttl)
+        ttl = to_ms(self.settings.idempotency_ttl)
         reply = yield Batch.one(script(COMPLETE, [rkey], [tok, code, encoded, payload, ttl]))
         if int(reply) == 1:
             self.stats.incr("idempotency_stored")
