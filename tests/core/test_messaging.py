@@ -492,9 +492,9 @@ async def test_blocking_read_outlasts_socket_timeout_and_wakes_on_add(make_kit: 
     stream = kit.stream("wait")
     assert await call(stream.create_group("g")) is True
     # longer than socket_timeout: several shorter BLOCK calls, no timeout error
-    assert await call(stream.read("g", "c", block=0.6)) == []
+    assert await call(stream.read("g", "c", timeout=0.6)) == []
     handle = await later(kit, 0.3, lambda: stream.add({"woke": True}))
-    got = await call(stream.read("g", "c", block=30))
+    got = await call(stream.read("g", "c", timeout=30))
     await finish(handle)
     assert [m.data for m in got] == [{"woke": True}]
 
@@ -601,13 +601,13 @@ async def test_stream_arguments_are_validated(kit: Any) -> None:
             await call(stream.add({"x": 1}, ttl=bad_ttl))
     with pytest.raises(ValueError, match="count"):
         await call(stream.read("g", "c", count=0))
-    with pytest.raises(ValueError, match="block"):
-        await call(stream.read("g", "c", block=-1))
+    with pytest.raises(ValueError, match="timeout"):
+        await call(stream.read("g", "c", timeout=-1))
     with pytest.raises(ValueError, match="group"):
         await call(stream.read("", "c"))
     with pytest.raises(TypeError, match="consumer"):
         await call(stream.read("g", None))
-    with pytest.raises(ValueError, match="entry id"):
+    with pytest.raises(ValueError, match="entry ids"):
         await call(stream.ack("g", "not-an-id"))
     with pytest.raises(ValueError, match="start"):
         await call(stream.create_group("g", start="yesterday"))
@@ -631,7 +631,7 @@ async def test_redis_down_raises_connection_errors(make_kit: Kits, backend: str)
         with pytest.raises(RedkitConnectionError):
             await call(kit.stream("s").add({"x": 1}))
         with pytest.raises(RedkitConnectionError):
-            await call(kit.stream("s").read("g", "c", block=1))
+            await call(kit.stream("s").read("g", "c", timeout=1))
     finally:
         await call(kit.close() if hasattr(kit, "close") else kit.aclose())
 

@@ -1,9 +1,8 @@
-"""What pub/sub and streams share: the logger, channel names, JSON payloads, seconds."""
+"""What pub/sub and streams share: the logger, channel names, JSON payloads."""
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import redis.exceptions as rex
@@ -38,11 +37,3 @@ def _decode(payload: bytes) -> tuple[Any, bool]:
         return _JSON.loads(payload), False
     except SerializationError:
         return payload, True
-
-
-def _seconds(name: str, value: object, *, allow_inf: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or value < 0 or (value == math.inf and not allow_inf):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)

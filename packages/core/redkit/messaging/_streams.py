@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _durations as durations
+from .._durations import NOT_GIVEN, Duration, to_ms
 from .._executor import AsyncExecutor, SyncExecutor
 from .._ops import Batch, Flow, Script, command, script
 from ..errors import ResponseError
-from ._common import _decode, _encode, _seconds
+from ._common import _decode, _encode
 
 ADD = Script.load("stream_add")
 GROUP = Script.load("stream_group")
@@ -24,20 +27,32 @@ _ID = re.compile(r"[0-9]+-[0-9]+\Z")
 _START = re.compile(r"(\$|0|[0-9]+(-[0-9]+)?)\Z")
 
 
+_MAX_COUNT = 2**63 - 1  # Redis counts in signed 64 bits; larger ints cannot be sent
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if not 1 <= value <= _MAX_COUNT:
+        shown = value if value < 1 else "more than 2**63 - 1"
+        raise ValueError(f"{name} must be an int from 1 to 2**63 - 1, got {shown}")
     return value
 
 
 def _name(value: object, what: str) -> str | bytes:
-    """A consumer group or consumer name: a non-empty str or bytes (not a key: not escaped)."""
+    """A consumer group or consumer name: a non-empty str (valid UTF-8 text) or bytes (not a
+    key: not escaped)."""
     if not isinstance(value, (str, bytes)):
         raise TypeError(f"the {what} name must be str or bytes, not {type(value).__name__}")
     if not value:
         raise ValueError(f"the {what} name must not be empty")
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"the {what} name must be valid text (it holds a lone surrogate)"
+            ) from None
     return value
 
 
@@ -89,7 +104,9 @@ def _entry_id(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     if not isinstance(value, str) or not _ID.match(value):
-        raise ValueError(f"not a stream entry id (like '1700000000000-0'): {value!r}")
+        text = repr(value)
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ValueError(f"ids must be stream entry ids (like '1700000000000-0'), got {shown}")
     return value
 
 
@@ -113,6 +130,15 @@ def _is_missing_group(exc: ResponseError) -> bool:
     last one is how the embedded ``memory://`` server says there is no such stream."""
     text = str(exc)
     return any(s in text for s in ("NOGROUP", "UNBLOCKED", "requires the key to exist"))
+
+
+def _timeout(timeout: Duration | None, block: Any) -> Duration | None:
+    """``read``'s wait from ``timeout``, or from its deprecated name ``block`` (where None meant
+    "do not wait" and ``math.inf`` "for ever")."""
+    if block is NOT_GIVEN:
+        return timeout
+    old = durations.renamed("Stream.read()", "timeout", timeout, "block", block, default=0.0)
+    return 0.0 if old is None else None if old == math.inf else old
 
 
 class StreamCore:
@@ -160,17 +186,15 @@ class StreamCore:
         return cursor, out
 
     # -- operations -----------------------------------------------------------------------------
-    def add(self, message: Any, maxlen: int | None, ttl: float | None) -> Batch[str]:
+    def add(self, message: Any, maxlen: int | None, ttl: Duration | None) -> Batch[str]:
         """XADD with approximate trimming and a refreshed lifetime, as one script (never re-sent:
         that could add the message twice)."""
         if not isinstance(message, Mapping):
             raise TypeError(f"a stream message must be a mapping, not {type(message).__name__}")
         limit = self.maxlen if maxlen is None else _positive_int("maxlen", maxlen)
-        seconds = self.ttl if ttl is None else _seconds("ttl", ttl)
-        if seconds <= 0:
-            raise ValueError("ttl must be a finite number of seconds > 0")
+        seconds = self.ttl if ttl is None else durations.seconds("ttl", ttl)
         payload = _encode(dict(message), "message")
-        ms = max(1, int(seconds * 1000))
+        ms = to_ms(seconds)
         call = script(ADD, [self.key], [limit, ms, FIELD, payload], idempotent=False)
         return Batch.one(call, lambda reply: reply.decode() if isinstance(reply, bytes) else reply)
 
@@ -179,25 +203,26 @@ class StreamCore:
         g = _name(group, "group")
         if not isinstance(start, str) or not _START.match(start):
             raise ValueError(f"start must be '0', '$' or an entry id, got {start!r}")
-        ms = max(1, int(self.ttl * 1000))
+        ms = to_ms(self.ttl)
         return Batch.one(script(GROUP, [self.key], [g, start, ms]), lambda r: int(r) == 1)
 
     def read(
-        self, group: object, consumer: object, count: int, block: float | None
+        self, group: object, consumer: object, count: int, timeout: Duration | None
     ) -> Flow[list[StreamMessage]]:
         """XREADGROUP ``>`` in slices of at most :func:`_block_slice` until a message arrives or
-        ``block`` seconds passed; a missing group (or stream) is created from the start."""
+        ``timeout`` passed (None: until a message arrives); a missing group (or stream) is
+        created from the start."""
         g = _name(group, "group")
         c = _name(consumer, "consumer")
         n = _positive_int("count", count)
-        wait = 0.0 if block is None else _seconds("block", block, allow_inf=True)
-        deadline = time.monotonic() + wait
+        wait = durations.optional_seconds("timeout", timeout, zero=True)
+        deadline = math.inf if wait is None else time.monotonic() + wait
         recreated = False
         while True:
             left = deadline - time.monotonic()
             args: list[Any] = ["XREADGROUP", "GROUP", g, c, "COUNT", n]
             if left > 0:
-                args += ["BLOCK", max(1, int(min(left, self.slice) * 1000))]
+                args += ["BLOCK", to_ms(min(left, self.slice))]
             args += ["STREAMS", self.key, ">"]
             try:
                 # never re-sent: entries handed out by a call whose reply was lost stay pending
@@ -228,13 +253,13 @@ class StreamCore:
         return acked
 
     def claim_stale(
-        self, group: object, consumer: object, min_idle: float, count: int
+        self, group: object, consumer: object, min_idle: Duration, count: int
     ) -> Flow[list[StreamMessage]]:
         """XAUTOCLAIM (with delivery counts) from the start of the pending list until ``count``
         messages are claimed or the whole list was scanned."""
         g = _name(group, "group")
         c = _name(consumer, "consumer")
-        idle_ms = int(_seconds("min_idle", min_idle) * 1000)
+        idle_ms = to_ms(durations.seconds("min_idle", min_idle, zero=True))
         n = _positive_int("count", count)
         cursor = "0-0"
         out: list[StreamMessage] = []
@@ -322,7 +347,7 @@ class Stream(_StreamBase):
     _x: SyncExecutor
 
     def add(
-        self, message: Mapping[str, Any], maxlen: int | None = None, ttl: float | None = None
+        self, message: Mapping[str, Any], maxlen: int | None = None, ttl: Duration | None = None
     ) -> str:
         """Append ``message`` (a mapping of JSON values); returns its entry id. The stream is
         trimmed to about ``maxlen`` entries (default 10,000) and expires ``ttl`` seconds
@@ -340,19 +365,22 @@ class Stream(_StreamBase):
         group: str | bytes,
         consumer: str | bytes,
         count: int = 10,
-        block: float | None = None,
+        timeout: Duration | None = 0.0,
+        *,
+        block: Any = NOT_GIVEN,
     ) -> list[StreamMessage]:
         """Up to ``count`` messages no consumer of ``group`` has received yet, now handed to
-        ``consumer``. With ``block`` (seconds, ``math.inf`` for ever) waits until at least one
-        arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`."""
-        return self._x.drive(self._core.read(group, consumer, count, block))
+        ``consumer``. With ``timeout`` (seconds or a timedelta; None: for ever) waits until at
+        least one arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`.
+        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait")."""
+        return self._x.drive(self._core.read(group, consumer, count, _timeout(timeout, block)))
 
     def ack(self, group: str | bytes, *ids: str | StreamMessage) -> int:
         """Acknowledge messages (ids or the messages themselves); returns how many were pending."""
         return self._x.drive(self._core.ack(group, ids))
 
     def claim_stale(
-        self, group: str | bytes, consumer: str | bytes, min_idle: float, count: int = 10
+        self, group: str | bytes, consumer: str | bytes, min_idle: Duration, count: int = 10
     ) -> list[StreamMessage]:
         """Take over up to ``count`` messages of ``group`` delivered more than ``min_idle``
         seconds ago and still not acknowledged (their consumer probably died); they now belong
@@ -385,7 +413,7 @@ class AsyncStream(_StreamBase):
     _x: AsyncExecutor
 
     async def add(
-        self, message: Mapping[str, Any], maxlen: int | None = None, ttl: float | None = None
+        self, message: Mapping[str, Any], maxlen: int | None = None, ttl: Duration | None = None
     ) -> str:
         """Append ``message`` (a mapping of JSON values); returns its entry id. The stream is
         trimmed to about ``maxlen`` entries (default 10,000) and expires ``ttl`` seconds
@@ -403,19 +431,24 @@ class AsyncStream(_StreamBase):
         group: str | bytes,
         consumer: str | bytes,
         count: int = 10,
-        block: float | None = None,
+        timeout: Duration | None = 0.0,
+        *,
+        block: Any = NOT_GIVEN,
     ) -> list[StreamMessage]:
         """Up to ``count`` messages no consumer of ``group`` has received yet, now handed to
-        ``consumer``. With ``block`` (seconds, ``math.inf`` for ever) waits until at least one
-        arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`."""
-        return await self._x.drive(self._core.read(group, consumer, count, block))
+        ``consumer``. With ``timeout`` (seconds or a timedelta; None: for ever) waits until at
+        least one arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`.
+        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait")."""
+        return await self._x.drive(
+            self._core.read(group, consumer, count, _timeout(timeout, block))
+        )
 
     async def ack(self, group: str | bytes, *ids: str | StreamMessage) -> int:
         """Acknowledge messages (ids or the messages themselves); returns how many were pending."""
         return await self._x.drive(self._core.ack(group, ids))
 
     async def claim_stale(
-        self, group: str | bytes, consumer: str | bytes, min_idle: float, count: int = 10
+        self, group: str | bytes, consumer: str | bytes, min_idle: Duration, count: int = 10
     ) -> list[StreamMessage]:
         """Take over up to ``count`` messages of ``group`` delivered more than ``min_idle``
         seconds ago and still not acknowledged (their consumer probably died); they now belong

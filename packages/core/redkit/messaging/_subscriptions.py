@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .. import _durations as durations
+from .._durations import Duration
 from .._executor import wrap_error
 from ..errors import RedkitTimeoutError
 from ._channels import Message, PubSubCore, _SubState
-from ._common import _IO_ERRORS, Channel, _seconds
+from ._common import _IO_ERRORS, Channel
 
 T = TypeVar("T")
 
@@ -98,8 +100,9 @@ class _Turn:
             time.sleep(0.001)
 
 
-def _wait_seconds(timeout: float | None) -> float:
-    return math.inf if timeout is None else _seconds("timeout", timeout)
+def _wait_seconds(timeout: Duration | None) -> float:
+    wait = durations.optional_seconds("timeout", timeout, zero=True)
+    return math.inf if wait is None else wait
 
 
 class _SubscriptionBase:
@@ -135,7 +138,7 @@ class _SubscriptionBase:
         return f"<{name} {state} channels={self.channels!r} patterns={self.patterns!r}>"
 
     # -- flows --------------------------------------------------------------------------------
-    def _getting(self, timeout: float | None) -> SubFlow[Message | None]:
+    def _getting(self, timeout: Duration | None) -> SubFlow[Message | None]:
         deadline = time.monotonic() + _wait_seconds(timeout)
         buffer = self._state.buffer
         while True:
@@ -253,7 +256,7 @@ class Subscription(_SubscriptionBase):
         super().__init__(core, client)
         self._turn = _Turn()
 
-    def get(self, timeout: float | None = None) -> Message | None:
+    def get(self, timeout: Duration | None = None) -> Message | None:
         """The next message, waiting up to ``timeout`` seconds (``None``: until one arrives or
         the subscription is closed; ``0``: only what has already arrived). Returns ``None`` on
         timeout and once closed. Raises ``RedkitConnectionError`` when the connection drops
@@ -341,7 +344,7 @@ class AsyncSubscription(_SubscriptionBase):
         self._start_lock: asyncio.Lock | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self, timeout: float | None = None) -> Message | None:
+    async def get(self, timeout: Duration | None = None) -> Message | None:
         """The next message, waiting up to ``timeout`` seconds (``None``: until one arrives or
         the subscription is closed; ``0``: only what has already arrived). Returns ``None`` on
         timeout and once closed. Raises ``RedkitConnectionError`` when the connection drops
