@@ -195,7 +195,7 @@ INVALID_OPTIONS: list[tuple[dict[str, Any], type[Exception]]] = [
     ({"delay": datetime(2030, 1, 1)}, ValueError),  # naive
     ({"delay": 20 * 365 * 86400}, ValueError),
     ({"delay": "5"}, TypeError),
-    ({"delay": True}, TypeError),
+    ({"delay": True}, ValueError),  # a bool is no duration (and True == 1)
     ({"attempts": 0}, ValueError),
     ({"attempts": -1}, ValueError),
     ({"attempts": 1.5}, TypeError),
@@ -298,7 +298,7 @@ async def test_invalid_queue_task_and_backoff_settings_raise(kit: Any) -> None:
         {"limiter": (5, 0)},
         {"lock_ttl": 0.0},
         {"max_stalled": -1},
-        {"shutdown_grace": -1},
+        {"shutdown_timeout": -1},
         {"batch": 0},
         {"name": "bad\nname"},
     ):

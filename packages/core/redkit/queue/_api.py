@@ -8,9 +8,10 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
+from .._durations import Duration
 from .._ops import Batch, Flow
 from ._core import QueueCore, then
 from ._options import JobOptions, decode, to_delay
@@ -99,7 +100,7 @@ class _JobBase:
 
         return then(self._core.get(self.id), parse)
 
-    def _waited(self, timeout: float | None) -> Flow[Any]:
+    def _waited(self, timeout: Duration | None) -> Flow[Any]:
         return self._core.wait_result(self.id, timeout, self._set)
 
     def _progressed(self, value: Any) -> Batch[bool]:
@@ -189,7 +190,7 @@ class Job(_JobBase):
         """Read the job again (raises ``JobNotFound`` when it no longer exists)."""
         return self._x.run(self._refreshed(self))
 
-    def wait(self, timeout: float | None = None) -> Any:
+    def wait(self, timeout: Duration | None = None) -> Any:
         """Block until the job completed and return its result; raises ``JobFailed`` when it
         failed, ``JobTimeout`` after ``timeout`` seconds. A job deleted as it finished
         (``keep=False``) keeps no result: ``None`` when its ``completed`` event is found,
@@ -220,7 +221,7 @@ class AsyncJob(_JobBase):
     async def refresh(self) -> AsyncJob:
         return await self._x.run(self._refreshed(self))
 
-    async def wait(self, timeout: float | None = None) -> Any:
+    async def wait(self, timeout: Duration | None = None) -> Any:
         return await self._x.drive(self._waited(timeout))
 
     async def update_progress(self, value: Any) -> bool:
@@ -299,7 +300,7 @@ class Task(_TaskBase[P, R]):
         """Add a job that runs ``fn(*args, **kwargs)`` on a worker."""
         return self.queue._add_one(*self._job(args, kwargs, {}))
 
-    def enqueue_in(self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue_in(self, delay: Duration, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Like :meth:`enqueue`, run no sooner than ``delay`` (seconds or a timedelta) from now."""
         return self.queue._add_one(*self._job(args, kwargs, {"delay": delay}))
 
@@ -320,9 +321,7 @@ class AsyncTask(_TaskBase[P, R]):
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
         return await self.queue._add_one(*self._job(args, kwargs, {}))
 
-    async def enqueue_in(
-        self, delay: float | timedelta, /, *args: P.args, **kwargs: P.kwargs
-    ) -> AsyncJob:
+    async def enqueue_in(self, delay: Duration, /, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
         return await self.queue._add_one(*self._job(args, kwargs, {"delay": delay}))
 
     async def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from .. import _durations as durations
+from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobFailed, JobNotFound, JobTimeout
 from ._options import (
@@ -190,10 +192,11 @@ class QueueCore:
         return out
 
     def wait_result(
-        self, job_id: str, timeout: float | None, seen: Callable[[JobRecord], None]
+        self, job_id: str, timeout: Duration | None, seen: Callable[[JobRecord], None]
     ) -> Flow[Any]:
         """Flow of ``job.wait()``: read the job until it finished (``seen`` gets each read),
         pausing 5 ms doubling to 0.5 s; a job gone meanwhile is judged by its events."""
+        timeout = durations.optional_seconds("timeout", timeout, zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         for pause in poll_delays():
             record = yield self.get(job_id)
@@ -405,7 +408,8 @@ class EventReader:
 
     __slots__ = ("_core", "_deadline", "_last", "_timeout")
 
-    def __init__(self, core: QueueCore, last: str, timeout: float | None) -> None:
+    def __init__(self, core: QueueCore, last: str, timeout: Duration | None) -> None:
+        timeout = durations.optional_seconds("timeout", timeout, zero=True)
         self._core = core
         self._last = last
         self._timeout = timeout
@@ -417,7 +421,7 @@ class EventReader:
             wait = min(wait, self._deadline - time.monotonic())
             if wait <= 0:
                 return None
-        return self._core.read_events(self._last, max(1, int(wait * 1000)))
+        return self._core.read_events(self._last, to_ms(wait))
 
     def seen(self, events: list[Event]) -> Iterable[Event]:
         """The events read, each passed before the next; the timeout restarts after the last."""
@@ -438,7 +442,7 @@ def _tail(opts: JobOptions) -> list[Any] | None:
     if not stored and not opts.priority and not opts.delay and opts.keep is None:
         return None
     keep = opts.keep.args() if opts.keep is not None else _NO_KEEP
-    return [stored, opts.priority, int(opts.delay * 1000), *keep]
+    return [stored, opts.priority, to_ms(opts.delay), *keep]
 
 
 def _added_state(job: list[Any]) -> str:

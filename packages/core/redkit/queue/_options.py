@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .. import _durations as durations
+from .._durations import Duration, to_ms
 from ..errors import PayloadTooLarge, SerializationError
 from ..serializers import JsonSerializer, find_unserializable
 
@@ -24,24 +25,15 @@ _json = JsonSerializer()
 
 # -- validation -------------------------------------------------------------------------------
 def _seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, not {value!r}")
-    seconds = float(value)
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
-    return seconds
+    return durations.seconds(name, value, zero=allow_zero)
 
 
 def _int(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        shown = value if abs(value) <= 10**40 else "a number of more than 40 digits"
+        raise ValueError(f"{name} must be between {low} and {high}, got {shown}")
     return value
 
 
@@ -92,10 +84,7 @@ def to_delay(delay: object) -> float:
                 "hosts): use datetime.now(timezone.utc) + ..."
             )
         return max(0.0, (delay - datetime.now(timezone.utc)).total_seconds())
-    seconds = _seconds("delay", delay)
-    if seconds > MAX_DELAY:
-        raise ValueError(f"delay must be at most ten years, got {seconds} seconds")
-    return seconds
+    return durations.seconds("delay", delay, zero=True, maximum=MAX_DELAY)
 
 
 @dataclass(frozen=True)
@@ -112,20 +101,24 @@ class Backoff:
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "exponential"):
             raise ValueError(f"backoff kind must be 'fixed' or 'exponential', got {self.kind!r}")
-        _seconds("backoff delay", self.delay)
+        # held as seconds: a timedelta is converted (the delay is stored with the job as JSON)
+        object.__setattr__(self, "delay", _seconds("backoff delay", self.delay))
         if self.max is not None:
-            _seconds("backoff max", self.max)
+            object.__setattr__(self, "max", _seconds("backoff max", self.max))
         j = self.jitter
         if isinstance(j, bool) or not isinstance(j, (int, float)) or not 0 <= j <= 1:
             raise ValueError(f"backoff jitter must be a fraction between 0 and 1, got {j!r}")
 
     @classmethod
-    def fixed(cls, delay: float, *, jitter: float = 0.0) -> Backoff:
-        return cls("fixed", delay, None, jitter)
+    def fixed(cls, delay: Duration, *, jitter: float = 0.0) -> Backoff:
+        return cls("fixed", _seconds("backoff delay", delay), None, jitter)
 
     @classmethod
-    def exponential(cls, delay: float, *, max: float | None = None, jitter: float = 0.0) -> Backoff:
-        return cls("exponential", delay, max, jitter)
+    def exponential(
+        cls, delay: Duration, *, max: Duration | None = None, jitter: float = 0.0
+    ) -> Backoff:
+        top = None if max is None else _seconds("backoff max", max)
+        return cls("exponential", _seconds("backoff delay", delay), top, jitter)
 
     def seconds(self, attempt: int, rand: Callable[[], float]) -> float:
         """The delay after failed attempt number ``attempt`` (1 for the first failure)."""
@@ -188,8 +181,8 @@ class Keep:
                 _int(f"Keep.{name}", value, 0, 2**40)
         for name in ("completed_age", "failed_age"):
             value = getattr(self, name)
-            if value is not None:
-                _seconds(f"Keep.{name}", value)
+            if value is not None:  # held as seconds, a timedelta converted
+                object.__setattr__(self, name, _seconds(f"Keep.{name}", value))
 
     @classmethod
     def coerce(cls, keep: object) -> Keep | None:
@@ -209,7 +202,7 @@ class Keep:
         """The four retention arguments of the add script (-1: the queue's default)."""
 
         def ms(value: float | None) -> int:
-            return -1 if value is None else int(value * 1000)
+            return -1 if value is None else to_ms(value)
 
         return [
             -1 if self.completed is None else self.completed,

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, overload
 
+from .._durations import Duration
 from .._ops import Batch, Flow
 from ._api import (
     AsyncJob,
@@ -191,7 +192,7 @@ class Queue(_QueueBase[Job]):
         """Delete every waiting job (and delayed ones when asked); running jobs go on."""
         return self._x.drive(self._core.drain_all(delayed))
 
-    def events(self, since: str = "$", timeout: float | None = None) -> Iterator[Event]:
+    def events(self, since: str = "$", timeout: Duration | None = None) -> Iterator[Event]:
         """The queue's events as they come: from the moment of this call (``since="$"``), from
         the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
         event (None: never)."""
@@ -255,7 +256,7 @@ class AsyncQueue(_QueueBase[AsyncJob]):
     async def drain(self, *, delayed: bool = False) -> int:
         return await self._x.drive(self._core.drain_all(delayed))
 
-    def events(self, since: str = "$", timeout: float | None = None) -> AsyncIterator[Event]:
+    def events(self, since: str = "$", timeout: Duration | None = None) -> AsyncIterator[Event]:
         """The queue's events as they come (``async for``): from the moment of this call
         (``since="$"``, by this host's clock: nothing is sent before the first iteration), from
         the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
