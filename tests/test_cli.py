@@ -207,6 +207,7 @@ def test_the_worker_refuses_a_queue_on_memory(project: Path, argv: list[str], sa
     assert one_line(redkit_command(project, "worker", *argv)) == f"redkit worker: error: {says}"
 
 
+SHUTDOWN = "--shutdown-timeout is a number of seconds >= 0, got"
 LIMITER = (
     "--limiter is MAX/SECONDS, a whole number of jobs >= 1 per a number of seconds > 0 "
     "(like 100/1 or 600/60), got "
@@ -225,9 +226,10 @@ LIMITER = (
         (["--limiter", "5/soon"], LIMITER + "'5/soon'"),
         (["--limiter", "5/nan"], LIMITER + "'5/nan'"),
         (["--limiter", "2.5/1"], LIMITER + "'2.5/1'"),
-        (["--shutdown-grace", "-1"], "--shutdown-grace is a number of seconds >= 0, got '-1'"),
-        (["--shutdown-grace", "nan"], "--shutdown-grace is a number of seconds >= 0, got 'nan'"),
-        (["--shutdown-grace", "inf"], "--shutdown-grace is a number of seconds >= 0, got 'inf'"),
+        (["--shutdown-timeout", "-1"], f"{SHUTDOWN} '-1'"),
+        (["--shutdown-timeout", "nan"], f"{SHUTDOWN} 'nan'"),
+        (["--shutdown-timeout", "inf"], f"{SHUTDOWN} 'inf'"),
+        (["--shutdown-timeout", "soon"], f"{SHUTDOWN} 'soon'"),
         (["-c", "0"], "--concurrency must be a whole number >= 1, got '0'"),
         (["--concurrency", "many"], "--concurrency must be a whole number >= 1, got 'many'"),
         (["-p", "0"], "--processes must be a whole number >= 1, got '0'"),
@@ -242,6 +244,24 @@ LIMITER = (
 def test_a_bad_option_is_one_line(project: Path, options: list[str], says: str) -> None:
     done = redkit_command(project, "worker", "jobs:queue", *options)
     assert one_line(done) == f"redkit worker: error: {says}"
+
+
+def test_the_old_shutdown_grace_flag_still_works_and_says_it_is_deprecated(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = cli.WorkerOptions.parse(shutdown_grace="7")
+    assert options.shutdown_timeout == 7.0
+    assert options.worker_options()["shutdown_timeout"] == 7.0
+    assert "--shutdown-grace is deprecated, use --shutdown-timeout" in capsys.readouterr().err
+    with pytest.raises(cli.UsageError, match="--shutdown-timeout only"):
+        cli.WorkerOptions.parse(shutdown_timeout="1", shutdown_grace="2")
+    done = redkit_command(project, "worker", "jobs:queue", "--shutdown-grace", "-1")
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "redkit: --shutdown-grace is deprecated, use --shutdown-timeout (same meaning)",
+        "redkit worker: error: --shutdown-grace is a number of seconds >= 0, got '-1'",
+    ]
+    assert done.returncode == 2
 
 
 @pytest.mark.parametrize(
@@ -388,7 +408,7 @@ def test_the_worker_serves_with_every_option_and_stops_on_sigterm(
 ) -> None:
     kit = redkit.Redkit.from_url(REDIS_URL, prefix=prefix)
     q = kit.queue("emails")
-    options = ["-c", "3", "--limiter", "100/1", "--shutdown-grace", "5", "--loop", "asyncio"]
+    options = ["-c", "3", "--limiter", "100/1", "--shutdown-timeout", "5", "--loop", "asyncio"]
     argv = [
         sys.executable,
         "-m",
@@ -425,7 +445,7 @@ def test_the_shared_checks_accept_what_the_commands_document() -> None:
         concurrency="20",
         processes=4,
         limiter="600/60",
-        shutdown_grace="0",
+        shutdown_timeout="0",
         loop="asyncio",
         log_level="warning",
     )
@@ -433,12 +453,12 @@ def test_the_shared_checks_accept_what_the_commands_document() -> None:
     assert options.worker_options() == {
         "concurrency": 20,
         "limiter": (600, 60.0),
-        "shutdown_grace": 0.0,
+        "shutdown_timeout": 0.0,
     }
     again = cli.WorkerOptions.parse(
         **dict(
             zip(
-                ("concurrency", "processes", "limiter", "shutdown_grace", "loop", "log_level"),
+                ("concurrency", "processes", "limiter", "shutdown_timeout", "loop", "log_level"),
                 options.child_argv()[1::2],
                 strict=True,
             )

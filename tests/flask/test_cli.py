@@ -98,8 +98,8 @@ def one_line(done: Any, status: int = 2) -> str:
         (["--limiter", "10"], {"limiter": "10"}),
         (["--limiter", "0/1"], {"limiter": "0/1"}),
         (["--limiter", "5/nan"], {"limiter": "5/nan"}),
-        (["--shutdown-grace", "-1"], {"shutdown_grace": "-1"}),
-        (["--shutdown-grace", "nan"], {"shutdown_grace": "nan"}),
+        (["--shutdown-timeout", "-1"], {"shutdown_timeout": "-1"}),
+        (["--shutdown-timeout", "nan"], {"shutdown_timeout": "nan"}),
         (["-c", "0"], {"concurrency": "0"}),
         (["-p", "0"], {"processes": "0"}),
         (["--loop", "trio"], {"loop": "trio"}),
@@ -168,7 +168,7 @@ def test_help_lists_the_commands_and_the_options(project: Path, prefix: str) -> 
         "--concurrency",
         "--processes",
         "--limiter MAX/SECONDS",
-        "--shutdown-grace",
+        "--shutdown-timeout",
         "--loop [auto|asyncio|uvloop]",
         "--log-level",
     ):
@@ -225,7 +225,7 @@ def test_processes_run_under_the_supervisor_restart_and_stop(
     project: Path, prefix: str, app_kit: redkit.Redkit
 ) -> None:
     q = app_kit.queue("mail")
-    options = ["-c", "2", "--limiter", "100/1", "--shutdown-grace", "5", "--loop", "asyncio"]
+    options = ["-c", "2", "--limiter", "100/1", "--shutdown-timeout", "5", "--loop", "asyncio"]
     with started(flask_argv("worker", "-p", "2", *options), project, environment(prefix)) as sup:
 
         def serving_children() -> set[int]:
@@ -240,7 +240,7 @@ def test_processes_run_under_the_supervisor_restart_and_stop(
                 assert argv == [
                     *flask_argv("worker", "mail"),
                     *["--concurrency", "2", "--processes", "1", "--limiter", "100/1.0"],
-                    *["--shutdown-grace", "5.0", "--loop", "asyncio", "--log-level", "INFO"],
+                    *["--shutdown-timeout", "5.0", "--loop", "asyncio", "--log-level", "INFO"],
                 ]
             assert q.add("double", {"args": [21]}).wait(30) == 42  # in the application's context
             killed = min(first)

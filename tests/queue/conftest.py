@@ -143,7 +143,7 @@ class Running:
 
 
 async def start_worker(queue: Any, **options: Any) -> Running:
-    options.setdefault("shutdown_grace", 5.0)
+    options.setdefault("shutdown_timeout", 5.0)
     return await Running(queue, queue.worker(**options)).start()
 
 

@@ -251,7 +251,7 @@ class Redkit(ViewDecorators):
         """A worker for queue ``queue`` of ``app`` (default: the current one); ``options`` as for
         :class:`redkit.queue._worker.Worker`. Its tasks run inside the application's context.
         Started on a thread (``.start()``), it is stopped gracefully (running jobs get their
-        ``shutdown_grace``) by :meth:`close` and when the process exits, before the pool
+        ``shutdown_timeout``) by :meth:`close` and when the process exits, before the pool
         closes."""
         state = self.state(app)
         worker = state.kit.queue(queue).worker(**options)

@@ -102,10 +102,11 @@ def cli_group(ext: Any) -> click.Group:
     )
     @click.option("--limiter", metavar="MAX/SECONDS", help="Queue-wide rate limit, like 100/1.")
     @click.option(
-        "--shutdown-grace",
+        "--shutdown-timeout",
         metavar="SECONDS",
         help="Seconds running jobs get to finish on SIGTERM (default 30).",
     )
+    @click.option("--shutdown-grace", hidden=True, help="Deprecated name of --shutdown-timeout.")
     @click.option(
         "--loop",
         default="auto",
@@ -119,7 +120,7 @@ def cli_group(ext: Any) -> click.Group:
     def worker(queues: tuple[str, ...], **given: Any) -> NoReturn:
         """Run a worker for QUEUES (default: every queue with a task) of this application.
 
-        SIGTERM or SIGINT lets running jobs finish (up to the grace), a second signal stops
+        SIGTERM or SIGINT lets running jobs finish (up to --shutdown-timeout), a second signal stops
         at once."""
         options: cli.WorkerOptions = _call(cli.WorkerOptions.parse, **given)
         state = ext.state(app())

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _durations as durations
+
 DEFAULT_CONCURRENCY = 10
 LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -64,13 +66,28 @@ def _limiter(text: str | None) -> tuple[int, float] | None:
     return int(count), seconds
 
 
-def _grace(value: object) -> float | None:
+def _shutdown_timeout(value: object, option: str = "--shutdown-timeout") -> float | None:
     if value is None:
         return None
     seconds = _number(str(value))
-    if seconds is None or seconds < 0:
-        raise UsageError(f"--shutdown-grace is a number of seconds >= 0, got {str(value)!r}")
-    return seconds
+    try:
+        return durations.seconds(option, seconds, zero=True)
+    except (TypeError, ValueError):
+        raise UsageError(f"{option} is a number of seconds >= 0, got {str(value)!r}") from None
+
+
+def _renamed_option(new: object, old: object) -> object:
+    """``--shutdown-timeout``, or its deprecated name ``--shutdown-grace`` (with a line on
+    stderr saying so)."""
+    if old is None:
+        return new
+    if new is not None:
+        raise UsageError("give --shutdown-timeout only (--shutdown-grace is its deprecated name)")
+    print(
+        "redkit: --shutdown-grace is deprecated, use --shutdown-timeout (same meaning)",
+        file=sys.stderr,
+    )
+    return old
 
 
 def _log_level(name: object) -> str:
@@ -93,7 +110,7 @@ class WorkerOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     processes: int = 1
     limiter: tuple[int, float] | None = None
-    shutdown_grace: float | None = None
+    shutdown_timeout: float | None = None
     loop: str = "auto"
     log_level: str = "INFO"
 
@@ -104,11 +121,13 @@ class WorkerOptions:
         concurrency: object = DEFAULT_CONCURRENCY,
         processes: object = 1,
         limiter: str | None = None,
-        shutdown_grace: object = None,
+        shutdown_timeout: object = None,
         loop: str = "auto",
         log_level: str = "INFO",
+        shutdown_grace: object = None,
     ) -> WorkerOptions:
-        """Raises :class:`UsageError` with the message both commands print."""
+        """Raises :class:`UsageError` with the message both commands print. ``shutdown_grace``
+        is the deprecated name of ``shutdown_timeout``: it works, and says so on stderr."""
         if loop not in LOOPS:
             raise UsageError(f"--loop is one of {', '.join(LOOPS)}, got {loop!r}")
         _uvloop(loop)  # a missing uvloop is a usage error before anything starts
@@ -116,7 +135,10 @@ class WorkerOptions:
             concurrency=_whole("--concurrency", concurrency, 1),
             processes=_whole("--processes", processes, 1),
             limiter=_limiter(limiter),
-            shutdown_grace=_grace(shutdown_grace),
+            shutdown_timeout=_shutdown_timeout(
+                _renamed_option(shutdown_timeout, shutdown_grace),
+                "--shutdown-timeout" if shutdown_grace is None else "--shutdown-grace",
+            ),
             loop=loop,
             log_level=_log_level(log_level),
         )
@@ -126,8 +148,8 @@ class WorkerOptions:
         options: dict[str, Any] = {"concurrency": self.concurrency}
         if self.limiter is not None:
             options["limiter"] = self.limiter
-        if self.shutdown_grace is not None:
-            options["shutdown_grace"] = self.shutdown_grace
+        if self.shutdown_timeout is not None:
+            options["shutdown_timeout"] = self.shutdown_timeout
         return options
 
     def child_argv(self) -> list[str]:
@@ -135,8 +157,8 @@ class WorkerOptions:
         argv = ["--concurrency", str(self.concurrency), "--processes", "1"]
         if self.limiter is not None:
             argv += ["--limiter", f"{self.limiter[0]}/{self.limiter[1]!r}"]
-        if self.shutdown_grace is not None:
-            argv += ["--shutdown-grace", repr(self.shutdown_grace)]
+        if self.shutdown_timeout is not None:
+            argv += ["--shutdown-timeout", repr(self.shutdown_timeout)]
         return [*argv, "--loop", self.loop, "--log-level", self.log_level]
 
 

@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--limiter", metavar="MAX/SECONDS", help="queue-wide rate limit, like 100/1 or 600/60"
     )
     w.add_argument(
-        "--shutdown-grace",
+        "--shutdown-timeout",
         metavar="SECONDS",
         help="seconds running jobs get to finish on SIGTERM (default 30)",
     )
+    w.add_argument("--shutdown-grace", help=argparse.SUPPRESS)  # deprecated name
     w.add_argument(
         "--loop",
         default="auto",

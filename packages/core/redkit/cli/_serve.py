@@ -42,6 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         processes=args.processes,
         limiter=args.limiter,
+        shutdown_timeout=args.shutdown_timeout,
         shutdown_grace=args.shutdown_grace,
         loop=args.loop,
         log_level=args.log_level,
@@ -89,7 +90,7 @@ def run_workers(workers: list[Any], loop_choice: str = "auto") -> int:
 
     _run_loop(serve_all, loop_choice)
     if any(t.name.startswith("redkit-task") and t.is_alive() for t in threading.enumerate()):
-        # a sync task that outlived the grace period still runs on its thread: its job went
+        # a sync task that outlived its shutdown timeout still runs on its thread: its job went
         # back to the queue, so the process ends now instead of waiting for it
         logging.shutdown()
         sys.stdout.flush()

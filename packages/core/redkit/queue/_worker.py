@@ -26,6 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import _durations as durations
+from .._durations import NOT_GIVEN, Duration, to_ms
 from .._ops import Batch, command, script
 from ..errors import ConfigurationError, RedkitConnectionError, RedkitError, ResponseError
 from ._core import RELEASE, QueueCore
@@ -50,11 +52,9 @@ def _limiter(value: object) -> tuple[int, int]:
     if not isinstance(value, tuple) or len(value) != 2:
         raise TypeError("limiter must be a (max_jobs, per_seconds) tuple")
     count, per = value
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"limiter max_jobs must be an int >= 1, got {count!r}")
-    if isinstance(per, bool) or not isinstance(per, (int, float)) or not 0 < per < 10**9:
-        raise ValueError(f"limiter per_seconds must be a number > 0, got {per!r}")
-    return count, max(1, int(per * 1000))
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count < 2**63:
+        raise ValueError("limiter max_jobs must be an int from 1 to 2**63 - 1")
+    return count, to_ms(durations.seconds("limiter per_seconds", per, maximum=10**9))
 
 
 class Worker(_Loop, _Lease):
@@ -62,8 +62,9 @@ class Worker(_Loop, _Lease):
 
     ``concurrency`` caps the jobs in flight; ``limiter=(max_jobs, per_seconds)`` caps how many
     jobs the whole queue hands out per period, across every worker; ``processor(job)`` handles
-    jobs whose name is no registered task; ``shutdown_grace`` is how long a stopping worker lets
-    running jobs finish before it gives them back to the queue.
+    jobs whose name is no registered task; ``shutdown_timeout`` (seconds or a timedelta) is how
+    long a stopping worker lets running jobs finish before it gives them back to the queue
+    (``shutdown_grace=`` is its deprecated name).
 
     Run it with :meth:`run` (blocking, handles SIGTERM/SIGINT), ``await`` :meth:`serve` inside an
     event loop, or :meth:`start` it on a background thread.
@@ -77,10 +78,11 @@ class Worker(_Loop, _Lease):
         limiter: tuple[int, float] | None = None,
         processor: Any = None,
         batch: int | None = None,
-        lock_ttl: float | None = None,
+        lock_ttl: Duration | None = None,
         max_stalled: int | None = None,
-        shutdown_grace: float = 30.0,
+        shutdown_timeout: Duration = 30.0,
         name: str | None = None,
+        shutdown_grace: Any = NOT_GIVEN,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
@@ -95,20 +97,25 @@ class Worker(_Loop, _Lease):
             raise ValueError("batch must be >= 1")
         self.limit_max, self.limit_ms = _limiter(limiter)
         self.processor = processor
-        self.lock_ttl = float(settings.queue_lock_ttl if lock_ttl is None else lock_ttl)
-        if not 0.05 <= self.lock_ttl <= 86400:
+        self.lock_ttl = durations.seconds(
+            "lock_ttl", settings.queue_lock_ttl if lock_ttl is None else lock_ttl, maximum=86400
+        )
+        if self.lock_ttl < 0.05:
             raise ValueError("lock_ttl must be between 0.05 and 86400 seconds")
-        self.lock_ms = int(self.lock_ttl * 1000)
+        self.lock_ms = to_ms(self.lock_ttl)
         self.max_stalled = settings.queue_max_stalled if max_stalled is None else int(max_stalled)
         if self.max_stalled < 0:
             raise ValueError("max_stalled must be >= 0")
-        if (
-            isinstance(shutdown_grace, bool)
-            or not isinstance(shutdown_grace, (int, float))
-            or (shutdown_grace < 0)
-        ):
-            raise ValueError("shutdown_grace must be a number of seconds >= 0")
-        self.shutdown_grace = float(shutdown_grace)
+        shutdown_timeout = durations.renamed(
+            "worker()",
+            "shutdown_timeout",
+            shutdown_timeout,
+            "shutdown_grace",
+            shutdown_grace,
+            default=30.0,
+        )
+        self.shutdown_timeout = durations.seconds("shutdown_timeout", shutdown_timeout, zero=True)
+        """How long a stopping worker lets running jobs finish (seconds)."""
         host = socket.gethostname()
         self.id = (
             check_name("worker name", name)
@@ -151,7 +158,7 @@ class Worker(_Loop, _Lease):
     def run(self) -> None:
         """Run until SIGTERM or SIGINT (on the main thread; elsewhere until :meth:`stop`).
         The first signal stops taking jobs and lets running ones finish within
-        ``shutdown_grace``; a second one gives them back at once and exits."""
+        ``shutdown_timeout``; a second one gives them back at once and exits."""
         asyncio.run(self._run_with_signals())
 
     async def _run_with_signals(self) -> None:
@@ -184,7 +191,7 @@ class Worker(_Loop, _Lease):
                 self.id,
                 name,
                 len(self._running),
-                self.shutdown_grace,
+                self.shutdown_timeout,
             )
             self._begin_stop(hard=False)
         else:
@@ -216,11 +223,23 @@ class Worker(_Loop, _Lease):
                 raise self._error
         return self
 
-    def stop(self, grace: float | None = None, *, wait: bool = True) -> None:
-        """Stop (thread-safe): no new jobs; running ones get ``grace`` seconds (default
-        ``shutdown_grace``) to finish, then go back to the queue."""
-        if grace is not None:
-            self.shutdown_grace = float(grace)
+    @property
+    def shutdown_grace(self) -> float:
+        """Deprecated name of :attr:`shutdown_timeout`."""
+        durations.warn_deprecated(
+            "Worker.shutdown_grace is deprecated, use Worker.shutdown_timeout (same meaning)"
+        )
+        return self.shutdown_timeout
+
+    def stop(
+        self, timeout: Duration | None = None, *, wait: bool = True, grace: Any = NOT_GIVEN
+    ) -> None:
+        """Stop (thread-safe): no new jobs; running ones get ``timeout`` (seconds or a
+        timedelta; default ``shutdown_timeout``) to finish, then go back to the queue.
+        ``grace=`` is the deprecated name of ``timeout``."""
+        timeout = durations.renamed("stop()", "timeout", timeout, "grace", grace)
+        if timeout is not None:
+            self.shutdown_timeout = durations.seconds("timeout", timeout, zero=True)
         loop = self._loop
         if loop is None:
             self._begin_stop(False)  # not serving yet: serve() sees it and returns at once
@@ -234,7 +253,7 @@ class Worker(_Loop, _Lease):
         now = time.monotonic()
         if not self._stopping:
             self._stopping = True
-            self._deadline = now + self.shutdown_grace
+            self._deadline = now + self.shutdown_timeout
         if hard:
             self._hard = True
             self._deadline = now
