@@ -186,3 +186,95 @@ async def test_lock_timeout_old_name_still_works_and_warns(kit: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert kit.lock("new", timeout=3).timeout == 3.0  # the new name does not warn
+
+
+# -- the other renames: stream read, idempotency, settings, worker --------------------------------
+
+
+async def test_stream_read_timeout_old_name_block_still_works_and_warns(kit: Any) -> None:
+    stream = kit.stream("s")
+    await call(stream.add({"n": 1}))
+    with pytest.warns(DeprecationWarning, match="timeout="):
+        got = await call(stream.read("g", "c", block=timedelta(seconds=1)))
+    assert [m.data for m in got] == [{"n": 1}]
+    with pytest.warns(DeprecationWarning, match="timeout="):
+        assert await call(stream.read("g", "c", block=None)) == []  # None: do not wait, as before
+    with pytest.raises(TypeError, match="both"):
+        await call(stream.read("g", "c", timeout=1, block=1))
+    # the new name: a timedelta, and 0 answers at once
+    assert await call(stream.read("g", "c", timeout=timedelta(milliseconds=30))) == []
+    assert await call(stream.read("g", "c", timeout=0)) == []
+
+
+async def test_stream_durations_take_a_timedelta(kit: Any) -> None:
+    stream = kit.stream("td")
+    await call(stream.add({"n": 1}, ttl=timedelta(minutes=1)))
+    assert 59_000 < await pttl(kit, stream.key) <= 60_000
+    await call(stream.read("g", "c"))
+    claimed = await call(stream.claim_stale("g", "other", timedelta(0)))
+    assert [m.data for m in claimed] == [{"n": 1}]
+
+
+async def test_idempotency_timeout_old_name_wait_still_works_and_warns(kit: Any) -> None:
+    idem = kit.idempotency
+    first = await call(idem.begin("k", "fp"))
+    assert first.started
+    with pytest.warns(DeprecationWarning, match="timeout="):
+        again = await call(idem.begin("k", "fp", wait=0.02))
+    assert again.outcome.name == "IN_PROGRESS"
+    with pytest.raises(TypeError, match="both"):
+        await call(idem.begin("k", "fp", timeout=1, wait=1))
+    with pytest.raises(TypeError, match="both"):
+        idem.guard("k", "fp", timeout=1, wait=1)
+    done = await call(idem.begin("k", "fp", timeout=timedelta(milliseconds=20)))
+    assert done.outcome.name == "IN_PROGRESS"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("idempotency_wait", "idempotency_timeout"), ("cache_lock_wait", "cache_lock_timeout")],
+)
+def test_settings_old_names_still_work_and_warn(old: str, new: str) -> None:
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings(**{old: 2.5}), new) == 2.5
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings.from_mapping({old.upper(): "3"}), new) == 3.0
+    with pytest.warns(DeprecationWarning, match=f"REDKIT_{new.upper()}"):
+        assert getattr(Settings.from_env({f"REDKIT_{old.upper()}": "4"}), new) == 4.0
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings.from_url(f"memory://?{old}=5"), new) == 5.0
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings.from_config({f"REDKIT_{old.upper()}": 6}), new) == 6.0
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings().replace(**{old: 7}), new) == 7.0
+    with pytest.warns(DeprecationWarning, match=new):
+        assert getattr(Settings(**{new: 8}), old) == 8.0  # reading the old attribute
+    with pytest.raises(TypeError, match="both"):
+        Settings(**{old: 1, new: 2})
+    with pytest.raises(ConfigurationError, match="both"):
+        Settings.from_mapping({old: 1, new: 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert getattr(Settings(**{new: 9}), new) == 9.0
+
+
+async def test_worker_shutdown_timeout_old_names_still_work_and_warn(kit: Any) -> None:
+    q = kit.queue("rename")
+    with pytest.warns(DeprecationWarning, match="shutdown_timeout="):
+        worker = q.worker(shutdown_grace=3)
+    assert worker.shutdown_timeout == 3.0
+    with pytest.warns(DeprecationWarning, match="shutdown_timeout"):
+        assert worker.shutdown_grace == 3.0
+    with pytest.raises(TypeError, match="both"):
+        q.worker(shutdown_timeout=1, shutdown_grace=2)
+    assert q.worker(shutdown_timeout=timedelta(seconds=12)).shutdown_timeout == 12.0
+    with pytest.raises(ValueError, match="shutdown_timeout"):
+        q.worker(shutdown_timeout=math.nan)
+    with pytest.warns(DeprecationWarning, match="timeout="):
+        worker.stop(grace=1, wait=False)  # never started: it only records the stop
+    assert worker.shutdown_timeout == 1.0
+    with pytest.raises(TypeError, match="both"):
+        worker.stop(1, grace=2, wait=False)
+    fresh = q.worker()
+    fresh.stop(timedelta(seconds=4), wait=False)
+    assert fresh.shutdown_timeout == 4.0

@@ -34,8 +34,9 @@ EMPTY: Any = ""
 
 KEY_LIKE = [NONE, BOOL, LIST, DICT, SET, FLOAT, NAN, HUGE, EMPTY]
 """Bad as a key or name part (bytes and surrogates are fine there: keys are escaped bytes)."""
-TEXT_NAME = [*KEY_LIKE, BAD_UTF8, SURROGATE]
-"""Bad where the name must be text (stream groups and consumers, tags, channels)."""
+TEXT_NAME = [*KEY_LIKE, SURROGATE]
+"""Bad where a name is sent as it is (stream groups and consumers): bytes are taken as they are,
+a str must be valid text."""
 DURATION = [NAN, math.inf, -math.inf, -1, BOOL, "5", LIST, HUGE, timedelta(seconds=-1)]
 """Bad as a duration (0 is left out: some durations take it)."""
 COUNT = [NONE, BOOL, FLOAT, NAN, "5", LIST, HUGE, -1]
@@ -158,6 +159,86 @@ CASES: list[tuple[str, str, Callable[[Any, Any], Any], list[Any]]] = [
     ),
     ("sessions.open", "session_class", lambda k, v: k.sessions.open(None, v), [dict, 5]),
     ("sessions.commit", "session", lambda k, v: k.sessions.commit(v), [NONE, DICT]),
+    # -- pub/sub -------------------------------------------------------------------------------
+    ("pubsub.publish", "channel", lambda k, v: k.pubsub.publish(v, "m"), KEY_LIKE),
+    ("pubsub.publish", "message", lambda k, v: k.pubsub.publish("c", v), [{1, 2}, NAN, object()]),
+    # -- streams -------------------------------------------------------------------------------
+    ("stream", "name", lambda k, v: k.stream(v), KEY_LIKE),
+    (
+        "stream.add",
+        "message",
+        lambda k, v: k.stream("s").add(v),
+        [NONE, BOOL, LIST, "abc", {1: "a"}, {SURROGATE: 1}, {"a": {1}}, {"a": NAN}],
+    ),
+    ("stream.add", "maxlen", lambda k, v: k.stream("s").add({"a": 1}, v), [0, *COUNT[1:]]),
+    ("stream.add", "ttl", lambda k, v: k.stream("s").add({"a": 1}, ttl=v), [0, *DURATION]),
+    ("stream.create_group", "group", lambda k, v: k.stream("s").create_group(v), TEXT_NAME),
+    (
+        "stream.create_group",
+        "start",
+        lambda k, v: k.stream("s").create_group("g", v),
+        [NONE, 5, "nope", SURROGATE],
+    ),
+    ("stream.read", "group", lambda k, v: k.stream("s").read(v, "c"), TEXT_NAME),
+    ("stream.read", "consumer", lambda k, v: k.stream("s").read("g", v), TEXT_NAME),
+    ("stream.read", "count", lambda k, v: k.stream("s").read("g", "c", v), [0, *COUNT]),
+    ("stream.read", "timeout", lambda k, v: k.stream("s").read("g", "c", timeout=v), DURATION),
+    ("stream.ack", "group", lambda k, v: k.stream("s").ack(v, "1-0"), TEXT_NAME),
+    ("stream.ack", "ids", lambda k, v: k.stream("s").ack("g", v), [NONE, 5, "nope", SURROGATE]),
+    (
+        "stream.claim_stale",
+        "min_idle",
+        lambda k, v: k.stream("s").claim_stale("g", "c", v),
+        DURATION,
+    ),
+    (
+        "stream.claim_stale",
+        "consumer",
+        lambda k, v: k.stream("s").claim_stale("g", v, 1),
+        TEXT_NAME,
+    ),
+    ("stream.pending", "group", lambda k, v: k.stream("s").pending(v), TEXT_NAME),
+    ("stream.trim", "maxlen", lambda k, v: k.stream("s").trim(v), COUNT),
+    # -- job queue -----------------------------------------------------------------------------
+    ("queue", "name", lambda k, v: k.queue(v), [*KEY_LIKE, SURROGATE]),
+    ("queue.add", "name", lambda k, v: k.queue("q").add(v), [NONE, BOOL, LIST, 5, EMPTY]),
+    ("queue.add", "data", lambda k, v: k.queue("q").add("t", v), [{1, 2}, NAN, object()]),
+    ("queue.add", "delay", lambda k, v: k.queue("q").add("t", delay=v), DURATION),
+    ("queue.add", "timeout", lambda k, v: k.queue("q").add("t", timeout=v), [0, *DURATION]),
+    ("queue.add", "priority", lambda k, v: k.queue("q").add("t", priority=v), COUNT[1:]),
+    ("queue.add", "attempts", lambda k, v: k.queue("q").add("t", attempts=v), [0, *COUNT[1:]]),
+    ("queue.add", "job_id", lambda k, v: k.queue("q").add("t", job_id=v), [BOOL, LIST, EMPTY]),
+    # -- idempotency ---------------------------------------------------------------------------
+    (
+        "idempotency.begin",
+        "key",
+        lambda k, v: k.idempotency.begin(v, "fp"),
+        [*KEY_LIKE, BAD_UTF8, SURROGATE, "x" * 300, "a\nb"],
+    ),
+    (
+        "idempotency.begin",
+        "fingerprint",
+        lambda k, v: k.idempotency.begin("key", v),
+        [NONE, BOOL, LIST, 5, SURROGATE],
+    ),
+    (
+        "idempotency.begin",
+        "scope",
+        lambda k, v: k.idempotency.begin("key", "fp", v),
+        [BOOL, LIST, FLOAT, NAN, HUGE],
+    ),
+    (
+        "idempotency.begin",
+        "timeout",
+        lambda k, v: k.idempotency.begin("key", "fp", timeout=v),
+        DURATION,
+    ),
+    (
+        "idempotency.begin",
+        "token",
+        lambda k, v: k.idempotency.begin("key", "fp", token=v),
+        [BOOL, LIST, 5, EMPTY, SURROGATE],
+    ),
 ]
 
 
@@ -168,8 +249,23 @@ def _label(value: Any) -> str:
     return text if len(text) <= 24 else text[:12] + "..." + text[-6:]
 
 
+KNOWN = {
+    ("queue", "name", "[1]"),
+    ("queue", "name", "{'a': 1}"),
+    ("queue", "name", "{1}"),
+}
+"""Open defects: ``kit.queue(name)`` looks an unhashable name up in its table of queues before
+the name is checked (``redkit/_base.py``), so Python's "unhashable type" comes first."""
+
+
+def _marks(name: str, arg: str, bad: Any) -> Any:
+    if (name, arg, _label(bad)) in KNOWN:
+        return pytest.mark.xfail(strict=True, reason="kit.queue() hashes the name first")
+    return ()
+
+
 PARAMS = [
-    pytest.param(fn, arg, bad, id=f"{name}-{arg}-{_label(bad)}")
+    pytest.param(fn, arg, bad, id=f"{name}-{arg}-{_label(bad)}", marks=_marks(name, arg, bad))
     for name, arg, fn, bads in CASES
     for bad in bads
 ]

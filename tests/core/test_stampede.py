@@ -86,7 +86,7 @@ async def test_decorated_function_under_concurrency_loads_once(url: str, prefix:
 
 
 def test_waiters_fall_back_to_the_loader_after_lock_wait(url: str, prefix: str) -> None:
-    # a lock holder that never finishes (crashed process) delays others by cache_lock_timeout at most
+    # a lock holder that never finishes (a crashed process) delays others by cache_lock_timeout
     kit = redkit.Redkit.from_url(url, prefix=prefix, cache_lock_timeout=0.3, cache_lock_ttl=30)
     try:
         kit.client.set(kit.cache._core.lock_key("k"), "dead-process", px=30_000)
