@@ -84,7 +84,7 @@ def test_flask_redkit_worker_help_lists_options() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for option in ("--concurrency", "--shutdown-grace", "--loop"):
+    for option in ("--concurrency", "--shutdown-timeout", "--loop"):
         assert option in done.stdout
 
 

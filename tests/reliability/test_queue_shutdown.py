@@ -1,6 +1,6 @@
 """A worker process stopped by SIGTERM gives its unfinished jobs back and exits.
 
-``redkit worker`` runs jobs far longer than its ``--shutdown-grace``; on SIGTERM it must exit 0
+``redkit worker`` runs jobs far longer than its ``--shutdown-timeout``; on SIGTERM it must exit 0
 soon after the grace, with every unfinished job back in ``waiting`` (not failed, not stuck in
 ``active``), and a second SIGTERM (more than a second after the first) must stop it at once.
 Sync tasks (on the worker's threads) and async tasks (on its loop) are both covered.
@@ -55,7 +55,7 @@ def test_sigterm_gives_unfinished_jobs_back_after_the_grace_and_exits_0(
     h: Harness, task: str
 ) -> None:
     ids = h.add_records(range(5), sleep=LONG, task=task)
-    w = h.worker("-c", "3", "--shutdown-grace", "0.5")
+    w = h.worker("-c", "3", "--shutdown-timeout", "0.5")
     wait_for(lambda: h.recorded("starts") == 3, 30, "three jobs to start", log=w.log)
 
     w.signal(signal.SIGTERM)
@@ -66,7 +66,7 @@ def test_sigterm_gives_unfinished_jobs_back_after_the_grace_and_exits_0(
 
     # the jobs given back run again on the next worker
     h.client.delete(h.kit.keyspace.key("starts"))
-    nxt = h.worker("-c", "5", "--shutdown-grace", "0.5")
+    nxt = h.worker("-c", "5", "--shutdown-timeout", "0.5")
     wait_for(lambda: h.recorded("starts") == 5, 30, "the next worker to take all five", log=nxt.log)
     nxt.signal(signal.SIGTERM)
     assert nxt.wait(10) == 0
@@ -76,7 +76,7 @@ def test_sigterm_gives_unfinished_jobs_back_after_the_grace_and_exits_0(
 @pytest.mark.parametrize("task", ["record", "arecord"])
 def test_a_second_sigterm_stops_a_worker_in_its_grace_at_once(h: Harness, task: str) -> None:
     ids = h.add_records(range(2), sleep=LONG, task=task)
-    w = h.worker("-c", "2", "--shutdown-grace", "600")
+    w = h.worker("-c", "2", "--shutdown-timeout", "600")
     wait_for(lambda: h.recorded("starts") == 2, 30, "both jobs to start", log=w.log)
 
     w.signal(signal.SIGTERM)
@@ -94,7 +94,7 @@ def test_a_second_sigterm_stops_a_worker_in_its_grace_at_once(h: Harness, task: 
 
 def test_sigterm_lets_short_jobs_finish_within_the_grace(h: Harness) -> None:
     ids = h.add_records(range(4), sleep=1.0)
-    w = h.worker("-c", "4", "--shutdown-grace", "30")
+    w = h.worker("-c", "4", "--shutdown-timeout", "30")
     wait_for(lambda: h.recorded("starts") == 4, 30, "four jobs to start", log=w.log)
     w.signal(signal.SIGTERM)
     assert w.wait(20) == 0

@@ -76,7 +76,7 @@ def two_serving(h: Harness, sup: Proc) -> set[int]:
 
 def test_two_processes_one_killed_and_restarted_then_a_clean_stop(h: Harness) -> None:
     jobs = 400
-    sup = h.worker("-c", "4", "--processes", "2", "--shutdown-grace", "10")
+    sup = h.worker("-c", "4", "--processes", "2", "--shutdown-timeout", "10")
     first = two_serving(h, sup)
     report = info(h)
     assert {w["pid"] for w in report["workers"]} == first
