@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -148,6 +149,16 @@ class RedisCluster:
             node.cleanup()
 
 
+def accept_each(sock: socket.socket, handle: Any) -> None:
+    """Hand each connection accepted on ``sock`` to ``handle`` until ``sock`` is closed."""
+    while True:
+        try:
+            client, _ = sock.accept()
+        except OSError:
+            return
+        handle(client)
+
+
 class ReplyDroppingProxy:
     """A TCP proxy in front of a real Redis. ``drop_next_reply()`` makes it forward the next
     command, then close the client's connection instead of passing the reply back: the command
@@ -182,16 +193,14 @@ class ReplyDroppingProxy:
             return False
 
     def _accept(self) -> None:
+        accept_each(self.sock, self._connect)
+
+    def _connect(self, client: socket.socket) -> None:
         import threading
 
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream)
-            self._open += [client, upstream]
-            threading.Thread(target=self._pump_up, args=(client, upstream), daemon=True).start()
+        upstream = socket.create_connection(self.upstream)
+        self._open += [client, upstream]
+        threading.Thread(target=self._pump_up, args=(client, upstream), daemon=True).start()
 
     def _pump_up(self, client: socket.socket, upstream: socket.socket) -> None:
         try:
@@ -217,3 +226,82 @@ class ReplyDroppingProxy:
         for s in self._open:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+class OldRedis:
+    """A loopback TCP server speaking just enough RESP to pass for a Redis of ``version``
+    through a client's handshake: ``HELLO`` answers the server's version (or, with
+    ``version=None``, "unknown command", as Redis before 6 does), ``PING`` answers ``PONG``,
+    everything else ``OK``. ``commands`` records what was sent, as lists of bytes."""
+
+    def __init__(self, version: str | None) -> None:
+        import threading
+
+        self.version = version
+        self.commands: list[list[bytes]] = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = int(self.sock.getsockname()[1])
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> OldRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for s in [self.sock, *self._open]:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept(self) -> None:
+        accept_each(self.sock, self._start)
+
+    def _start(self, client: socket.socket) -> None:
+        import threading
+
+        self._open.append(client)
+        threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        reader = client.makefile("rb")
+        proto = [2]
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                count = int(line[1:])
+                args = []
+                for _ in range(count):
+                    size = int(reader.readline()[1:])
+                    args.append(reader.read(size + 2)[:-2])
+                self.commands.append(args)
+                client.sendall(self._reply(args, proto))
+        except (OSError, ValueError):
+            return
+
+    def _reply(self, args: list[bytes], proto: list[int]) -> bytes:
+        name = args[0].upper()
+        if name == b"HELLO":
+            if self.version is None:
+                return b"-ERR unknown command 'HELLO', with args beginning with: \r\n"
+            if len(args) > 1:
+                proto[0] = int(args[1])
+            fields = [b"server", b"redis", b"version", self.version.encode(), b"proto"]
+            body = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields)
+            body += b":%d\r\n" % proto[0]
+            if proto[0] == 3:
+                return b"%%%d\r\n" % 3 + body
+            return b"*%d\r\n" % 6 + body
+        if name == b"PING":
+            return b"+PONG\r\n"
+        return b"+OK\r\n"

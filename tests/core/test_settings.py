@@ -148,7 +148,7 @@ def test_url_forms_build_the_matching_clients() -> None:
     kit = redkit.Redkit.from_url("redis+sentinel://127.0.0.1:26379,127.0.0.2:26380/mymaster/3")
     pool = kit.client.connection_pool
     assert pool.service_name == "mymaster"
-    assert pool.connection_class is SentinelManagedConnection
+    assert issubclass(pool.connection_class, SentinelManagedConnection)
     assert pool.connection_kwargs["db"] == 3
     hosts = [
         (c.connection_pool.connection_kwargs["host"], c.connection_pool.connection_kwargs["port"])

@@ -37,6 +37,7 @@ from .errors import (
     SessionTooLarge,
     SignatureError,
     Unrecoverable,
+    UnsupportedServerError,
 )
 from .idempotency import AsyncIdempotency, Idempotency
 from .lock import AsyncLock, Lock
@@ -103,6 +104,7 @@ __all__ = [
     "Stream",
     "Task",
     "Unrecoverable",
+    "UnsupportedServerError",
     "Worker",
     "__version__",
 ]

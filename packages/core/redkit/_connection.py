@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ._optional import require
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnsupportedServerError
 from .settings import Settings, redact_url
 
-__all__ = ["make_client", "memory_server"]
+__all__ = ["MIN_REDIS", "make_client", "memory_server"]
+
+MIN_REDIS = (7, 0)
+"""The oldest Redis redkit supports: its scripts use ``PEXPIRE ... GT`` and ``SET ... NX GET``."""
 
 _servers: dict[str, Any] = {}
 _servers_lock = threading.Lock()
@@ -36,9 +41,6 @@ def memory_server(name: str) -> Any:
         if server is None:
             server = _servers[name] = fakeredis.FakeServer()
         return server
-
-
-_fast_classes: dict[type, type] = {}
 
 
 def _pack_linear(self: Any, *args: Any) -> list[bytes]:
@@ -125,20 +127,130 @@ def _abort(connection: Any) -> None:
             writer.transport.abort()
 
 
-def fast_packing(pool: Any) -> Any:
-    """Give an asyncio connection pool a connection class that packs commands in linear time
-    and bounds writes without a Task per command."""
-    base = pool.connection_class
-    fast = _fast_classes.get(base)
-    if fast is None:
-        members: dict[str, Any] = {"pack_command": _pack_linear}
-        if _asyncio_timeout is not None and all(
-            hasattr(base, name) for name in ("is_connected", "connect_check_health", "check_health")
-        ):
-            members["send_packed_command"] = _bounded_send(base)
-        fast = _fast_classes[base] = type(base.__name__, (base,), members)
-    pool.connection_class = fast
+def _version_of(reply: Any) -> str | None:
+    """The ``version`` field of a ``HELLO`` reply (a flat list in RESP2, a map in RESP3)."""
+    if isinstance(reply, dict):
+        items: Any = reply.items()
+    elif isinstance(reply, (list, tuple)):
+        items = zip(reply[::2], reply[1::2])
+    else:
+        return None
+    for key, value in items:
+        if (key.decode() if isinstance(key, bytes) else str(key)) == "version":
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def _refusal(connection: Any, reply: Any) -> UnsupportedServerError | None:
+    """The error for a server whose ``HELLO`` answered ``reply`` (an error reply included), or
+    None when it is recent enough (or when HELLO is denied by an ACL: nothing to tell)."""
+    if isinstance(reply, RedisResponseError):
+        text = str(reply).lower()
+        if "unknown command" not in text and "wrong number" not in text:
+            raise reply  # another refusal (an ACL denying HELLO 3): redis-py's to report
+        version = "older than 6.0 (it knows no HELLO)"
+    else:
+        version = _version_of(reply) or "unknown"
+        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+        if len(numbers) == 2 and numbers >= MIN_REDIS:
+            return None
+    where = getattr(connection, "path", None) or (
+        f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
+    )
+    minimum = ".".join(map(str, MIN_REDIS))
+    return UnsupportedServerError(
+        f"the Redis server at {where} is version {version}; redkit needs Redis {minimum} or "
+        "newer (its scripts use PEXPIRE ... GT and SET ... NX GET)"
+    )
+
+
+def _checked_sync(base: Any) -> dict[str, Any]:
+    name = "on_connect_check_health" if hasattr(base, "on_connect_check_health") else "on_connect"
+    plain = getattr(base, name)
+
+    def on_connect(self: Any, *args: Any, **kwargs: Any) -> None:
+        self.handshake_metadata = None
+        try:
+            plain(self, *args, **kwargs)
+            reply = self.handshake_metadata  # the reply to redis-py's own HELLO 3, if sent
+            if _version_of(reply) is None:  # RESP2: no HELLO yet, ask
+                self.send_command("HELLO", check_health=False)
+                reply = self.read_response()
+        except RedisResponseError as exc:
+            reply = exc
+        error = _refusal(self, reply)
+        if error is not None:
+            self.disconnect()  # never handed out again as a connected connection
+            raise error
+
+    return {name: on_connect}
+
+
+def _checked_async(base: Any) -> dict[str, Any]:
+    name = "on_connect_check_health" if hasattr(base, "on_connect_check_health") else "on_connect"
+    plain = getattr(base, name)
+
+    async def on_connect(self: Any, *args: Any, **kwargs: Any) -> None:
+        replies: list[Any] = []
+        read = self.read_response
+
+        async def reading(*a: Any, **k: Any) -> Any:
+            reply = await read(*a, **k)
+            replies.append(reply)
+            return reply
+
+        self.read_response = reading  # to see the reply of redis-py's own HELLO 3, if sent
+        try:
+            await plain(self, *args, **kwargs)
+            reply = next((r for r in replies if _version_of(r) is not None), None)
+            if reply is None:  # RESP2: no HELLO yet, ask
+                await self.send_command("HELLO", check_health=False)
+                reply = await read()
+        except RedisResponseError as exc:
+            reply = exc
+        finally:
+            del self.read_response
+        error = _refusal(self, reply)
+        if error is not None:
+            await self.disconnect()
+            raise error
+
+    return {name: on_connect}
+
+
+_checked_classes: dict[tuple[type, bool], type] = {}
+
+
+def _connection_class(base: Any, asyncio: bool) -> Any:
+    """``base`` with the server's version checked once per connection, at its handshake (one
+    ``HELLO``); for asyncio also packing commands in linear time and bounding writes without a
+    Task per command."""
+    made = _checked_classes.get((base, asyncio))
+    if made is None:
+        members: dict[str, Any] = {}
+        if asyncio:
+            members["pack_command"] = _pack_linear
+            if _asyncio_timeout is not None and all(
+                hasattr(base, name)
+                for name in ("is_connected", "connect_check_health", "check_health")
+            ):
+                members["send_packed_command"] = _bounded_send(base)
+            members.update(_checked_async(base))
+        else:
+            members.update(_checked_sync(base))
+        made = _checked_classes[(base, asyncio)] = type(base.__name__, (base,), members)
+    return made
+
+
+def checked_pool(pool: Any, asyncio: bool) -> Any:
+    """Give a connection pool redkit's connection class (see :func:`_connection_class`)."""
+    pool.connection_class = _connection_class(pool.connection_class, asyncio)
     return pool
+
+
+def fast_packing(pool: Any) -> Any:
+    """An asyncio pool with redkit's connection class (the benchmarks' probes wrap this)."""
+    return checked_pool(pool, asyncio=True)
 
 
 def _retry(settings: Settings, asyncio: bool) -> Any:
@@ -249,12 +361,15 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             # (up to pool_timeout) instead of failing at once
             from redis import BlockingConnectionPool, Redis
 
-            bpool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=settings.max_connections,
-                timeout=settings.pool_timeout,
-                **common,
-                **extra,
+            bpool = checked_pool(
+                BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=settings.max_connections,
+                    timeout=settings.pool_timeout,
+                    **common,
+                    **extra,
+                ),
+                asyncio=False,
             )
             return Redis.from_pool(bpool)
         if scheme == "redis+sentinel":
@@ -293,7 +408,9 @@ def _sentinel(settings: Settings, parts: Any, common: dict[str, Any], asyncio: b
         from redis.sentinel import Sentinel
 
         sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
-    return sentinel.master_for(service, max_connections=settings.max_connections)
+    client = sentinel.master_for(service, max_connections=settings.max_connections)
+    checked_pool(client.connection_pool, asyncio)
+    return client
 
 
 def _cluster(settings: Settings, parts: Any, common: dict[str, Any], asyncio: bool) -> Any:

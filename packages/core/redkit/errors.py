@@ -35,6 +35,7 @@ __all__ = [
     "SessionTooLarge",
     "SignatureError",
     "Unrecoverable",
+    "UnsupportedServerError",
 ]
 
 
@@ -102,6 +103,13 @@ class AuthenticationError(RedkitError):
     """Redis refused the credentials (wrong password, unknown or disabled ACL user). A
     configuration problem, not an outage: the cache does not fail open on it and the circuit
     breaker ignores it."""
+
+
+class UnsupportedServerError(RedkitError):
+    """The Redis server is older than the oldest version redkit supports (Redis 7.0: its
+    scripts use ``PEXPIRE ... GT`` and ``SET ... NX GET``). Raised at a connection's first
+    handshake, before any command of redkit's reaches the server; the message names the
+    server's version and the minimum. Not an outage: the circuit breaker ignores it."""
 
 
 class ResponseError(RedkitError):
