@@ -119,3 +119,27 @@ def test_settings_built_directly_check_every_type(options: dict[str, Any], name:
     # from_mapping coerces strings; Settings(...) itself takes each field's own type only
     with pytest.raises(ConfigurationError, match=name):
         Settings(**options)
+
+
+# -- streams ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["\ud800", "ok\udfff"], ids=repr)
+async def test_stream_group_and_consumer_names_with_surrogates_fail_before_sending(
+    kit: Any, name: str
+) -> None:
+    # they used to fail inside the connection code, encoding the command
+    stream = kit.stream("s")
+    with pytest.raises(ValueError, match="group"):
+        await call(stream.create_group(name))
+    with pytest.raises(ValueError, match="group"):
+        await call(stream.read(name, "c"))
+    with pytest.raises(ValueError, match="consumer"):
+        await call(stream.read("g", name))
+    with pytest.raises(ValueError, match="consumer"):
+        await call(stream.claim_stale("g", name, 1))
+    with pytest.raises(ValueError, match="group"):
+        await call(stream.pending(name))
+    assert await keys_of(kit) == []
+    # bytes are sent as they are: a binary group name is a valid one
+    assert await call(stream.create_group(b"\xff\xfe")) is True
