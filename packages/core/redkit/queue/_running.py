@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any
 
+from .._durations import to_ms
 from .._ops import Batch
 from ..errors import JobTimeout, PayloadTooLarge, SerializationError, Unrecoverable
 from ._api import AsyncJob, Job, TaskSpec, _current
@@ -171,7 +172,7 @@ class _Jobs(_WorkerState):
             delay,
             reason,
         )
-        self._finish(a, [f"r{a.ats}:{a.id}", reason, stack, int(delay * 1000)])
+        self._finish(a, [f"r{a.ats}:{a.id}", reason, stack, to_ms(delay)])
 
     def _backoff(
         self, spec: TaskSpec | None, opts: dict[str, Any], made: int, exc: BaseException
