@@ -561,7 +561,7 @@ STREAMS = [
     keep("r1", "st.read", "g", "c1", count=1),
     keep("r2", "st.read", "g", "c2", count=10),
     c("st.read", "g", "c2", count=10),
-    c("st.read", "late", "c1", block=0.05),
+    c("st.read", "late", "c1", timeout=0.05),
     c("st.pending", "g"),
     c("st.ack", "g", Ref("r1", 0)),
     c("st.ack", "g", Ref("r1", 0, "id")),
@@ -583,7 +583,7 @@ STREAMS = [
     bad("st.add", {"x": 1}, ttl=-1),
     bad("st.add", {"x": 1}, maxlen=0),
     bad("st.read", "g", "c", count=0),
-    bad("st.read", "g", "c", block=-1),
+    bad("st.read", "g", "c", timeout=-1),
     bad("st.create_group", "\ud800"),
     bad("st.create_group", "g", start="nonsense"),
     bad("st.claim_stale", "g", "c", min_idle=-1),
@@ -647,8 +647,8 @@ QUEUE = [
 
 IDEMPOTENCY = [
     keep("b1", "kit.idempotency.begin", "key-1", "fp-A"),
-    c("kit.idempotency.begin", "key-1", "fp-A", wait=0),
-    c("kit.idempotency.begin", "key-1", "fp-B", wait=0),
+    c("kit.idempotency.begin", "key-1", "fp-A", timeout=0),
+    c("kit.idempotency.begin", "key-1", "fp-B", timeout=0),
     c("kit.idempotency.renew", "key-1", Ref("b1", "token")),
     c("kit.idempotency.renew", "key-1", "not-the-token"),
     c(
@@ -675,12 +675,12 @@ IDEMPOTENCY = [
     bad("kit.idempotency.begin", "k" * 300, "fp"),
     bad("kit.idempotency.begin", "bad\nkey", "fp"),
     bad("kit.idempotency.begin", "key", 5),
-    bad("kit.idempotency.begin", "key", "fp", wait=-1),
+    bad("kit.idempotency.begin", "key", "fp", timeout=-1),
     bad("kit.idempotency.begin", "key", "fp", scope=1.5),
     bad("kit.idempotency.complete", "key-1", "t", 99, [], b""),
     bad("kit.idempotency.complete", "key-1", "t", 200, [], "not bytes"),
     bad("kit.idempotency.complete", "key-1", "t", 200, "not headers", b""),
-    c("kit.idempotency.begin", "key", "fp", wait=0),
+    c("kit.idempotency.begin", "key", "fp", timeout=0),
 ]
 
 SCENARIOS = {
