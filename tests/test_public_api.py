@@ -93,6 +93,17 @@ def test_top_level_exports_the_main_classes_and_their_async_twins() -> None:
         assert getattr(redkit, name) is getattr(errors, name)
 
 
+def test_clients_call_themselves_by_their_public_names() -> None:
+    import redkit.asyncio
+
+    sync = redkit.Redkit.from_url("memory://", prefix="p")
+    try:
+        assert repr(sync) == "<redkit.Redkit url='memory://' prefix='p'>"
+    finally:
+        sync.close()
+    assert redkit.asyncio.Redkit._public_name == "redkit.AsyncRedkit"
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     out: list[tuple[int, str]] = []

@@ -249,23 +249,8 @@ def _label(value: Any) -> str:
     return text if len(text) <= 24 else text[:12] + "..." + text[-6:]
 
 
-KNOWN = {
-    ("queue", "name", "[1]"),
-    ("queue", "name", "{'a': 1}"),
-    ("queue", "name", "{1}"),
-}
-"""Open defects: ``kit.queue(name)`` looks an unhashable name up in its table of queues before
-the name is checked (``redkit/_base.py``), so Python's "unhashable type" comes first."""
-
-
-def _marks(name: str, arg: str, bad: Any) -> Any:
-    if (name, arg, _label(bad)) in KNOWN:
-        return pytest.mark.xfail(strict=True, reason="kit.queue() hashes the name first")
-    return ()
-
-
 PARAMS = [
-    pytest.param(fn, arg, bad, id=f"{name}-{arg}-{_label(bad)}", marks=_marks(name, arg, bad))
+    pytest.param(fn, arg, bad, id=f"{name}-{arg}-{_label(bad)}")
     for name, arg, fn, bads in CASES
     for bad in bads
 ]

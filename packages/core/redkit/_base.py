@@ -53,6 +53,8 @@ class KitBase:
     pubsub: Any
     _executor: Any
     _closed = False
+    _public_name = "redkit.Redkit"
+    """What ``repr`` calls the class: its public name, not the module that defines it."""
 
     def _setup(self, settings: Settings | None, options: Mapping[str, Any]) -> Health:
         if settings is None:
@@ -66,7 +68,7 @@ class KitBase:
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self.client_ip = ClientIP(settings.trusted_proxies)
         """Client address resolver over ``trusted_proxies`` (rate-limit keys, idempotency
-        scopes): :class:`redkit._clientip.ClientIP`."""
+        scopes): :class:`redkit.web.ClientIP`."""
         self._cache_core = CacheCore(
             settings, self.keyspace, self.serializer, self.stats, settings.is_cluster
         )
@@ -96,11 +98,13 @@ class KitBase:
         self.client = self._executor.client = self.pubsub._client = closed
         return [client] if subscriber is None or subscriber is client else [subscriber, client]
 
-    def _queue(self, cls: Any, name: str, options: dict[str, Any]) -> Any:
+    def _queue(self, cls: Any, name: object, options: dict[str, Any]) -> Any:
         """``kit.queue(name, ...)``: the first queue made for a name is kept and returned for
         later plain calls, so the tasks registered on it are what a worker of it runs; a call
         with options makes a new queue (the first one is kept)."""
         queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
+        if not isinstance(name, str):  # checked by the queue, before a lookup could hash it
+            return cls(self, name, **options)
         if any(v is not None for v in options.values()) or name not in queues:
             q = cls(self, name, **options)
             queues.setdefault(name, q)
@@ -109,6 +113,6 @@ class KitBase:
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__module__}.{type(self).__qualname__} "
+            f"<{self._public_name} "
             f"url={redact_url(self.settings.url)!r} prefix={self.settings.prefix!r}>"
         )

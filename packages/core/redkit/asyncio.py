@@ -45,6 +45,8 @@ __all__ = [
 class Redkit(KitBase):
     """redkit over an asyncio redis-py client. Create one per event loop and share it."""
 
+    _public_name = "redkit.AsyncRedkit"
+
     _executor: AsyncExecutor
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:

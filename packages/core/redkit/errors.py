@@ -138,7 +138,7 @@ class LockError(RedkitError):
 
 
 class LockNotAcquired(LockError):
-    """A lock was held by someone else for longer than ``blocking_timeout`` (or at once, when
+    """A lock was held by someone else for longer than ``timeout`` (or at once, when
     not blocking)."""
 
 

@@ -10,6 +10,7 @@ framework.
 
 from __future__ import annotations
 
+from .._clientip import ClientIP, network_key
 from .._optional import require
 from ._http import Answer, Headers, Request, Response, WebFlow, arun, problem, run, unavailable
 from ._idempotency import Held, IdempotentRequests, IdempotentRule, idempotency_error
@@ -30,6 +31,7 @@ __all__ = [
     "CacheRule",
     "CacheTicket",
     "CachedResponse",
+    "ClientIP",
     "CookieAttributes",
     "CookieChange",
     "CookieSigner",
@@ -52,6 +54,7 @@ __all__ = [
     "WebRules",
     "arun",
     "idempotency_error",
+    "network_key",
     "problem",
     "require",
     "run",
