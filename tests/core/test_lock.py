@@ -25,7 +25,8 @@ from redkit import (
     ResponseError,
 )
 from redkit._ops import Batch, script
-from redkit.lock import ACQUIRE, EXTEND, RELEASE, AsyncLock, LockCore
+from redkit.lock import AsyncLock, LockCore
+from redkit.lock._core import ACQUIRE, EXTEND, RELEASE
 from tests.conftest import REDIS_URL, Kits, backend_url, call, new_prefix
 from tests.servers import ReplyDroppingProxy
 
@@ -406,7 +407,7 @@ def is_lost(hold: Any) -> bool:
 def test_renewal_retries_errors_until_the_ttl_has_run_out() -> None:
     # the renewal's decision, without I/O: a connection error is retried on the next tick while
     # the lock may still be ours; once a whole ttl passed without renewal, it counts as lost
-    from redkit.lock import _Hold
+    from redkit.lock._core import _Hold
 
     with redkit.Redkit.from_url("memory://renewal-logic") as kit:
         core = LockCore(kit, "job", 10, None)
