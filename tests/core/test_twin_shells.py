@@ -1,5 +1,6 @@
-"""The sync and async shells of pub/sub, subscriptions, streams, idempotency records and guards
-hold no logic of their own: each method of one is the other's with ``async``/``await`` taken away
+"""The sync and async shells (the clients, the cache and its cached functions, sessions, the
+limiter, locks, pub/sub, subscriptions, streams, idempotency records and guards) hold no logic of
+their own: each method of one is the other's with ``async``/``await`` taken away
 (the logic lives in the shared cores and flows). A method that drifts fails here, unless it is
 one of the few whose I/O is really different (threads against tasks, locks, lazy starts)."""
 
@@ -12,7 +13,24 @@ from typing import Any
 
 import pytest
 
-from redkit import AsyncPubSub, AsyncStream, PubSub, Stream
+import redkit
+from redkit import (
+    AsyncCache,
+    AsyncCachedFunction,
+    AsyncLimiter,
+    AsyncLock,
+    AsyncPubSub,
+    AsyncRedkit,
+    AsyncSessions,
+    AsyncStream,
+    Cache,
+    CachedFunction,
+    Limiter,
+    Lock,
+    PubSub,
+    Sessions,
+    Stream,
+)
 from redkit.idempotency import AsyncGuard, AsyncIdempotency, Guard, Idempotency
 from redkit.messaging import AsyncSubscription, Subscription
 
@@ -25,6 +43,13 @@ RENAMES = {
     "__anext__": "__next__",
     "StopAsyncIteration": "StopIteration",
     "AsyncExecutor": "SyncExecutor",
+    "AsyncCache": "Cache",
+    "AsyncCachedFunction": "CachedFunction",
+    "AsyncLimiter": "Limiter",
+    "AsyncLock": "Lock",
+    "AsyncQueue": "Queue",
+    "AsyncIterator": "Iterator",
+    "AsyncSessions": "Sessions",
     "AsyncGuard": "Guard",
     "AsyncIdempotency": "Idempotency",
     "AsyncPubSub": "PubSub",
@@ -34,6 +59,12 @@ RENAMES = {
 
 # (sync class, async class, methods whose I/O differs and that are written twice on purpose)
 PAIRS: list[tuple[type, type, set[str]]] = [
+    (redkit.Redkit, AsyncRedkit, {"__init__"}),  # each builds its own kind of client
+    (Cache, AsyncCache, {"cached"}),  # each refuses the other's kind of function
+    (CachedFunction, AsyncCachedFunction, set()),
+    (Sessions, AsyncSessions, set()),
+    (Limiter, AsyncLimiter, set()),
+    (Lock, AsyncLock, {"acquire", "release"}),  # a renewal thread against a renewal task
     (PubSub, AsyncPubSub, {"__init__", "subscribe"}),  # a thread lock; a lazy start
     # the two drivers; the async one also starts lazily (when entered, awaited or first read)
     (
@@ -75,6 +106,14 @@ class _Strip(ast.NodeTransformer):
 
     def visit_Await(self, node: ast.Await) -> Any:
         return self.visit(node.value)
+
+    def visit_AsyncFor(self, node: ast.AsyncFor) -> Any:
+        self.generic_visit(node)
+        return ast.For(**{f: getattr(node, f) for f in node._fields})
+
+    def visit_AsyncWith(self, node: ast.AsyncWith) -> Any:
+        self.generic_visit(node)
+        return ast.With(**{f: getattr(node, f) for f in node._fields})
 
     def visit_Expr(self, node: ast.Expr) -> Any:
         # the async shells start lazily: ``await self._started()`` has no sync counterpart
