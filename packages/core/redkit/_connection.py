@@ -14,6 +14,7 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
@@ -24,7 +25,28 @@ from ._optional import require
 from .errors import ConfigurationError, UnsupportedServerError
 from .settings import Settings, redact_url
 
-__all__ = ["MIN_REDIS", "make_client", "memory_server"]
+__all__ = ["MIN_REDIS", "REDIS_PY", "check_redis_py", "make_client", "memory_server"]
+
+REDIS_PY = ((8, 0), (9, 0))
+"""The redis-py versions redkit is tested with, from (included) and to (excluded); pyproject.toml
+declares the same range. This module builds on redis-py's connection internals (handshake,
+command packing, write bounds), so another major version fails at import instead of mid-request."""
+
+
+def check_redis_py(version: str) -> None:
+    """Raise ``ImportError`` naming the tested range when redis-py ``version`` is outside it."""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    (low, high) = REDIS_PY
+    if len(numbers) == 2 and low <= numbers < high:
+        return
+    tested = f">={low[0]}.{low[1]},<{high[0]}"
+    raise ImportError(
+        f"redkit is tested with redis-py {tested}, not with the installed redis-py {version}: "
+        f'pip install "redis{tested}"'
+    )
+
+
+check_redis_py(getattr(redis, "__version__", "unknown"))
 
 MIN_REDIS = (7, 0)
 """The oldest Redis redkit supports: its scripts use ``PEXPIRE ... GT`` and ``SET ... NX GET``."""
