@@ -146,8 +146,18 @@ class Health:
                     log.warning("redkit: Redis at %s is unreachable: %s", self.where, exc)
 
 
-def _has_noscript(replies: Sequence[Any]) -> bool:
-    return any(isinstance(r, rex.NoScriptError) for r in replies)
+def _advance(flow: Flow[Any], send: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """Resume ``flow`` with the last step's result (or error): ``(False, next step)``, or
+    ``(True, its return value)`` once it is finished."""
+    try:
+        return False, (flow.send(send) if error is None else flow.throw(error))
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def _noscripts(replies: Sequence[Any]) -> list[int]:
+    """Where a pipeline's replies say NOSCRIPT (the script did not run)."""
+    return [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
 
 
 def _raise_reply_errors(replies: list[Any]) -> list[Any]:
@@ -190,8 +200,39 @@ class _Base:
         self.stats = health.stats
         self.retry = retry or RetryPolicy()
 
+    _ready = True  # the async cluster client sets it once it knows the topology
+
     def _count(self, calls: Sequence[Call]) -> None:
         self.stats.round_trip(len(calls))
+
+    def _queued(self, calls: Sequence[Call]) -> Any:
+        """A pipeline (no transaction) holding ``calls``, ready to execute."""
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args, **(call.options or {}))
+            else:
+                # EVALSHA as a raw command: cluster pipelines route it by its keys
+                pipe.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
+        return pipe
+
+    def _loader(self, call: Call) -> tuple[Any, tuple[Any, ...]]:
+        """The client method and arguments that load ``call``'s script (on every node of a
+        cluster)."""
+        assert call.script is not None
+        if self.cluster:
+            return self.client.script_load, (call.script.source,)
+        return self.client.execute_command, ("SCRIPT", "LOAD", call.script.source)
+
+    def _answered(self, exc: rex.RedisError) -> RedkitError:
+        """Redis answered with an error: it is reachable; the error to raise."""
+        self.health.ok()
+        return wrap_error(exc)
+
+    def _done(self, replies: list[Any]) -> list[Any]:
+        """A round trip completed: its replies, raising the first error reply."""
+        self.health.ok()
+        return _raise_reply_errors(replies)
 
     def _retry_delay(self, exc: BaseException, calls: Sequence[Call], attempt: int) -> float:
         """After a connection error: the delay before retry ``attempt + 1``, or raise the wrapped
@@ -215,10 +256,9 @@ class SyncExecutor(_Base):
         send: Any = None
         error: BaseException | None = None
         while True:
-            try:
-                step = flow.send(send) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            done, step = _advance(flow, send, error)
+            if done:
+                return step  # type: ignore[no-any-return]
             send, error = None, None
             try:
                 if isinstance(step, Batch):
@@ -256,20 +296,28 @@ class SyncExecutor(_Base):
 
     def _execute(self, calls: Sequence[Call]) -> list[Any]:
         self.health.breaker.before_call()
+        return self._send(calls)
+
+    def _initialize(self) -> None:  # pragma: no cover - the sync cluster client needs none
+        self._ready = True
+
+    # The methods below have an asyncio twin of the same shape in AsyncExecutor (a test in
+    # tests/core/test_executor_twins.py fails when one of them gains logic the other lacks).
+    def _send(self, calls: Sequence[Call]) -> list[Any]:
         attempt = 0
         while True:
             self._count(calls)
             try:
+                if self.cluster and not self._ready:
+                    self._initialize()
                 replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
                 break
             except _CONNECTION_ERRORS as exc:
                 time.sleep(self._retry_delay(exc, calls, attempt))
                 attempt += 1
             except rex.RedisError as exc:
-                self.health.ok()
-                raise wrap_error(exc) from exc
-        self.health.ok()
-        return _raise_reply_errors(replies)
+                raise self._answered(exc) from exc
+        return self._done(replies)
 
     def _one(self, call: Call) -> Any:
         if call.script is None:
@@ -281,30 +329,18 @@ class SyncExecutor(_Base):
             return self.client.evalsha(call.script.sha, call.numkeys, *call.args)
 
     def _load(self, call: Call) -> None:
-        assert call.script is not None
-        if self.cluster:
-            self.client.script_load(call.script.source)
-        else:
-            self.client.execute_command("SCRIPT", "LOAD", call.script.source)
+        load, args = self._loader(call)
+        load(*args)
         self.stats.incr("script_loads")
 
     def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for call in calls:
-            if call.script is None:
-                pipe.execute_command(*call.args, **(call.options or {}))
-            else:
-                # EVALSHA as a raw command: cluster pipelines route it by its keys
-                pipe.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        if _has_noscript(replies):
-            # Scripts that answered NOSCRIPT did not run: load them and run just those again.
-            for i, (call, reply) in enumerate(zip(calls, replies)):
-                if isinstance(reply, rex.NoScriptError):
-                    try:
-                        replies[i] = self._one(call)
-                    except rex.ResponseError as exc:
-                        replies[i] = exc
+        replies: list[Any] = self._queued(calls).execute(raise_on_error=False)
+        # Scripts that answered NOSCRIPT did not run: load them and run just those again.
+        for i in _noscripts(replies):
+            try:
+                replies[i] = self._one(calls[i])
+            except rex.ResponseError as exc:
+                replies[i] = exc
         return replies
 
 
@@ -364,10 +400,9 @@ class AsyncExecutor(_Base):
         cancelling = getattr(task, "cancelling", None)  # Python 3.11+
         pending = cancelling() if cancelling is not None else 0
         while True:
-            try:
-                step = flow.send(send) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            done, step = _advance(flow, send, error)
+            if done:
+                return step  # type: ignore[no-any-return]
             send, error = None, None
             if cancelling is not None and cancelling() > pending:
                 # a cancellation swallowed on its way (asyncio.wait_for on 3.11 drops one that
@@ -422,6 +457,7 @@ class AsyncExecutor(_Base):
         finally:
             slots.release()
 
+    # The twins of SyncExecutor's methods of the same names.
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
         attempt = 0
         while True:
@@ -429,19 +465,16 @@ class AsyncExecutor(_Base):
             try:
                 if self.cluster and not self._ready:
                     await self._initialize()
-                if len(calls) == 1:
-                    replies = [await self._one(calls[0])]
-                else:
-                    replies = await self._pipeline(calls)
+                replies = (
+                    [await self._one(calls[0])] if len(calls) == 1 else await self._pipeline(calls)
+                )
                 break
             except _CONNECTION_ERRORS as exc:
                 await asyncio.sleep(self._retry_delay(exc, calls, attempt))
                 attempt += 1
             except rex.RedisError as exc:
-                self.health.ok()
-                raise wrap_error(exc) from exc
-        self.health.ok()
-        return _raise_reply_errors(replies)
+                raise self._answered(exc) from exc
+        return self._done(replies)
 
     async def _one(self, call: Call) -> Any:
         if call.script is None:
@@ -453,27 +486,16 @@ class AsyncExecutor(_Base):
             return await self.client.evalsha(call.script.sha, call.numkeys, *call.args)
 
     async def _load(self, call: Call) -> None:
-        assert call.script is not None
-        if self.cluster:
-            await self.client.script_load(call.script.source)
-        else:
-            await self.client.execute_command("SCRIPT", "LOAD", call.script.source)
+        load, args = self._loader(call)
+        await load(*args)
         self.stats.incr("script_loads")
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for call in calls:
-            if call.script is None:
-                pipe.execute_command(*call.args, **(call.options or {}))
-            else:
-                # EVALSHA as a raw command: cluster pipelines route it by its keys
-                pipe.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if _has_noscript(replies):
-            for i, (call, reply) in enumerate(zip(calls, replies)):
-                if isinstance(reply, rex.NoScriptError):
-                    try:
-                        replies[i] = await self._one(call)
-                    except rex.ResponseError as exc:
-                        replies[i] = exc
+        replies: list[Any] = await self._queued(calls).execute(raise_on_error=False)
+        # Scripts that answered NOSCRIPT did not run: load them and run just those again.
+        for i in _noscripts(replies):
+            try:
+                replies[i] = await self._one(calls[i])
+            except rex.ResponseError as exc:
+                replies[i] = exc
         return replies
