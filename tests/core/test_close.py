@@ -136,3 +136,72 @@ def test_a_closed_client_is_garbage_collectable_and_leaves_no_thread(url: str) -
     gc.collect()
     assert [r for r in refs if r() is not None] == []
     assert set(threading.enumerate()) - before == set()
+
+
+def _threads(prefix: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
+
+
+def test_closing_ends_lock_renewal_at_once_without_calling_the_lock_lost(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    kit = redkit.Redkit.from_url(url, prefix=new_prefix())
+    lock = kit.lock("renewed", ttl=0.3, auto_renew=True)
+    assert lock.acquire()
+    assert _threads("redkit-lock-renewal")
+    kit.close()
+    for _ in range(100):  # the thread wakes every ttl / 3 and sees the client closed
+        if not _threads("redkit-lock-renewal"):
+            break
+        threading.Event().wait(0.02)
+    assert _threads("redkit-lock-renewal") == []
+    assert "lost while held" not in caplog.text
+
+
+async def test_closing_ends_async_lock_renewal(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    kit = redkit.asyncio.Redkit.from_url(url, prefix=new_prefix())
+    lock = kit.lock("renewed", ttl=0.3, auto_renew=True)
+    assert await lock.acquire()
+    await kit.aclose()
+    await asyncio.sleep(0.5)  # past the ttl: a renewal still trying would call the lock lost
+    assert "lost while held" not in caplog.text
+    renewals = [t for t in asyncio.all_tasks() if "_renew_in_task" in repr(t.get_coro())]
+    assert renewals == []
+
+
+def test_closing_a_client_stops_the_workers_started_from_it() -> None:
+    kit = redkit.Redkit.from_url(backend_url("redis"), prefix=new_prefix())
+    queue = kit.queue("jobs")
+    worker = queue.worker(shutdown_timeout=5).start()
+    assert worker._thread is not None
+    assert worker._thread.is_alive()
+    kit.close()  # returns once the worker has stopped (running jobs get shutdown_timeout)
+    assert not worker._thread.is_alive()
+
+
+async def test_closing_an_async_client_stops_the_worker_it_serves() -> None:
+    import asyncio
+
+    kit = redkit.asyncio.Redkit.from_url(backend_url("redis"), prefix=new_prefix())
+    worker = kit.queue("jobs").worker(shutdown_timeout=5)
+    serving = asyncio.create_task(worker.serve())
+    for _ in range(200):
+        if worker._started.is_set():
+            break
+        await asyncio.sleep(0.01)
+    await kit.aclose()
+    await asyncio.wait_for(serving, 10)  # serve() returns: the worker stopped with its client
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_worker_of_a_closed_client_does_not_start(mode: str) -> None:
+    kit = await _make(backend_url("redis"), mode)
+    worker = kit.queue("jobs").worker()
+    await _close(kit)
+    with pytest.raises(ClientClosedError, match="cannot start"):
+        if mode == "sync":
+            worker.start()
+        else:
+            await worker.serve()

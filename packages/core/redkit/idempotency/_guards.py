@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._durations import Duration
 from .._ops import Flow
-from ..errors import RedkitConnectionError, RedkitError
+from ..errors import ClientClosedError, RedkitConnectionError, RedkitError
 from ._http import HeaderInput
 from ._records import Begin, IdempotencyCore, Outcome
 
@@ -119,6 +119,8 @@ class _GuardBase:
         begun = self.result
         try:
             kept = yield self._core.renew(begun.key, token, begun.scope)
+        except ClientClosedError:  # the client closed: renewing is over
+            return False
         except RedkitError as err:  # keep trying: the lease may outlive a short outage
             log.warning("redkit: could not renew an idempotency lease: %s", err)
             return True

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from ..errors import ClientClosedError
 from ._records import Begin
 
 log = logging.getLogger("redkit.idempotency")
@@ -74,6 +75,12 @@ class LeaseKeeper:
             for handle, begun in due:
                 try:
                     kept = self._idem.renew(begun.key, begun.token, begun.scope)
+                except ClientClosedError:  # the client closed: nothing is renewed any more
+                    with self._lock:
+                        self._active.clear()
+                        if self._thread is threading.current_thread():
+                            self._thread = None
+                    return
                 except Exception as exc:  # keep renewing the others
                     log.warning("redkit: renewing an idempotency lease failed: %s", exc)
                     continue

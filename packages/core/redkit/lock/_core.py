@@ -14,6 +14,7 @@ from typing import Any
 from .. import _durations as durations
 from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
+from ..errors import ClientClosedError
 
 __all__ = ["ACQUIRE", "EXTEND", "FENCE_MARGIN", "MAX_TTL", "RELEASE", "LockCore"]
 
@@ -174,6 +175,9 @@ class LockCore:
         """Record one renewal's outcome (remaining ms, 0 = not ours, or the error raised);
         returns whether to keep renewing."""
         if hold.stopped.is_set():  # released (or lost) meanwhile: this answer no longer matters
+            return False
+        if isinstance(result, ClientClosedError):  # the client closed: renewing is over
+            hold.stopped.set()
             return False
         if isinstance(result, BaseException):
             self.stats.incr("lock_renewal_errors")

@@ -23,13 +23,20 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _durations as durations
 from .._durations import NOT_GIVEN, Duration, to_ms
 from .._ops import Batch, command, script
-from ..errors import ConfigurationError, RedkitConnectionError, RedkitError, ResponseError
+from ..errors import (
+    ClientClosedError,
+    ConfigurationError,
+    RedkitConnectionError,
+    RedkitError,
+    ResponseError,
+)
 from ._core import RELEASE, QueueCore
 from ._lease import _Lease
 from ._loop import _Loop
@@ -286,6 +293,13 @@ class Worker(_Loop, _Lease):
         from .._client import Redkit
         from ..asyncio import Redkit as AsyncRedkit
 
+        kit = self.queue._kit
+        if kit._closed:
+            raise ClientClosedError(
+                f"the client of queue {self.queue.name!r} is closed: a worker of it cannot start"
+            )
+        me = weakref.ref(self)
+        kit._on_close(lambda: _stop_with_client(me))  # closing the client stops its workers
         self._kit = AsyncRedkit(self.settings)
         self._sync_kit = Redkit(self.settings)
         self._exec = self._kit._executor
@@ -421,3 +435,10 @@ class Worker(_Loop, _Lease):
             self.processed,
             self.failed,
         )
+
+
+def _stop_with_client(ref: weakref.ref[Worker]) -> None:
+    """A worker's client is closing: stop the worker (running jobs get ``shutdown_timeout``)."""
+    worker = ref()
+    if worker is not None and not worker._finished.is_set():
+        worker.stop()
