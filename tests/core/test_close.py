@@ -200,8 +200,6 @@ async def test_a_worker_of_a_closed_client_does_not_start(mode: str) -> None:
     kit = await _make(backend_url("redis"), mode)
     worker = kit.queue("jobs").worker()
     await _close(kit)
+    start = worker.start if mode == "sync" else worker.serve
     with pytest.raises(ClientClosedError, match="cannot start"):
-        if mode == "sync":
-            worker.start()
-        else:
-            await worker.serve()
+        await call(start())

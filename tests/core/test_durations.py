@@ -278,3 +278,14 @@ async def test_worker_shutdown_timeout_old_names_still_work_and_warn(kit: Any) -
     fresh = q.worker()
     fresh.stop(timedelta(seconds=4), wait=False)
     assert fresh.shutdown_timeout == 4.0
+
+
+def test_a_deprecation_warning_points_at_the_callers_line() -> None:
+    # the default filters show DeprecationWarning only when it is attributed to the caller's code
+    import redkit as _redkit
+
+    kit = _redkit.Redkit.from_url("memory://")
+    with pytest.warns(DeprecationWarning) as record:
+        kit.lock("x", blocking_timeout=1)
+    assert record[0].filename == __file__
+    kit.close()

@@ -120,7 +120,7 @@ def renamed(
 def warn_deprecated(message: str) -> None:
     """A ``DeprecationWarning`` pointing at the first caller outside redkit."""
     frame = sys._getframe(1)
-    level = 1
+    level = 2  # stacklevel 1 is this function, 2 the frame above it
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
         level += 1
