@@ -285,7 +285,7 @@ def test_a_deprecation_warning_points_at_the_callers_line() -> None:
     import redkit as _redkit
 
     kit = _redkit.Redkit.from_url("memory://")
-    with pytest.warns(DeprecationWarning) as record:
+    with pytest.warns(DeprecationWarning, match="blocking_timeout") as record:
         kit.lock("x", blocking_timeout=1)
     assert record[0].filename == __file__
     kit.close()
