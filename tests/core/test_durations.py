@@ -289,3 +289,16 @@ def test_a_deprecation_warning_points_at_the_callers_line() -> None:
         kit.lock("x", blocking_timeout=1)
     assert record[0].filename == __file__
     kit.close()
+
+
+def test_stream_read_takes_its_wait_by_keyword_only() -> None:
+    # the fourth positional argument used to be ``block`` (None: do not wait); taking it as
+    # ``timeout`` (None: for ever) would turn such a call into a silent hang
+    import redkit as _redkit
+
+    kit = _redkit.Redkit.from_url("memory://")
+    stream = kit.stream("s")
+    with pytest.raises(TypeError):
+        stream.read("g", "c", 10, None)  # type: ignore[misc]
+    assert stream.read("g", "c", 10, timeout=0) == []
+    kit.close()

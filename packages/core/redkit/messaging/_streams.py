@@ -365,14 +365,15 @@ class Stream(_StreamBase):
         group: str | bytes,
         consumer: str | bytes,
         count: int = 10,
-        timeout: Duration | None = 0.0,
         *,
+        timeout: Duration | None = 0.0,
         block: Any = NOT_GIVEN,
     ) -> list[StreamMessage]:
         """Up to ``count`` messages no consumer of ``group`` has received yet, now handed to
         ``consumer``. With ``timeout`` (seconds or a timedelta; None: for ever) waits until at
         least one arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`.
-        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait")."""
+        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait"); both are
+        keyword-only, so a call that passed ``block`` fourth fails loudly instead of waiting."""
         return self._x.drive(self._core.read(group, consumer, count, _timeout(timeout, block)))
 
     def ack(self, group: str | bytes, *ids: str | StreamMessage) -> int:
@@ -431,14 +432,15 @@ class AsyncStream(_StreamBase):
         group: str | bytes,
         consumer: str | bytes,
         count: int = 10,
-        timeout: Duration | None = 0.0,
         *,
+        timeout: Duration | None = 0.0,
         block: Any = NOT_GIVEN,
     ) -> list[StreamMessage]:
         """Up to ``count`` messages no consumer of ``group`` has received yet, now handed to
         ``consumer``. With ``timeout`` (seconds or a timedelta; None: for ever) waits until at
         least one arrives; returns ``[]`` when none did. Acknowledge each with :meth:`ack`.
-        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait")."""
+        ``block=`` is the deprecated name of ``timeout`` (there None meant "do not wait"); both are
+        keyword-only, so a call that passed ``block`` fourth fails loudly instead of waiting."""
         return await self._x.drive(
             self._core.read(group, consumer, count, _timeout(timeout, block))
         )
