@@ -48,6 +48,7 @@ NO_IO = {
     "from_env",
     "from_settings",
     "lock",
+    "on_close",
     "stream",
     "queue",
     "task",

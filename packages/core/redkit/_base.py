@@ -77,8 +77,9 @@ class KitBase:
         )
         return Health(self.breaker, self.stats, redact_url(settings.url))
 
-    def _on_close(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` (stopping a thread of an adapter, say) when the kit closes."""
+    def on_close(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` (stopping a thread of an adapter, say) when the client closes, before
+        its pools are released; an exception it raises is logged and the rest still closes."""
         self.__dict__.setdefault("_closers", []).append(callback)
 
     def _shut(self) -> list[Any]:

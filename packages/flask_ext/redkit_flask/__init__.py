@@ -249,7 +249,7 @@ class Redkit(ViewDecorators):
 
     def worker(self, queue: str = "default", app: Flask | None = None, **options: Any) -> Any:
         """A worker for queue ``queue`` of ``app`` (default: the current one); ``options`` as for
-        :class:`redkit.queue._worker.Worker`. Its tasks run inside the application's context.
+        :class:`redkit.queue.Worker`. Its tasks run inside the application's context.
         Started on a thread (``.start()``), it is stopped gracefully (running jobs get their
         ``shutdown_timeout``) by :meth:`close` and when the process exits, before the pool
         closes."""

@@ -119,7 +119,7 @@ class Hooks:
         app.after_request(self.after)
         app.teardown_request(self.teardown)
         request_finished.connect(self.finished, app, weak=False)
-        kit._on_close(self.close)  # closing the client stops the lease renewer too
+        kit.on_close(self.close)  # closing the client stops the lease renewer too
         if kit.settings.sessions:
             app.before_request(self.seal_after_view)
         app.register_error_handler(RedkitConnectionError, self.unavailable)

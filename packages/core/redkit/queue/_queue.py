@@ -118,7 +118,7 @@ class _QueueBase(Generic[J]):
         self.tasks[spec.name] = spec
 
     def worker(self, **options: Any) -> Any:
-        """A :class:`~redkit.queue._worker.Worker` for this queue (see its options)."""
+        """A :class:`~redkit.queue.Worker` for this queue (see its options)."""
         from ._worker import Worker
 
         return Worker(self, **options)

@@ -299,7 +299,7 @@ class Worker(_Loop, _Lease):
                 f"the client of queue {self.queue.name!r} is closed: a worker of it cannot start"
             )
         me = weakref.ref(self)
-        kit._on_close(lambda: _stop_with_client(me))  # closing the client stops its workers
+        kit.on_close(lambda: _stop_with_client(me))  # closing the client stops its workers
         self._kit = AsyncRedkit(self.settings)
         self._sync_kit = Redkit(self.settings)
         self._exec = self._kit._executor
