@@ -315,8 +315,8 @@ async def test_an_idle_session_expires(make_kit: Kits) -> None:
 
 async def test_absolute_lifetime_caps_the_expiry_and_ends_the_session(make_kit: Kits) -> None:
     kit = make_kit(session_ttl=60, session_max_age=5)
-    created = time.monotonic()
     sids = [await call(kit.sessions.create({"a": i})) for i in range(4)]
+    created = time.monotonic()  # every session was stamped by Redis before this instant
     assert 0 < await pttl(kit, sids[0]) <= 5000  # the idle timeout is capped by the lifetime left
     # a second client of the same prefix with a shorter lifetime: the sessions are still in Redis
     # when they are past that lifetime, so the scripts themselves must refuse and delete them
