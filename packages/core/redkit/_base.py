@@ -77,6 +77,11 @@ class KitBase:
         )
         return Health(self.breaker, self.stats, redact_url(settings.url))
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` (``aclose`` in asyncio) has been called."""
+        return self._closed
+
     def on_close(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` (stopping a thread of an adapter, say) when the client closes, before
         its pools are released; an exception it raises is logged and the rest still closes."""

@@ -1,7 +1,10 @@
-"""redkit for Django: ``pip install "redkit[django]"``.
+"""redkit for Django: ``pip install "redkit[django]"``, then ``"redkit_django"`` in
+``INSTALLED_APPS`` and one ``REDKIT = {...}`` dict in the settings.
 
-The adapter is thin: it reads Django's own settings and registers hooks; all logic lives in
-``redkit``. Its features arrive with the Django adapter work (see the project's ``docs/``).
+The adapter is glue: it reads Django's settings, gives redkit's cache, sessions, rate limits,
+idempotency keys and job queue Django's own interfaces (a ``CACHES`` backend, a session engine,
+middleware and view decorators, a ``django.tasks`` backend, management commands), and runs every
+rule through :mod:`redkit.web` and redkit's core.
 """
 
 from __future__ import annotations
@@ -10,4 +13,6 @@ from redkit.web import require
 
 require("django", "django")
 
-__all__: list[str] = []
+from .conf import get_async_kit, get_kit, get_settings  # noqa: E402
+
+__all__ = ["get_async_kit", "get_kit", "get_settings"]

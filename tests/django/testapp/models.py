@@ -1,0 +1,3 @@
+"""Models of the adapter's tests."""
+
+from __future__ import annotations
