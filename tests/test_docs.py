@@ -64,6 +64,7 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"#\s*not run:\s*(?P<reason>\S.*)")
+DJANGO_PAGES = {"docs/django.md"}
 KEPT_SCHEMES = ("rediss", "redis+sentinel", "redis+cluster")
 
 SETUP: dict[str, dict[int, str]] = {
@@ -188,7 +189,51 @@ class Database:
             engine.dispose()
 
 
-def run_blocks(page: str, namespace: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+class DjangoSettings:
+    """On a Django page, the settings a block assigns (``CACHES = {...}``, ``REDKIT = {...}``,
+    ``MIDDLEWARE = [...]``) apply to the blocks after it, through ``override_settings`` over the
+    test project's settings (tests/django/settings.py). ``INSTALLED_APPS`` and ``DATABASES`` stay
+    the test project's."""
+
+    KEPT = frozenset({"INSTALLED_APPS", "DATABASES"})
+
+    def __init__(self) -> None:
+        from django.conf import global_settings
+
+        import tests.django.conftest  # noqa: F401 - configures and sets up Django
+
+        self.names = {n for n in dir(global_settings) if n.isupper()} | {"REDKIT", "TASKS"}
+        self.applied: dict[str, Any] = {}
+        self.overrides: list[Any] = []
+
+    def after(self, namespace: dict[str, Any]) -> None:
+        from django.test.utils import override_settings
+
+        given = {
+            name: value
+            for name, value in namespace.items()
+            if name in self.names and name not in self.KEPT and self.applied.get(name) is not value
+        }
+        if given:
+            override = override_settings(**given)
+            override.enable()
+            self.overrides.append(override)
+            self.applied.update(given)
+
+    def undo(self) -> None:
+        from redkit_django import conf
+
+        while self.overrides:
+            self.overrides.pop().disable()
+        conf.reset()
+
+
+def run_blocks(
+    page: str,
+    namespace: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+    django: DjangoSettings | None = None,
+) -> None:
     """Run the page's blocks in order, with their setup snippets; fail at the first error."""
     for block in blocks(page):
         error: str | None = None
@@ -207,6 +252,8 @@ def run_blocks(page: str, namespace: dict[str, Any], loop: asyncio.AbstractEvent
             error = failure(block, exc)
         if error is not None:
             pytest.fail(error, pytrace=False)
+        if django is not None:
+            django.after(namespace)
 
 
 def failure(block: Block, exc: BaseException) -> str:
@@ -258,9 +305,12 @@ def test_page(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     redirect = Redirect(monkeypatch)
     database = Database(monkeypatch, redirect.prefix)
     loop = asyncio.new_event_loop()
+    django = DjangoSettings() if page in DJANGO_PAGES else None
     try:
-        run_blocks(page, module.__dict__, loop)
+        run_blocks(page, module.__dict__, loop, django)
     finally:
+        if django is not None:
+            django.undo()
         close(redirect.kits, loop)
         database.drop()
         monkeypatch.undo()
