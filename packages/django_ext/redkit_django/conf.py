@@ -103,7 +103,8 @@ def _derived_secret() -> str | None:
         return None
     from django.utils.crypto import salted_hmac
 
-    return str(salted_hmac("redkit_django.serializer", "pickle", secret=secret).hexdigest())
+    digest = salted_hmac("redkit_django.serializer", "pickle", secret=secret, algorithm="sha256")
+    return str(digest.hexdigest())
 
 
 def _build_settings() -> Settings:
