@@ -4,13 +4,17 @@ connecting again; closing is idempotent and stops the client's threads and pools
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 import redkit
 import redkit.asyncio
@@ -41,7 +45,29 @@ CALLS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
     "sessions.create": lambda k, h: k.sessions.create({"a": 1}),
     "sessions.load": lambda k, h: k.sessions.load(h["sid"]),
     "idempotency.begin": lambda k, h: k.idempotency.begin("key-1", "fp"),
+    "job.refresh (handed out)": lambda k, h: h["job"].refresh(),
+    "job.wait (handed out)": lambda k, h: h["job"].wait(timeout=5),
+    "job.remove (handed out)": lambda k, h: h["job"].remove(),
+    "task.options().enqueue": lambda k, h: h["task"].options(priority=1).enqueue(),
+    "queue.events": lambda k, h: _first(lambda: h["queue"].events(since="0", timeout=5)),
+    "stream.read (handed out)": lambda k, h: h["stream"].read("g", "c", timeout=0),
+    "stream.create_group (handed out)": lambda k, h: h["stream"].create_group("g"),
+    "stream.ack (handed out)": lambda k, h: h["stream"].ack("g", "0-1"),
+    "stream.pending (handed out)": lambda k, h: h["stream"].pending("g"),
+    "stream.claim_stale (handed out)": lambda k, h: h["stream"].claim_stale("g", "c", 1),
+    "limiter.configure().hit": lambda k, h: h["limiter"].hit("who", "5/minute"),
+    "limiter.refund": lambda k, h: k.limiter.refund("who", "5/minute"),
+    "lock.extend (held at close)": lambda k, h: h["held"].extend(),
+    "lock.release (held at close)": lambda k, h: h["held"].release(),
 }
+
+
+async def _first(events: Callable[[], Any]) -> Any:
+    """The first event of ``queue.events(...)``, sync or async."""
+    reader = await call(events())
+    if hasattr(reader, "__anext__"):
+        return await reader.__anext__()
+    return next(iter(reader))
 
 
 async def _handed_out(kit: Any) -> dict[str, Any]:
@@ -58,13 +84,19 @@ async def _handed_out(kit: Any) -> dict[str, Any]:
         async def cached() -> int:
             return 1
 
+    task = queue.task(name="noop")(lambda: None)
+    held = kit.lock("held", ttl=30)
+    assert await call(held.acquire())
     return {
         "sid": await call(kit.sessions.create({"a": 1})),
         "queue": queue,
-        "task": queue.task(name="noop")(lambda: None),
+        "task": task,
+        "job": await call(task.enqueue()),
         "lock": kit.lock("resource"),
+        "held": held,
         "stream": kit.stream("events"),
         "cached": cached,
+        "limiter": kit.limiter.configure(algorithm="gcra"),
     }
 
 
@@ -203,3 +235,209 @@ async def test_a_worker_of_a_closed_client_does_not_start(mode: str) -> None:
     start = worker.start if mode == "sync" else worker.serve
     with pytest.raises(ClientClosedError, match="cannot start"):
         await call(start())
+
+
+# -- handed out before close, started after: raises and starts nothing ---------------------------
+async def _enter(manager: Any) -> None:
+    """Enter and leave ``manager``, a sync or an async context manager."""
+    if hasattr(manager, "__aenter__"):
+        async with manager:
+            pass
+    else:
+        with manager:
+            pass
+
+
+def _renewal_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("redkit-") and t.is_alive()]
+
+
+def _renewal_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if "_keep_alive" in repr(t.get_coro())]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_guard_begun_before_close_cannot_be_entered_after(url: str, mode: str) -> None:
+    kit = await _make(url, mode)
+    guard = kit.idempotency.guard("begun-before", "fp")
+    if mode == "async":
+        guard = await guard  # begun now, entered below
+    assert guard.started
+    before = set(_renewal_threads())
+    await _close(kit)
+    with pytest.raises(ClientClosedError, match="closed"):
+        await _enter(guard)
+    assert set(_renewal_threads()) - before == set()
+    assert guard._thread is None if mode == "sync" else guard._task is None
+    assert _renewal_tasks() == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_an_auto_renewed_lock_handed_out_before_close_starts_no_renewal(
+    url: str, mode: str
+) -> None:
+    kit = await _make(url, mode)
+    lock = kit.lock("renewed-later", ttl=5, auto_renew=True)
+    before = set(_renewal_threads())
+    await _close(kit)
+    with pytest.raises(ClientClosedError, match="closed"):
+        await _enter(lock)
+    assert set(_renewal_threads()) - before == set()
+    assert lock.token is None
+    assert [t for t in asyncio.all_tasks() if "_renew_in_task" in repr(t.get_coro())] == []
+
+
+def _wait_until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        time.sleep(0.01)
+
+
+def test_closing_ends_the_renewal_of_a_guard_active_at_close(url: str) -> None:
+    kit = redkit.Redkit.from_url(url, prefix=new_prefix(), idempotency_lease=0.6)
+    guard = kit.idempotency.guard("active", "fp")
+
+    def run() -> None:
+        with guard:
+            renewer = guard._thread
+            assert renewer is not None
+            assert renewer.is_alive()
+            kit.close()
+            _wait_until(lambda: not renewer.is_alive(), "the end of the renewal")  # lease / 3
+
+    with pytest.raises(ClientClosedError):  # leaving the block releases: the client is gone
+        run()
+    assert not guard.lost  # a renewal that found the client closed did not call the lease lost
+
+
+async def test_closing_ends_the_renewal_of_an_async_guard_active_at_close(url: str) -> None:
+    kit = redkit.asyncio.Redkit.from_url(url, prefix=new_prefix(), idempotency_lease=0.6)
+    guard = await kit.idempotency.guard("active", "fp")
+
+    async def run() -> None:
+        async with guard:
+            renewal = guard._task
+            assert renewal is not None
+            await kit.aclose()
+            await asyncio.wait_for(asyncio.shield(renewal), 5)  # it returns at its next turn
+
+    with pytest.raises(ClientClosedError):  # leaving the block releases: the client is gone
+        await run()
+    assert not guard.lost
+    assert _renewal_tasks() == []
+
+
+# -- subscriptions open at close -----------------------------------------------------------------
+@pytest.fixture(params=["redis", "cluster", "memory"])
+def sub_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster"))
+    return backend_url(str(request.param))
+
+
+async def _subscribed(url: str, mode: str, prefix: str) -> tuple[Any, Any]:
+    cls = redkit.Redkit if mode == "sync" else redkit.asyncio.Redkit
+    kit = cls.from_url(url, prefix=prefix)
+    return kit, await call(kit.pubsub.subscribe("news"))
+
+
+async def _next(sub: Any) -> Any:
+    """The next message of ``for message in sub`` or ``async for message in sub``."""
+    if hasattr(sub, "__anext__"):
+        return await sub.__anext__()
+    return next(iter(sub))
+
+
+def _subscribers(url: str, prefix: str) -> int:
+    """How many connections Redis counts on the channel of ``news`` (real Redis only)."""
+    with redis.Redis.from_url(url) as raw:
+        reply = raw.pubsub_numsub(f"{prefix}:pubsub:news")
+    return int(reply[0][1])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_every_call_of_a_subscription_open_at_close_raises(sub_url: str, mode: str) -> None:
+    prefix = new_prefix()
+    kit, sub = await _subscribed(sub_url, mode, prefix)
+    await call(kit.pubsub.publish("news", "sent before close"))
+    await _close(kit)
+    assert sub.closed
+    calls: list[Callable[[], Any]] = [
+        lambda: sub.get(),
+        lambda: sub.get(timeout=0),
+        lambda: sub.subscribe("more"),
+        lambda: sub.unsubscribe("news"),
+    ]
+    for make_call in calls:
+        with pytest.raises(ClientClosedError, match="closed"):
+            await asyncio.wait_for(call(make_call()), 5)
+    with pytest.raises(ClientClosedError, match="closed"):
+        await asyncio.wait_for(_next(sub), 5)
+    await call(sub.close() if mode == "sync" else sub.aclose())  # closing again is harmless
+    if sub_url.startswith("redis://"):
+        assert _subscribers(sub_url, prefix) == 0  # its connection is gone, not reconnected
+
+
+async def test_an_async_subscription_not_yet_started_at_close_raises(sub_url: str) -> None:
+    kit = redkit.asyncio.Redkit.from_url(sub_url, prefix=new_prefix())
+    sub = kit.pubsub.subscribe("news")  # subscribes when first read
+    await kit.aclose()
+    with pytest.raises(ClientClosedError, match="closed"):
+        await asyncio.wait_for(sub.get(), 5)
+
+
+def test_a_thread_waiting_in_a_subscription_wakes_and_raises_when_the_client_closes(
+    sub_url: str,
+) -> None:
+    prefix = new_prefix()
+    kit = redkit.Redkit.from_url(sub_url, prefix=prefix)
+    sub = kit.pubsub.subscribe("news")
+    received: list[Any] = []
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for message in sub:  # waits for ever between messages
+                received.append(message.data)
+        except BaseException as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    kit.pubsub.publish("news", "first")
+    _wait_until(lambda: received == ["first"], "the first message")  # now waiting for the next
+    kit.close()
+    reader.join(10)  # wakes within one poll of the connection
+    assert not reader.is_alive()
+    assert [type(exc) for exc in raised] == [ClientClosedError]
+    if sub_url.startswith("redis://"):
+        assert _subscribers(sub_url, prefix) == 0
+
+
+async def test_a_task_waiting_in_an_async_subscription_wakes_and_raises_when_the_client_closes(
+    sub_url: str,
+) -> None:
+    prefix = new_prefix()
+    kit = redkit.asyncio.Redkit.from_url(sub_url, prefix=prefix)
+    sub = await kit.pubsub.subscribe("news")
+    received: list[Any] = []
+
+    async def read() -> None:
+        async for message in sub:
+            received.append(message.data)
+
+    reader = asyncio.create_task(read())
+    await kit.pubsub.publish("news", "first")
+    deadline = time.monotonic() + 5
+    while received != ["first"]:
+        assert time.monotonic() < deadline, "the first message did not arrive"
+        await asyncio.sleep(0.01)
+    await kit.aclose()
+    with pytest.raises(ClientClosedError, match="closed"):
+        await asyncio.wait_for(reader, 10)
+    if sub_url.startswith("redis://"):
+        assert _subscribers(sub_url, prefix) == 0
+    with contextlib.suppress(ClientClosedError):
+        await sub.aclose()

@@ -16,7 +16,7 @@ from .errors import ClientClosedError
 from .serializers import Serializer, make_serializer
 from .settings import Settings, redact_url
 
-__all__ = ["Closed", "KitBase"]
+__all__ = ["Closed", "KitBase", "check_open"]
 
 log = logging.getLogger("redkit")
 
@@ -32,12 +32,22 @@ class Closed:
         self._where = where
 
     def __getattr__(self, name: str) -> NoReturn:
-        raise ClientClosedError(
+        raise self._error()
+
+    def _error(self) -> ClientClosedError:
+        return ClientClosedError(
             f"this redkit client ({self._where}) is closed: make a new one to talk to Redis"
         )
 
     def __repr__(self) -> str:
         return f"<closed redis client of {self._where}>"
+
+
+def check_open(client: object) -> None:
+    """Raise :class:`~redkit.errors.ClientClosedError` when ``client`` (an executor's) is the
+    stand-in of a closed kit: for what would start a thread or a task before its first call."""
+    if isinstance(client, Closed):
+        raise client._error()
 
 
 class KitBase:
@@ -88,9 +98,11 @@ class KitBase:
         self.__dict__.setdefault("_closers", []).append(callback)
 
     def _shut(self) -> list[Any]:
-        """The first half of closing: the kit's threads are stopped and its clients replaced by
-        :class:`Closed`. Returns the redis-py clients left to close (none when the kit was
-        closed already)."""
+        """The first half of closing: the kit's threads are stopped, the subscriptions it
+        handed out raise ``ClientClosedError`` and its clients are replaced by :class:`Closed`.
+        Returns what is left to close, in order: the open subscriptions (one object with
+        ``close``/``aclose``), then the redis-py clients (none when the kit was closed
+        already)."""
         if self._closed:
             return []
         self._closed = True
@@ -99,10 +111,12 @@ class KitBase:
                 callback()
             except Exception as exc:  # the rest still closes
                 log.warning("redkit: closing %r: %s", self, exc)
+        subscriptions = self.pubsub._orphan()
         client, subscriber = self.client, self.pubsub._client
         closed = Closed(redact_url(self.settings.url))
         self.client = self._executor.client = self.pubsub._client = closed
-        return [client] if subscriber is None or subscriber is client else [subscriber, client]
+        clients = [client] if subscriber is None or subscriber is client else [subscriber, client]
+        return [subscriptions, *clients]
 
     def _queue(self, cls: Any, name: object, options: dict[str, Any]) -> Any:
         """``kit.queue(name, ...)``: the first queue made for a name is kept and returned for

@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._base import check_open
 from .._durations import Duration
 from .._ops import Flow
 from ..errors import ClientClosedError, RedkitConnectionError, RedkitError
@@ -142,6 +143,7 @@ class Guard(_GuardBase):
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Guard:
+        check_open(self._x.client)  # begun before its client closed: nothing may start now
         if not self._finished and self._thread is None:
             self._thread = threading.Thread(
                 target=self._keep_alive, name="redkit-idempotency-lease", daemon=True
@@ -229,6 +231,7 @@ class AsyncGuard(_GuardBase):
 
     async def __aenter__(self) -> AsyncGuard:
         await self._start()
+        check_open(self._x.client)  # begun before its client closed: nothing may start now
         if not self._finished and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._keep_alive())
         return self

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +13,8 @@ from .._executor import AsyncExecutor, SyncExecutor, wrap_error
 from ._channels import PubSubCore, _subscription_names
 from ._common import _IO_ERRORS, Channel
 from ._subscriptions import AsyncSubscription, Subscription
+
+log = logging.getLogger("redkit.messaging")
 
 
 def _subscriber_client(kit: Any, asyncio_client: bool) -> Any:
@@ -25,15 +29,46 @@ def _subscriber_client(kit: Any, asyncio_client: bool) -> Any:
     return make_client(kit.settings, asyncio=asyncio_client)
 
 
+class _Orphans:
+    """The subscriptions still open when their client closes, closed with it: ``close()`` by
+    the sync client, ``aclose()`` by the asyncio one, before their pools are released."""
+
+    def __init__(self, subscriptions: list[Any]) -> None:
+        self._subscriptions = subscriptions
+
+    def close(self) -> None:
+        for sub in self._subscriptions:
+            try:
+                sub.close()
+            except Exception as exc:  # the client still closes
+                log.warning("redkit: closing %r: %s", sub, exc)
+
+    async def aclose(self) -> None:
+        for sub in self._subscriptions:
+            try:
+                await sub.aclose()
+            except Exception as exc:  # the client still closes
+                log.warning("redkit: closing %r: %s", sub, exc)
+
+
 class _PubSubBase:
     """What both shells hold: the core, the executor, the subscribers' client (made on first
-    use)."""
+    use) and the subscriptions handed out (weakly: one dropped unclosed is not kept alive)."""
 
     def __init__(self, kit: Any) -> None:
         self._kit = kit
         self._core = PubSubCore(kit)
         self._x = kit._executor
         self._client: Any = None
+        self._subscriptions: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _orphan(self) -> _Orphans:
+        """The client is closing: every subscription it handed out raises
+        ``ClientClosedError`` from now on; returns them, to be closed before the pools are."""
+        subs = [sub for sub in list(self._subscriptions) if not sub._closed]
+        for sub in subs:
+            sub._orphan()
+        return _Orphans(subs)
 
 
 class PubSub(_PubSubBase):
@@ -64,6 +99,7 @@ class PubSub(_PubSubBase):
             if self._client is None:
                 self._client = _subscriber_client(self._kit, asyncio_client=False)
         sub = Subscription(self._core, self._client)
+        self._subscriptions.add(sub)
         try:
             sub._start(chans, pats)
         except BaseException:
@@ -95,6 +131,7 @@ class AsyncPubSub(_PubSubBase):
         with`` block) to release the connection. Names are checked at once."""
         chans, pats = _subscription_names(self._core, channels, patterns)
         sub = AsyncSubscription(self._core, None)
+        self._subscriptions.add(sub)
 
         async def start() -> None:
             if self._client is None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .. import _durations as durations
 from .._durations import Duration
 from .._executor import wrap_error
-from ..errors import RedkitTimeoutError
+from ..errors import ClientClosedError, RedkitTimeoutError
 from ._channels import Message, PubSubCore, _SubState
 from ._common import _IO_ERRORS, Channel
 
@@ -114,6 +114,7 @@ class _SubscriptionBase:
         self._ps: Any = None
         self._closing = False
         self._closed = False
+        self._orphaned = False  # its client was closed: every call but close() raises
         self._confirm_within = max(1.0, core.settings.socket_timeout)
 
     # -- the caller's view --------------------------------------------------------------------
@@ -142,9 +143,11 @@ class _SubscriptionBase:
         deadline = time.monotonic() + _wait_seconds(timeout)
         buffer = self._state.buffer
         while True:
+            self._check_client()
             if self._closing:
                 return None
             yield _TAKE
+            self._check_client()
             if buffer:
                 return buffer.popleft()
             if self._stopping():
@@ -189,7 +192,10 @@ class _SubscriptionBase:
         ps, self._ps = self._ps, None
         state = self._state
         try:
-            if ps is not None and ps.connection is not None and ps.subscribed:
+            # a subscription of a closed client just drops its connection, which ends its
+            # subscriptions: no round trip while its client is being closed
+            live = ps is not None and ps.connection is not None and ps.subscribed
+            if live and not self._orphaned:
                 state.count = None
                 if state.channels:
                     yield _Call(ps, "unsubscribe")
@@ -236,7 +242,19 @@ class _SubscriptionBase:
         except _IO_ERRORS as exc:
             raise wrap_error(exc) from exc
 
+    def _orphan(self) -> None:
+        """Its client is closing: from now on every call but ``close`` raises
+        :class:`~redkit.errors.ClientClosedError` (a blocked read too, within one poll)."""
+        self._orphaned = True
+
+    def _check_client(self) -> None:
+        if self._orphaned:
+            raise ClientClosedError(
+                "the client of this subscription is closed: make a new client to subscribe"
+            )
+
     def _check_open(self) -> None:
+        self._check_client()
         if self._closing:
             raise RuntimeError("this subscription is closed")
 
@@ -260,7 +278,8 @@ class Subscription(_SubscriptionBase):
         """The next message, waiting up to ``timeout`` seconds (``None``: until one arrives or
         the subscription is closed; ``0``: only what has already arrived). Returns ``None`` on
         timeout and once closed. Raises ``RedkitConnectionError`` when the connection drops
-        (see ``docs/messaging.md``)."""
+        (see ``docs/messaging.md``), and ``ClientClosedError`` once the client that made it is
+        closed (a call waiting then wakes and raises)."""
         return self._drive(self._getting(timeout))
 
     def subscribe(self, *channels: Channel, patterns: Iterable[Channel] = ()) -> None:
@@ -348,7 +367,8 @@ class AsyncSubscription(_SubscriptionBase):
         """The next message, waiting up to ``timeout`` seconds (``None``: until one arrives or
         the subscription is closed; ``0``: only what has already arrived). Returns ``None`` on
         timeout and once closed. Raises ``RedkitConnectionError`` when the connection drops
-        (see ``docs/messaging.md``)."""
+        (see ``docs/messaging.md``), and ``ClientClosedError`` once the client that made it is
+        closed (a call waiting then wakes and raises)."""
         await self._started()
         return await self._drive(self._getting(timeout))
 
