@@ -50,6 +50,7 @@ NO_IO = {
     "lock",
     "on_close",
     "stream",
+    "using",
     "queue",
     "task",
     "worker",

@@ -13,6 +13,24 @@ from redkit.web import require
 
 require("django", "django")
 
+from typing import Any  # noqa: E402
+
 from .conf import get_async_kit, get_kit, get_settings  # noqa: E402
 
-__all__ = ["get_async_kit", "get_kit", "get_settings"]
+__all__ = ["get_async_kit", "get_kit", "get_redis_connection", "get_settings"]
+
+
+def get_redis_connection(alias: str = "default", write: bool = True) -> Any:
+    """The redis-py client under the ``CACHES`` entry ``alias`` (a ``RedkitCache``), like
+    ``django_redis.get_redis_connection``: for commands redkit does not wrap. Its keys are
+    yours to name; redkit's own live under ``REDKIT["PREFIX"]``."""
+    from django.core.cache import caches
+
+    from .cache import RedkitCache
+
+    backend = caches[alias]
+    if not isinstance(backend, RedkitCache):
+        raise TypeError(
+            f"CACHES[{alias!r}] is a {type(backend).__name__}, not redkit_django.cache.RedkitCache"
+        )
+    return backend.kit.client

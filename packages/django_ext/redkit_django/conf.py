@@ -66,10 +66,12 @@ WATCHED = frozenset({"REDKIT", "SECRET_KEY"})
 _lock = threading.RLock()
 _settings: Settings | None = None
 _kit: redkit.Redkit | None = None
-_async_kits: dict[
-    asyncio.AbstractEventLoop, tuple[redkit.asyncio.Redkit, AsyncGenerator[None, None]]
-] = {}
-"""The asyncio client of each running loop, and the generator that closes it with the loop."""
+_other_kits: dict[Settings, redkit.Redkit] = {}
+"""Clients of settings other than ``REDKIT``'s (a cache backend's own ``LOCATION``/``OPTIONS``)."""
+_AsyncKey = tuple[asyncio.AbstractEventLoop, Settings | None]
+_async_kits: dict[_AsyncKey, tuple[redkit.asyncio.Redkit, AsyncGenerator[None, None]]] = {}
+"""The asyncio client of each running loop (and settings, None for ``REDKIT``'s), and the
+generator that closes it with the loop."""
 
 
 def redkit_options() -> dict[str, Any]:
@@ -144,10 +146,17 @@ def get_settings() -> Settings:
         return _settings
 
 
-def get_kit() -> redkit.Redkit:
+def get_kit(settings: Settings | None = None) -> redkit.Redkit:
     """The process's :class:`redkit.Redkit`, built from ``settings.REDKIT`` when first asked
-    for, and closed when the process exits."""
+    for, and closed when the process exits. With ``settings``: the process's client of those
+    settings (one per distinct settings), closed with the others."""
     global _kit
+    if settings is not None:
+        with _lock:
+            other = _other_kits.get(settings)
+            if other is None or other.closed:
+                other = _other_kits[settings] = redkit.Redkit(settings)
+            return other
     kit = _kit
     if kit is not None:
         return kit
@@ -158,7 +167,7 @@ def get_kit() -> redkit.Redkit:
 
 
 async def _close_with_loop(
-    loop: asyncio.AbstractEventLoop, kit: redkit.asyncio.Redkit
+    key: _AsyncKey, kit: redkit.asyncio.Redkit
 ) -> AsyncGenerator[None, None]:
     """An async generator left suspended at its ``yield``: ``asyncio.run``, asgiref and ASGI
     servers finalize a loop's live generators before closing it (``shutdown_asyncgens``), and
@@ -168,27 +177,27 @@ async def _close_with_loop(
         yield
     finally:
         with _lock:
-            if _async_kits.get(loop, (None,))[0] is kit:
-                del _async_kits[loop]
+            if _async_kits.get(key, (None,))[0] is kit:
+                del _async_kits[key]
         await kit.aclose()
 
 
-def get_async_kit() -> redkit.asyncio.Redkit:
+def get_async_kit(settings: Settings | None = None) -> redkit.asyncio.Redkit:
     """The :class:`redkit.AsyncRedkit` of the running event loop (one per loop, since an
     asyncio connection belongs to the loop that opened it), closed when the loop shuts down.
-    Call it from a coroutine."""
-    loop = asyncio.get_running_loop()
-    entry = _async_kits.get(loop)
+    Call it from a coroutine. With ``settings``: the loop's client of those settings."""
+    key = (asyncio.get_running_loop(), settings)
+    entry = _async_kits.get(key)
     if entry is not None and not entry[0].closed:
         return entry[0]
     with _lock:
-        entry = _async_kits.get(loop)
+        entry = _async_kits.get(key)
         if entry is None or entry[0].closed:
-            kit = redkit.asyncio.Redkit(get_settings())
-            closer = _close_with_loop(loop, kit)
+            kit = redkit.asyncio.Redkit(settings or get_settings())
+            closer = _close_with_loop(key, kit)
             with contextlib.suppress(StopIteration):  # run it to its yield now, which
                 closer.asend(None).send(None)  # registers it with the running loop
-            entry = _async_kits[loop] = (kit, closer)
+            entry = _async_kits[key] = (kit, closer)
         return entry[0]
 
 
@@ -197,9 +206,11 @@ def reset() -> None:
     ``settings.REDKIT`` again. The asyncio clients are dropped (each closes with its loop)."""
     global _settings, _kit
     with _lock:
-        kit, _kit, _settings = _kit, None, None
+        kits = [k for k in (_kit, *_other_kits.values()) if k is not None]
+        _kit, _settings = None, None
+        _other_kits.clear()
         _async_kits.clear()
-    if kit is not None:
+    for kit in kits:
         kit.close()
 
 

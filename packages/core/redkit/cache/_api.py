@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from .. import _durations as durations
 from .._durations import Duration
 from .._executor import AsyncExecutor, SyncExecutor
+from ..serializers import Serializer
 from ._core import CacheCore
 from ._decorator import KeyBuilder, KeySpec, TagSpec
 
 __all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
+
+_DELETE_BATCH = 500  # keys per UNLINK round trip of delete_matching
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,10 +59,14 @@ class Cache:
         value: Any,
         ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
     ) -> bool:
         """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter). Returns False
-        when Redis was unreachable and fail-open is on."""
-        return self._x.drive(self._core.set(key, value, ttl, tags))
+        when Redis was unreachable and fail-open is on. ``nx``: only if there is no
+        entry, ``xx``: only if there is one; False when nothing was written."""
+        return self._x.drive(self._core.set(key, value, ttl, tags, nx, xx))
 
     def delete(self, key: object) -> bool:
         """Remove ``key``; True if it existed. Raises when Redis is unreachable."""
@@ -102,9 +109,49 @@ class Cache:
         """Give an existing entry a new lifetime; False when it does not exist."""
         return self._x.drive(self._core.touch(key, ttl))
 
-    def incr(self, key: object, delta: int = 1, ttl: Duration | None = None) -> int:
-        """Atomically add ``delta`` to an integer entry (created at 0 with ``ttl``)."""
-        return self._x.run(self._core.incr(key, delta, ttl))
+    def incr(
+        self, key: object, delta: int = 1, ttl: Duration | None = None, *, create: bool = True
+    ) -> int:
+        """Atomically add ``delta`` to an integer entry (created at 0 with ``ttl``), of any
+        size; with ``create=False`` a missing entry raises ``KeyError``."""
+        return self._x.run(self._core.incr(key, delta, ttl, create))
+
+    def ttl(self, key: object) -> float | None:
+        """The entry's remaining lifetime in seconds, or None when there is no entry."""
+        return self._x.run(self._core.ttl(key))
+
+    def expire(self, key: object, ttl: Duration) -> bool:
+        """Give an existing entry exactly ``ttl`` seconds more (no jitter); False when it does
+        not exist."""
+        return self._x.run(self._core.expire(key, ttl))
+
+    def keys(self, pattern: str = "*") -> Iterator[str | bytes]:
+        """Iterate (by SCAN) over the keys of the entries matching the glob ``pattern``
+        (``*``, ``?``, ``[abc]``, ``\\`` to escape), as str (bytes when not UTF-8). Keys longer
+        than ``max_key_length`` are stored hashed and never listed."""
+        match, pick = self._core.scan_plan(pattern)
+        for raw in self._x.scan(match):
+            key = pick(raw)
+            if key is not None:
+                yield key
+
+    def delete_matching(self, pattern: str) -> int:
+        """Delete the entries whose keys match the glob ``pattern`` (see :meth:`keys`), in
+        batches; returns how many were removed. Not atomic: entries written meanwhile may stay."""
+        removed, chunk = 0, []
+        for key in self.keys(pattern):
+            chunk.append(key)
+            if len(chunk) >= _DELETE_BATCH:
+                removed += self._x.run(self._core.delete_many(chunk))
+                chunk = []
+        if chunk:
+            removed += self._x.run(self._core.delete_many(chunk))
+        return removed
+
+    def using(self, serializer: Serializer) -> Cache:
+        """This cache (same client, keys, settings and counters) with its values written and
+        read by ``serializer`` (any :class:`redkit.serializers.Serializer`)."""
+        return Cache(self._core.using(serializer), self._x)
 
     def invalidate(self, tags: Iterable[str]) -> int:
         """Make every entry carrying any of ``tags`` miss, in one round trip whatever their
@@ -265,9 +312,14 @@ class AsyncCache:
         value: Any,
         ttl: Duration | None = None,
         tags: Iterable[str] | None = None,
+        *,
+        nx: bool = False,
+        xx: bool = False,
     ) -> bool:
-        """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter)."""
-        return await self._x.drive(self._core.set(key, value, ttl, tags))
+        """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter); ``nx``:
+        only if there is no entry, ``xx``: only if there is one. False when nothing was
+        written."""
+        return await self._x.drive(self._core.set(key, value, ttl, tags, nx, xx))
 
     async def delete(self, key: object) -> bool:
         """Remove ``key``; True if it existed."""
@@ -309,9 +361,49 @@ class AsyncCache:
         """Give an existing entry a new lifetime."""
         return await self._x.drive(self._core.touch(key, ttl))
 
-    async def incr(self, key: object, delta: int = 1, ttl: Duration | None = None) -> int:
-        """Atomically add ``delta`` to an integer entry."""
-        return await self._x.run(self._core.incr(key, delta, ttl))
+    async def incr(
+        self, key: object, delta: int = 1, ttl: Duration | None = None, *, create: bool = True
+    ) -> int:
+        """Atomically add ``delta`` to an integer entry. Any size of integer;
+        with ``create=False`` a missing entry raises ``KeyError``."""
+        return await self._x.run(self._core.incr(key, delta, ttl, create))
+
+    async def ttl(self, key: object) -> float | None:
+        """The entry's remaining lifetime in seconds, or None when there is no entry."""
+        return await self._x.run(self._core.ttl(key))
+
+    async def expire(self, key: object, ttl: Duration) -> bool:
+        """Give an existing entry exactly ``ttl`` seconds more (no jitter); False when it does
+        not exist."""
+        return await self._x.run(self._core.expire(key, ttl))
+
+    async def keys(self, pattern: str = "*") -> AsyncIterator[str | bytes]:
+        """Iterate (by SCAN) over the keys of the entries matching the glob ``pattern``
+        (``*``, ``?``, ``[abc]``, ``\\`` to escape), as str (bytes when not UTF-8). Keys longer
+        than ``max_key_length`` are stored hashed and never listed."""
+        match, pick = self._core.scan_plan(pattern)
+        async for raw in self._x.scan(match):
+            key = pick(raw)
+            if key is not None:
+                yield key
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Delete the entries whose keys match the glob ``pattern`` (see :meth:`keys`), in
+        batches; returns how many were removed. Not atomic: entries written meanwhile may stay."""
+        removed, chunk = 0, []
+        async for key in self.keys(pattern):
+            chunk.append(key)
+            if len(chunk) >= _DELETE_BATCH:
+                removed += await self._x.run(self._core.delete_many(chunk))
+                chunk = []
+        if chunk:
+            removed += await self._x.run(self._core.delete_many(chunk))
+        return removed
+
+    def using(self, serializer: Serializer) -> AsyncCache:
+        """This cache (same client, keys, settings and counters) with its values written and
+        read by ``serializer`` (any :class:`redkit.serializers.Serializer`)."""
+        return AsyncCache(self._core.using(serializer), self._x)
 
     async def invalidate(self, tags: Iterable[str]) -> int:
         """Make every entry carrying any of ``tags`` miss, in one round trip."""

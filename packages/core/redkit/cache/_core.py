@@ -30,10 +30,16 @@ from .._keys import Keyspace, _to_bytes
 from .._ops import Batch, Call, Flow, Load, Script, Sleep, command, script
 from .._ops import first as _first
 from .._stats import Stats
-from ..errors import InvalidKeyError, RedkitConnectionError
+from ..errors import RedkitConnectionError, ResponseError, SerializationError
 from ..serializers import Serializer
 from ..settings import Settings
 from ._codec import PLAIN, Entry, decode, encode
+from ._inputs import key_list as _key_list
+from ._inputs import seconds as _seconds
+from ._inputs import show as _show
+from ._inputs import strength as _strength
+from ._inputs import tags as _tags
+from ._patterns import compile_pattern
 
 __all__ = ["MISSING", "CacheCore", "writes_pending"]
 
@@ -96,65 +102,7 @@ _token = _Tokens()
 _FIRST_WAIT = 0.002  # first poll of a waiter; doubles up to _MAX_WAIT
 _MAX_WAIT = 0.05
 _FRESH, _STALE, _INVALID = 0, 1, 2
-
-
-def _seconds(name: str, value: object, default: float, allow_zero: bool = False) -> float:
-    if value is None:  # settings were validated once, at construction
-        return default
-    return durations.seconds(name, value, zero=allow_zero)
-
-
-def _strength(value: object, default: float) -> float:
-    """``early_refresh``: XFetch's ``beta``, a finite number >= 0 (not a duration)."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"early_refresh must be a number, not {type(value).__name__}")
-    if not 0 <= value < math.inf:  # NaN fails both comparisons
-        raise ValueError(f"early_refresh must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _tags(tags: Iterable[str] | None) -> tuple[str, ...]:
-    """``tags`` checked before anything is sent: a list (any iterable but a bare string) of
-    non-empty str that UTF-8 can encode (a lone surrogate cannot be stored in an entry)."""
-    if tags is None:
-        return ()
-    if isinstance(tags, (str, bytes)):
-        raise TypeError("tags must be a list of strings, not a single string")
-    try:
-        out = tuple(dict.fromkeys(tags))
-    except TypeError:
-        raise TypeError(f"tags must be a list of strings, not {type(tags).__name__}") from None
-    for t in out:
-        if not isinstance(t, str) or not t:
-            raise InvalidKeyError(f"tags must be non-empty strings, got {_show(t)}")
-        try:
-            t.encode()
-        except UnicodeEncodeError:
-            raise InvalidKeyError(
-                f"tags must be valid text: {_show(t)} holds a lone surrogate"
-            ) from None
-    return out
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _key_list(keys: Iterable[object]) -> list[object]:
-    """``keys`` as a list, each key checked (a list as a key is an ``InvalidKeyError``, not
-    "unhashable type")."""
-    if isinstance(keys, (str, bytes)):
-        raise TypeError("keys must be a list of keys, not a single key")
-    try:
-        out = list(keys)
-    except TypeError:
-        raise TypeError(f"keys must be a list of keys, not {type(keys).__name__}") from None
-    for key in out:
-        _to_bytes(key)  # raises InvalidKeyError for what cannot be a key
-    return list(dict.fromkeys(out))
+_MAX_DELTA = 10**100  # incr's delta: at most 100 digits, like an int key part
 
 
 class CacheCore:
@@ -179,6 +127,11 @@ class CacheCore:
         """The Redis key of cache entry ``key``."""
         return self.keys.tagged("cache", key)
 
+    def scan_plan(self, pattern: str) -> tuple[str, Callable[[bytes], str | bytes | None]]:
+        """``SCAN MATCH`` for the entries whose keys match the glob ``pattern``, and the function
+        from a scanned Redis key to the entry's key (None when it is not one)."""
+        return compile_pattern(self.keys.pattern("cache")[:-1], pattern)
+
     def lock_key(self, key: object) -> str:
         return self.keys.tagged("cache", key, "lock")
 
@@ -202,8 +155,24 @@ class CacheCore:
         self.stats.incr("cache_fail_open")
 
     # -- reads ----------------------------------------------------------------------------------
-    def _decode(self, raw: bytes) -> Entry:
-        return decode(self.serializer, raw)
+    def using(self, serializer: Serializer) -> CacheCore:
+        """The same cache (settings, keys, counters) with values written and read by
+        ``serializer``."""
+        return CacheCore(self.settings, self.keys, serializer, self.stats, self.cluster)
+
+    def _decode(self, key: str, raw: bytes) -> Entry | None:
+        """The entry stored as ``raw``, or None when it cannot be read (a payload of another
+        serializer, a pickle whose signature fails, corrupt bytes): a miss, logged and counted,
+        never an exception that would let one planted value break every read of a page."""
+        try:
+            return decode(self.serializer, raw)
+        except SerializationError as exc:
+            self._unreadable(key, exc)
+            return None
+
+    def _unreadable(self, key: str, exc: SerializationError) -> None:
+        self.stats.incr("cache_unreadable")
+        log.warning("redkit: cache entry %s could not be read (%s); treated as a miss", key, exc)
 
     def _needs_check(self, entry: Entry) -> bool:
         return bool(entry.tags) or entry.stale_ms > 0
@@ -234,10 +203,18 @@ class CacheCore:
                 self.stats.incr("cache_misses")
                 return default
             if raw[:1] == PLAIN:  # the common case: no metadata, nothing to check
-                value = self.serializer.loads(raw[1:])
+                try:
+                    value = self.serializer.loads(raw[1:])
+                except SerializationError as exc:
+                    self._unreadable(k, exc)
+                    self.stats.incr("cache_misses")
+                    return default
                 self.stats.incr("cache_hits")
                 return value
-            entry = self._decode(raw)
+            entry = self._decode(k, raw)
+            if entry is None:
+                self.stats.incr("cache_misses")
+                return default
             if self._needs_check(entry):
                 ok = yield Batch(tuple(self._check_calls(k, entry)))
                 if not self._check_reply(entry, ok):
@@ -267,7 +244,9 @@ class CacheCore:
             for user_key, rkey, raw in zip(wanted, rkeys, raws):
                 if raw is None:
                     continue
-                entry = self._decode(raw)
+                entry = self._decode(rkey, raw)
+                if entry is None:
+                    continue
                 if self._needs_check(entry):
                     more = self._check_calls(rkey, entry)
                     checks.append((user_key, entry, len(calls), len(calls) + len(more)))
@@ -302,16 +281,33 @@ class CacheCore:
         return [command("PEXPIRE", self.tag_key(t), lifetime_ms, "GT") for t in tags]
 
     def set(
-        self, key: object, value: Any, ttl: Duration | None, tags: Iterable[str] | None
+        self,
+        key: object,
+        value: Any,
+        ttl: Duration | None,
+        tags: Iterable[str] | None,
+        nx: bool = False,
+        xx: bool = False,
     ) -> Flow[bool]:
-        """Flow of ``cache.set``: one SET (plus one round trip for tag versions when tagged)."""
+        """Flow of ``cache.set``: one SET (plus one round trip for tag versions when tagged);
+        ``nx``: only when there is no entry, ``xx``: only when there is one."""
         _to_bytes(key)  # an InvalidKeyError for a list, before it is made a dict key
-        return self.set_many({key: value}, ttl, tags)
+        if nx and xx:
+            raise ValueError(
+                "nx and xx exclude each other: an entry cannot be both absent and present"
+            )
+        condition = ("NX",) if nx else ("XX",) if xx else ()
+        return self.set_many({key: value}, ttl, tags, condition)
 
     def set_many(
-        self, mapping: Mapping[Any, Any], ttl: Duration | None, tags: Iterable[str] | None
+        self,
+        mapping: Mapping[Any, Any],
+        ttl: Duration | None,
+        tags: Iterable[str] | None,
+        condition: tuple[str, ...] = (),
     ) -> Flow[bool]:
-        """Flow of ``cache.set_many``: one pipelined round trip (two when tagged)."""
+        """Flow of ``cache.set_many``: one pipelined round trip (two when tagged). True when
+        every entry was written."""
         tag_list = _tags(tags)
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping of keys to values, not {_show(mapping)}")
@@ -333,15 +329,15 @@ class CacheCore:
                 payloads = [encode(self.serializer, v, meta) for _, v in items]
             calls: list[Call] = []
             for (k, _), p, ms in zip(items, payloads, lifetimes):
-                calls.append(command("SET", k, p, "PX", ms))
+                calls.append(command("SET", k, p, "PX", ms, *condition))
                 # a load in flight for this key must not overwrite the value just set
                 calls.append(command("UNLINK", k + ":lock"))
             calls += self._extend_tags(tag_list, max(lifetimes))
-            yield Batch(tuple(calls), list)
+            replies = yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
             self.failed_open(exc)
             return False
-        return True
+        return all(r is not None for r in replies[: 2 * len(items) : 2])
 
     def delete_many(self, keys: Iterable[object]) -> Batch[int]:
         """One round trip that deletes entries (UNLINK); returns how many existed. Invalidation is
@@ -363,14 +359,45 @@ class CacheCore:
             return False
         return bool(done)
 
-    def incr(self, key: object, delta: int, ttl: Duration | None) -> Batch[int]:
-        """One script call: add ``delta`` to an integer entry (created at 0) that keeps a TTL."""
+    def incr(
+        self, key: object, delta: int, ttl: Duration | None, create: bool = True
+    ) -> Batch[int]:
+        """One script call: add ``delta`` to an integer entry that keeps a TTL, of any size
+        (64-bit values with ``INCRBY``, wider ones in decimal). A missing entry starts at 0, or
+        with ``create=False`` raises ``KeyError``."""
         if isinstance(delta, bool) or not isinstance(delta, int):
             raise TypeError(f"delta must be an int, not {type(delta).__name__}")
-        if not -(2**63) <= delta < 2**63:
-            raise ValueError("delta must fit in 64 bits (Redis counters are signed 64-bit)")
-        call = script(INCR, [self.entry_key(key)], [delta, self.lifetime_ms(ttl)], idempotent=False)
-        return Batch.one(call, int)
+        if not -_MAX_DELTA < delta < _MAX_DELTA:
+            raise ValueError("delta must have at most 100 digits")
+        ek = self.entry_key(key)
+        args = [delta, self.lifetime_ms(ttl), "1" if create else "0"]
+        call = script(INCR, [ek], args, idempotent=False)
+
+        def parse(reply: list[Any]) -> int:
+            if reply[0] == 0:
+                raise KeyError(key)
+            if reply[0] == 2:
+                raise ResponseError(f"cache entry {ek} is not an integer: cannot increment it")
+            return int(reply[1])
+
+        return Batch.one(call, parse)
+
+    def ttl(self, key: object) -> Batch[float | None]:
+        """One PTTL: the entry's remaining lifetime in seconds (``math.inf`` for a key without
+        one, which redkit never writes), or None when there is no entry."""
+
+        def parse(ms: Any) -> float | None:
+            ms = int(ms)
+            if ms == -2:
+                return None
+            return math.inf if ms == -1 else ms / 1000
+
+        return Batch.one(command("PTTL", self.entry_key(key)), parse)
+
+    def expire(self, key: object, ttl: Duration) -> Batch[bool]:
+        """One PEXPIRE with exactly ``ttl`` (no jitter); False when there is no entry."""
+        ms = to_ms(durations.seconds("ttl", ttl))
+        return Batch.one(command("PEXPIRE", self.entry_key(key), ms), bool)
 
     def invalidate(self, tags: Iterable[str]) -> Batch[int]:
         """One round trip: a new version for each tag; every entry carrying one of them misses."""
@@ -437,20 +464,20 @@ class CacheCore:
             attempted = force or raw is None or 0 <= pttl <= stale_ms
             current = dict(zip(tag_list, versions))
             if raw is not None:
-                entry = self._decode(raw)
-                if pttl == -3 and entry.stale_ms:
+                entry = self._decode(ek, raw)
+                if entry is not None and pttl == -3 and entry.stale_ms:
                     # written with a stale window this call did not expect: read its PTTL
                     fetch_args[3] = "1"
                     continue
-                state = self._judge(entry, pttl, current)
-                if state == _FRESH and not refresh:
+                state = _INVALID if entry is None else self._judge(entry, pttl, current)
+                if entry is not None and state == _FRESH and not refresh:
                     early = self._refresh_early(entry, pttl, beta)
-                if state == _FRESH and not early:
+                if entry is not None and state == _FRESH and not early:
                     if acquired:  # forced, but someone refreshed meanwhile: use theirs
                         yield from self._release(lk, token)
                     self.stats.incr("cache_hits")
                     return entry.value
-                stale = MISSING if state == _INVALID else entry.value
+                stale = MISSING if entry is None or state == _INVALID else entry.value
                 refresh = True
                 if not acquired and not attempted:
                     force = True  # ask again, this time taking the lock if it is free
