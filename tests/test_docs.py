@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs, page by page, against the test Redis.
+"""Every ```python block of README.md, CHANGELOG.md and docs/*.md runs, page by page, against
+the test Redis.
 
 A page is one test (``test_page[docs/cache.md]``). Its blocks run in order in one namespace (a
 module of its own), so a block may use the names an earlier block of the page defined. Top-level
@@ -62,7 +63,11 @@ from tests.conftest import IN_CI, REAL_REDIS, REDIS_URL
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
+PAGES = [
+    "README.md",
+    "CHANGELOG.md",
+    *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
+]
 NOT_RUN = re.compile(r"#\s*not run:\s*(?P<reason>\S.*)")
 DJANGO_PAGES = {"docs/django.md"}
 KEPT_SCHEMES = ("rediss", "redis+sentinel", "redis+cluster")
