@@ -16,8 +16,18 @@ require("django", "django")
 from typing import Any  # noqa: E402
 
 from .conf import get_async_kit, get_kit, get_settings  # noqa: E402
+from .decorators import cached_view, idempotent, ratelimit, ratelimit_exempt  # noqa: E402
 
-__all__ = ["get_async_kit", "get_kit", "get_redis_connection", "get_settings"]
+__all__ = [
+    "cached_view",
+    "get_async_kit",
+    "get_kit",
+    "get_redis_connection",
+    "get_settings",
+    "idempotent",
+    "ratelimit",
+    "ratelimit_exempt",
+]
 
 
 def get_redis_connection(alias: str = "default", write: bool = True) -> Any:
