@@ -28,7 +28,8 @@ class Twin:
             method = getattr(self.cache, name)
 
             async def run(*args: Any, **kwargs: Any) -> Any:
-                return method(*args, **kwargs)
+                result = method(*args, **kwargs)
+                return list(result) if name == "iter_keys" else result
 
             return run
         if name == "iter_keys":

@@ -17,6 +17,7 @@ from django.core.cache.backends.base import (
     CacheKeyWarning,
     memcache_key_warnings,
 )
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 import redkit
@@ -50,20 +51,35 @@ class BackendBase(BaseCache):  # type: ignore[misc]
     def __init__(self, server: object, params: Mapping[str, Any]) -> None:
         super().__init__(params)
         timeout = params.get("TIMEOUT", params.get("timeout", 300))
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-        ):
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured(f"CACHES TIMEOUT must be a number or None, not {timeout!r}")
         self.default_timeout = timeout  # Django would truncate 0.5 to 0
-        self.options: CacheOptions = parse_options(server, params.get("OPTIONS"))
+        # a wrong setting raises when the cache is used, so that `manage.py check` (which
+        # builds every backend) reports it instead of crashing
+        self._options: CacheOptions | None = None
+        self._error: ImproperlyConfigured | None = None
+        try:
+            if timeout is not None and (
+                isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+            ):
+                raise ImproperlyConfigured(
+                    f"CACHES TIMEOUT must be a number or None, not {timeout!r}"
+                )
+            self._options = parse_options(server, params.get("OPTIONS"))
+        except ImproperlyConfigured as exc:
+            self._error = exc
         self._built = -1
         self._settings: Settings | None = None
         self._codec: Codec | None = None
         self._sync: Cache | None = None
         self._kit: redkit.Redkit | None = None
         self._async: dict[Any, tuple[redkit.asyncio.Redkit, AsyncCache]] = {}
+
+    @property
+    def options(self) -> CacheOptions:
+        """The backend's checked ``OPTIONS``; raises ``ImproperlyConfigured`` if they are wrong."""
+        if self._options is None:
+            assert self._error is not None
+            raise self._error
+        return self._options
 
     # -- clients ------------------------------------------------------------------------------
     def _build(self) -> None:
