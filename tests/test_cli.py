@@ -440,6 +440,27 @@ def test_the_worker_serves_with_every_option_and_stops_on_sigterm(
     assert " DEBUG " in err
 
 
+@NEEDS_REDIS
+def test_a_burst_worker_runs_the_ready_jobs_and_exits(project: Path, prefix: str) -> None:
+    kit = redkit.Redkit.from_url(REDIS_URL, prefix=prefix)
+    q = kit.queue("emails")
+    try:
+        jobs = [q.add("double", {"args": [n]}) for n in range(3)]
+        later = q.add("double", {"args": [9]}, delay=3600)
+        argv = [sys.executable, "-m", "redkit", "worker", "jobs:queue", "--burst", "-c", "2"]
+        done = subprocess.run(
+            argv, cwd=project, env=environment(prefix), capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert [j.wait(0) for j in jobs] == [0, 2, 4]
+        assert later.refresh().state == "delayed"
+    finally:
+        kit.clear()
+        kit.close()
+    assert cli.WorkerOptions.parse(burst=True).child_argv()[-1] == "--burst"
+    assert cli.WorkerOptions.parse(burst=True).worker_options()["burst"] is True
+
+
 def test_the_shared_checks_accept_what_the_commands_document() -> None:
     options: Any = cli.WorkerOptions.parse(
         concurrency="20",

@@ -17,8 +17,10 @@ from typing import Any  # noqa: E402
 
 from .conf import get_async_kit, get_kit, get_settings  # noqa: E402
 from .decorators import cached_view, idempotent, ratelimit, ratelimit_exempt  # noqa: E402
+from .jobs import DjangoTask, task  # noqa: E402
 
 __all__ = [
+    "DjangoTask",
     "cached_view",
     "get_async_kit",
     "get_kit",
@@ -27,6 +29,7 @@ __all__ = [
     "idempotent",
     "ratelimit",
     "ratelimit_exempt",
+    "task",
 ]
 
 

@@ -3,6 +3,7 @@ what every command shares: :class:`UsageError`, logging, the version."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import sys
@@ -113,6 +114,7 @@ class WorkerOptions:
     shutdown_timeout: float | None = None
     loop: str = "auto"
     log_level: str = "INFO"
+    burst: bool = False
 
     @classmethod
     def parse(
@@ -125,6 +127,7 @@ class WorkerOptions:
         loop: str = "auto",
         log_level: str = "INFO",
         shutdown_grace: object = None,
+        burst: bool = False,
     ) -> WorkerOptions:
         """Raises :class:`UsageError` with the message both commands print. ``shutdown_grace``
         is the deprecated name of ``shutdown_timeout``: it works, and says so on stderr."""
@@ -141,7 +144,13 @@ class WorkerOptions:
             ),
             loop=loop,
             log_level=_log_level(log_level),
+            burst=bool(burst),
         )
+
+    @classmethod
+    def from_args(cls, args: Any) -> WorkerOptions:
+        """:meth:`parse` of what :func:`add_worker_options` added to a parsed command line."""
+        return cls.parse(**{name: getattr(args, name) for name in WORKER_ARGS})
 
     def worker_options(self) -> dict[str, Any]:
         """Keyword arguments of ``queue.worker()``."""
@@ -150,6 +159,8 @@ class WorkerOptions:
             options["limiter"] = self.limiter
         if self.shutdown_timeout is not None:
             options["shutdown_timeout"] = self.shutdown_timeout
+        if self.burst:
+            options["burst"] = True
         return options
 
     def child_argv(self) -> list[str]:
@@ -159,7 +170,67 @@ class WorkerOptions:
             argv += ["--limiter", f"{self.limiter[0]}/{self.limiter[1]!r}"]
         if self.shutdown_timeout is not None:
             argv += ["--shutdown-timeout", repr(self.shutdown_timeout)]
-        return [*argv, "--loop", self.loop, "--log-level", self.log_level]
+        argv += ["--loop", self.loop, "--log-level", self.log_level]
+        return [*argv, "--burst"] if self.burst else argv
+
+
+WORKER_ARGS = (
+    "concurrency",
+    "processes",
+    "limiter",
+    "shutdown_timeout",
+    "shutdown_grace",
+    "loop",
+    "log_level",
+    "burst",
+)
+"""The destinations of the options :func:`add_worker_options` adds."""
+
+
+def add_worker_options(parser: Any) -> None:
+    """Add the options of ``redkit worker`` (``-c``, ``-p``, ``--limiter``,
+    ``--shutdown-timeout``, ``--loop``, ``--log-level``, ``--burst``) to an argparse parser, such
+    as a framework's command; :meth:`WorkerOptions.from_args` checks what was given."""
+    parser.add_argument(
+        "-c",
+        "--concurrency",
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"jobs in flight per queue (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "-p",
+        "--processes",
+        default=1,
+        metavar="N",
+        help="worker processes, under a supervisor when more than 1 (default 1)",
+    )
+    parser.add_argument(
+        "--limiter", metavar="MAX/SECONDS", help="queue-wide rate limit, like 100/1 or 600/60"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        metavar="SECONDS",
+        help="seconds running jobs get to finish on SIGTERM (default 30)",
+    )
+    parser.add_argument("--shutdown-grace", help=argparse.SUPPRESS)  # deprecated name
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        metavar="{auto,asyncio,uvloop}",
+        help="event loop: uvloop when it is installed (auto, the default), or the one named",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default INFO)",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="run the jobs that are ready, then exit (for cron-style runs and tests)",
+    )
 
 
 def configure_logging(level: str) -> None:

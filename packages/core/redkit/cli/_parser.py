@@ -8,14 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ._operator import cmd_demo, cmd_drain, cmd_info, cmd_retry_failed
-from ._options import (
-    DEFAULT_CONCURRENCY,
-    LOG_LEVELS,
-    UsageError,
-    _one_line,
-    configure_logging,
-    version,
-)
+from ._options import UsageError, _one_line, add_worker_options, configure_logging, version
 from ._serve import cmd_worker
 
 
@@ -38,41 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="module:queue",
         help="where the queue (or Worker) is, like myapp.jobs:queue",
     )
-    w.add_argument(
-        "-c",
-        "--concurrency",
-        default=DEFAULT_CONCURRENCY,
-        metavar="N",
-        help=f"jobs in flight per queue (default {DEFAULT_CONCURRENCY})",
-    )
-    w.add_argument(
-        "-p",
-        "--processes",
-        default=1,
-        metavar="N",
-        help="worker processes, under a supervisor when more than 1 (default 1)",
-    )
-    w.add_argument(
-        "--limiter", metavar="MAX/SECONDS", help="queue-wide rate limit, like 100/1 or 600/60"
-    )
-    w.add_argument(
-        "--shutdown-timeout",
-        metavar="SECONDS",
-        help="seconds running jobs get to finish on SIGTERM (default 30)",
-    )
-    w.add_argument("--shutdown-grace", help=argparse.SUPPRESS)  # deprecated name
-    w.add_argument(
-        "--loop",
-        default="auto",
-        metavar="{auto,asyncio,uvloop}",
-        help="event loop: uvloop when it is installed (auto, the default), or the one named",
-    )
-    w.add_argument(
-        "--log-level",
-        default="INFO",
-        metavar="LEVEL",
-        help=f"{', '.join(LOG_LEVELS)} (default INFO)",
-    )
+    add_worker_options(w)
     w.set_defaults(func=cmd_worker, parser=w)
 
     def connection(p: argparse.ArgumentParser) -> None:

@@ -38,15 +38,7 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], choice: str) -> Non
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    options = WorkerOptions.parse(
-        concurrency=args.concurrency,
-        processes=args.processes,
-        limiter=args.limiter,
-        shutdown_timeout=args.shutdown_timeout,
-        shutdown_grace=args.shutdown_grace,
-        loop=args.loop,
-        log_level=args.log_level,
-    )
+    options = WorkerOptions.from_args(args)
     configure_logging(options.log_level)
     workers = _workers(args.queues, options)  # fail here, once, on a bad target
     if options.processes > 1:

@@ -104,6 +104,9 @@ class _Loop(_Jobs, _DeadLetters):
                     self._launch(jobs, i)
                 if jobs or want <= 0 or self._done:
                     continue
+                if self.burst and not self._running and reply.status != 2:
+                    self._begin_stop()  # nothing ready, nothing running (a rate limit waits)
+                    continue
                 # nothing to take: sleep until a job is added, one is due, or one of ours ends
                 timeout = self._core.block_slice
                 if reply.next_due >= 0:

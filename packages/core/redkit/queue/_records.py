@@ -54,6 +54,11 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
+def _worker_id(token: bytes | None) -> str | None:
+    """The worker id in a lock token (``<worker id>:<attempt>``)."""
+    return None if not token else token.decode("utf-8", "replace").rpartition(":")[0] or None
+
+
 def _ms_time(raw: bytes | None) -> datetime | None:
     if raw is None:
         return None
@@ -80,6 +85,9 @@ class JobRecord:
     created_at: datetime | None
     processed_at: datetime | None
     finished_at: datetime | None
+    worker_id: str | None = None
+    """The id of the worker that holds the job's lock, or held it last (``None`` before the job
+    first ran, and after a stall until a worker takes it again)."""
 
     @classmethod
     def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
@@ -101,6 +109,7 @@ class JobRecord:
             created_at=_ms_time(raw.get(b"ts")),
             processed_at=_ms_time(raw.get(b"pon")),
             finished_at=_ms_time(raw.get(b"fon")),
+            worker_id=_worker_id(raw.get(b"tok")),
         )
 
 

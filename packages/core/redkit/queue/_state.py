@@ -82,6 +82,7 @@ class _WorkerState:
     limit_max: int
     limit_ms: int
     processor: Any
+    burst: bool
     lock_ttl: float
     lock_ms: int
     max_stalled: int
@@ -104,3 +105,7 @@ class _WorkerState:
     _exec: Any
     _core: QueueCore
     _dlq_core: QueueCore | None
+
+    def _begin_stop(self, hard: bool = False) -> None:
+        """Stop taking jobs (defined by the worker)."""
+        raise NotImplementedError

@@ -71,7 +71,8 @@ class Worker(_Loop, _Lease):
     jobs the whole queue hands out per period, across every worker; ``processor(job)`` handles
     jobs whose name is no registered task; ``shutdown_timeout`` (seconds or a timedelta) is how
     long a stopping worker lets running jobs finish before it gives them back to the queue
-    (``shutdown_grace=`` is its deprecated name).
+    (``shutdown_grace=`` is its deprecated name). With ``burst=True`` the worker runs the jobs
+    that are ready and stops once none is left (jobs delayed to later stay for another worker).
 
     Run it with :meth:`run` (blocking, handles SIGTERM/SIGINT), ``await`` :meth:`serve` inside an
     event loop, or :meth:`start` it on a background thread.
@@ -89,6 +90,7 @@ class Worker(_Loop, _Lease):
         max_stalled: int | None = None,
         shutdown_timeout: Duration = 30.0,
         name: str | None = None,
+        burst: bool = False,
         shutdown_grace: Any = NOT_GIVEN,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -104,6 +106,10 @@ class Worker(_Loop, _Lease):
             raise ValueError("batch must be >= 1")
         self.limit_max, self.limit_ms = _limiter(limiter)
         self.processor = processor
+        if not isinstance(burst, bool):
+            raise TypeError(f"burst must be True or False, not {burst!r}")
+        self.burst = burst
+        """Whether the worker stops once no job is ready (instead of waiting for more)."""
         self.lock_ttl = durations.seconds(
             "lock_ttl", settings.queue_lock_ttl if lock_ttl is None else lock_ttl, maximum=86400
         )

@@ -1,0 +1,1 @@
+"""redkit's management commands."""
