@@ -44,7 +44,7 @@ def _set(c: Backend, keys: Sequence[str]) -> None:
 
 
 def _get_hit(c: Backend, keys: Sequence[str]) -> None:
-    for k in keys:
+    for _ in keys:
         c.get("hit")
 
 
@@ -58,7 +58,7 @@ def _get_many(c: Backend, keys: Sequence[str]) -> None:
 
 
 def _set_many(c: Backend, keys: Sequence[str]) -> None:
-    c.set_many({k: VALUE for k in keys[:10]}, 300)
+    c.set_many(dict.fromkeys(keys[:10], VALUE), 300)
 
 
 def _incr(c: Backend, keys: Sequence[str]) -> None:
@@ -111,8 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=2000)
     args = parser.parse_args(argv)
 
-    import django
     from django.conf import settings
+
+    import django
 
     prefix = f"rkbench-{uuid.uuid4().hex[:8]}"
     caches_conf = backends(args.url, prefix)
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         INSTALLED_APPS=["redkit_django"],
         REDKIT={"URL": args.url, "PREFIX": prefix},
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-        | {name: conf for name, conf in caches_conf.items()},
+        | caches_conf,
     )
     django.setup()
     from django.core.cache import caches
