@@ -153,7 +153,7 @@ async def test_add_bulk_validates_every_job_before_sending_any(kit: Any) -> None
         await call(q.add_bulk(items))
     with pytest.raises(TypeError, match="unknown job option"):
         await call(q.add_bulk([("ok", 1), ("ok", 2, {"delay_seconds": 3})]))
-    with pytest.raises(TypeError, match="a bulk job is"):
+    with pytest.raises(TypeError, match="each of jobs is"):
         await call(q.add_bulk([("ok", 1), ["ok", 2]]))
     with pytest.raises(ValueError, match="needs a 'name'"):
         await call(q.add_bulk([{"data": 1}]))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
+from ._checks import INT64_MAX, INT64_MIN, shown
+
 __all__ = ["Batch", "Call", "Flow", "Load", "Script", "Sleep", "Step", "command", "script"]
 
 T = TypeVar("T")
@@ -85,6 +87,8 @@ class Call:
 def command(*args: Any, idempotent: bool = True, **options: Any) -> Call:
     """A plain Redis command: ``command("GET", key)``. ``options`` go to redis-py's reply
     parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool)."""
+    if int in map(type, args):
+        _bounded(args, str(args[0]), 0)
     return Call(args, None, 0, options or None, idempotent)
 
 
@@ -92,7 +96,18 @@ def script(
     s: Script, keys: Sequence[str], argv: Sequence[Any] = (), *, idempotent: bool = True
 ) -> Call:
     """A script call; the executor sends ``EVALSHA`` and loads the script on ``NOSCRIPT``."""
+    if int in map(type, argv):
+        _bounded(argv, s.name, 1)
     return Call((*keys, *argv), s, len(keys), None, idempotent)
+
+
+def _bounded(args: Sequence[Any], what: str, first: int) -> None:
+    """The last line of defence: Redis reads an int argument as a signed 64-bit number, and a
+    wider one is refused (or, of thousands of digits, cannot be sent at all). Public calls check
+    their own int parameters by name; this catches what reaches a call unchecked."""
+    for i, arg in enumerate(args, first):
+        if type(arg) is int and not INT64_MIN <= arg <= INT64_MAX:
+            raise ValueError(f"{what} argument {i} must be a 64-bit integer, got {shown(arg)}")
 
 
 def first(replies: list[Any]) -> Any:

@@ -15,6 +15,7 @@ import pickle
 import uuid
 from typing import Any, Protocol
 
+from ._checks import shown
 from ._optional import require
 from .errors import SerializationError, SignatureError
 
@@ -87,7 +88,8 @@ def find_unserializable(value: Any, path: str = "value") -> str | None:
                 for k, v in item.items():
                     if type(k) is not str:
                         return (
-                            f"{where} has a key {k!r} of type {type(k).__name__} (keys must be str)"
+                            f"{where} has a key {shown(k)} of type {type(k).__name__} "
+                            "(keys must be str)"
                         )
                     stack.append((v, f"{where}[{json.dumps(k, ensure_ascii=False)}]", depth + 1))
             else:

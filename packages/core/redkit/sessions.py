@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
+from ._checks import shown
 from ._durations import to_ms
 from ._executor import AsyncExecutor, SyncExecutor
 from ._keys import Keyspace
@@ -74,12 +75,12 @@ def _new_sid(shard: str | None = None) -> str:
 
 def _check_key(key: object) -> str:
     if not isinstance(key, str):
-        raise InvalidKeyError(f"session keys must be str, not {type(key).__name__} ({key!r})")
+        raise InvalidKeyError(f"session keys must be str, not {type(key).__name__} ({shown(key)})")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidKeyError(
-            f"session key {key!r} is not valid Unicode (lone surrogate)"
+            f"session key {shown(key)} is not valid Unicode (lone surrogate)"
         ) from None
     return key
 
@@ -387,7 +388,9 @@ class SessionCore:
         """Flow of ``open``: a ``session_class`` (:class:`SessionData` or a subclass) of the
         live session ``sid``, or a new one."""
         if not (isinstance(session_class, type) and issubclass(session_class, SessionData)):
-            raise TypeError(f"session_class must be a SessionData subclass, not {session_class!r}")
+            raise TypeError(
+                f"session_class must be a SessionData subclass, not {shown(session_class)}"
+            )
         valid = self._valid(sid)
         found = None if valid is None else (yield self._fetch(valid, True))
         if found is None:

@@ -18,6 +18,7 @@ from .._executor import AsyncExecutor, SyncExecutor
 from ..serializers import Serializer
 from ._core import CacheCore
 from ._decorator import KeyBuilder, KeySpec, TagSpec
+from ._inputs import strength
 
 __all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
 
@@ -27,10 +28,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _check_options(ttl: object, stale_ttl: object, tags: object) -> None:
+def _check_options(ttl: object, stale_ttl: object, tags: object, early_refresh: object) -> None:
     """A decorator's bad option fails where it is written, not at its first call."""
     durations.optional_seconds("ttl", ttl)
     durations.optional_seconds("stale_ttl", stale_ttl, zero=True)
+    strength(early_refresh, 0.0)
     if isinstance(tags, (str, bytes)):
         raise TypeError("tags must be a list of strings or a callable, not a single string")
     if tags is not None and not callable(tags) and not isinstance(tags, Iterable):
@@ -178,7 +180,7 @@ class Cache:
         The wrapper gains ``.invalidate(*args, **kwargs)`` and ``.key_for(*args, **kwargs)``.
         """
 
-        _check_options(ttl, stale_ttl, tags)
+        _check_options(ttl, stale_ttl, tags, early_refresh)
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
             if inspect.iscoroutinefunction(func):
@@ -424,7 +426,7 @@ class AsyncCache:
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate an async function so its result is cached (see :meth:`Cache.cached`)."""
 
-        _check_options(ttl, stale_ttl, tags)
+        _check_options(ttl, stale_ttl, tags, early_refresh)
 
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             if not inspect.iscoroutinefunction(func):

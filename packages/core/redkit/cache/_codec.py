@@ -50,7 +50,10 @@ def encode(
     """Bytes to store for ``value``; raises ``SerializationError`` for what cannot be stored."""
     if not tags and not duration_ms and not stale_ms:
         if type(value) is int:
-            return str(value).encode()
+            try:
+                return str(value).encode()  # bare digits: a counter that incr adds to
+            except ValueError:  # more than 4,300 digits: for the serializer to hold, or refuse
+                pass
         return PLAIN + serializer.dumps(value)
     meta: dict[str, Any] = {}
     if tags:

@@ -370,7 +370,8 @@ class CacheCore:
         if not -_MAX_DELTA < delta < _MAX_DELTA:
             raise ValueError("delta must have at most 100 digits")
         ek = self.entry_key(key)
-        args = [delta, self.lifetime_ms(ttl), "1" if create else "0"]
+        # the delta as decimal text: the script adds deltas wider than Redis' 64-bit ints too
+        args = [str(delta), self.lifetime_ms(ttl), "1" if create else "0"]
         call = script(INCR, [ek], args, idempotent=False)
 
         def parse(reply: list[Any]) -> int:

@@ -15,8 +15,10 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._checks import shown
 from ..errors import InvalidKeyError
 from ..serializers import find_unserializable
+from ._inputs import tags as check_tags
 
 __all__ = ["KeyBuilder"]
 
@@ -24,12 +26,29 @@ KeySpec = str | Callable[..., str] | None
 TagSpec = Iterable[str] | Callable[..., Iterable[str]] | None
 
 
-def _fields(template: str) -> set[str]:
+def _fields(template: str, where: str) -> set[str]:
     names = set()
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None:
-            names.add(name.split(".")[0].split("[")[0])
+    try:
+        for _, name, _, _ in string.Formatter().parse(template):
+            if name is not None:
+                names.add(name.split(".")[0].split("[")[0])
+    except ValueError as exc:  # a lone brace
+        raise InvalidKeyError(
+            f"template {shown(template)} of {where} is not a valid template ({exc}); "
+            "write a literal brace as '{{' or '}}'"
+        ) from None
     return names
+
+
+def _fill(template: str, arguments: Mapping[str, Any], where: str) -> str:
+    try:
+        return template.format(**arguments)
+    except (AttributeError, LookupError, TypeError, ValueError) as exc:
+        # ValueError also for an int argument too long to print
+        raise InvalidKeyError(
+            f"template {shown(template)} of {where} cannot be filled from the arguments "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 class KeyBuilder:
@@ -39,20 +58,20 @@ class KeyBuilder:
         self.func = func
         self.signature = inspect.signature(func)
         self.key = key
-        self.tags = tags
+        # a list of tags is checked here, as cache.set checks it, and each template's syntax too:
+        # a bad tag fails where it is written; what a template is filled with, at each call
+        self.tags = tags if tags is None or callable(tags) else check_tags(tags)
         params = list(self.signature.parameters)
         self._skip = params[0] if params and params[0] in ("self", "cls") else None
         self.name = f"{func.__module__}.{func.__qualname__}"
-        for spec in [key] + (list(tags) if isinstance(tags, (list, tuple)) else []):
+        for spec in (key, *(self.tags if isinstance(self.tags, tuple) else ())):
             if isinstance(spec, str):
-                unknown = _fields(spec) - set(params)
+                unknown = _fields(spec, self.name) - set(params)
                 if unknown:
                     raise InvalidKeyError(
-                        f"template {spec!r} of {self.name} names {sorted(unknown)}, which are "
-                        f"not parameters of the function ({', '.join(params)})"
+                        f"template {shown(spec)} of {self.name} names {sorted(unknown)}, which "
+                        f"are not parameters of the function ({', '.join(params)})"
                     )
-        if isinstance(tags, str):
-            raise TypeError("tags must be a list of strings or a callable, not a single string")
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Arguments by parameter name, defaults applied."""
@@ -63,7 +82,7 @@ class KeyBuilder:
     def key_for(self, arguments: dict[str, Any]) -> str:
         """The cache key of a call."""
         if isinstance(self.key, str):
-            return self.key.format(**arguments)
+            return _fill(self.key, arguments, self.name)
         if callable(self.key):
             return str(self.key(**arguments))
         data = {k: v for k, v in arguments.items() if k != self._skip}
@@ -82,5 +101,5 @@ class KeyBuilder:
         if self.tags is None:
             return []
         if callable(self.tags):
-            return list(self.tags(**arguments))
-        return [t.format(**arguments) for t in self.tags]
+            return list(check_tags(self.tags(**arguments)))
+        return [_fill(t, arguments, self.name) for t in self.tags]

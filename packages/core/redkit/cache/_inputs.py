@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 
 from .. import _durations as durations
+from .._checks import shown
 from .._keys import _to_bytes
 from ..errors import InvalidKeyError
 
@@ -24,9 +25,13 @@ def strength(value: object, default: float) -> float:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"early_refresh must be a number, not {type(value).__name__}")
-    if not 0 <= value < math.inf:  # NaN fails both comparisons
-        raise ValueError(f"early_refresh must be a finite number >= 0, got {value!r}")
-    return float(value)
+    try:
+        beta = float(value)
+    except OverflowError:  # an int past the float range
+        beta = math.inf
+    if not 0 <= beta < math.inf:  # NaN fails both comparisons
+        raise ValueError(f"early_refresh must be a finite number >= 0, got {show(value)}")
+    return beta
 
 
 def tags(tags: Iterable[str] | None) -> tuple[str, ...]:
@@ -53,8 +58,8 @@ def tags(tags: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """``value`` for a message (cut short; an int too long to print is described)."""
+    return shown(value)
 
 
 def key_list(keys: Iterable[object]) -> list[object]:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
+from .._checks import shown
 from ..errors import (
     IdempotencyKeyError,
 )
@@ -162,7 +163,7 @@ def _allowed(allow_headers: Iterable[str]) -> frozenset[str]:
     extra = set()
     for name in allow_headers:
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise ValueError(f"allow_headers: {name!r} is not a header name")
+            raise ValueError(f"allow_headers: {shown(name)} is not a header name")
         low = name.lower()
         if low in NEVER_STORED:
             raise ValueError(f"allow_headers: {name} is never stored for replay")
@@ -175,7 +176,7 @@ def _header_text(part: object, what: str) -> str:
         return part
     if isinstance(part, (bytes, bytearray)):
         return bytes(part).decode("latin-1")
-    raise TypeError(f"header {what}s must be str or bytes, not {type(part).__name__}")
+    raise TypeError(f"headers: header {what}s must be str or bytes, not {type(part).__name__}")
 
 
 def _headers(headers: Any, allowed: frozenset[str]) -> tuple[list[list[str]], bool]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _durations as durations
+from .._checks import shown
 from .._durations import Duration, to_ms
 from .._keys import Keyspace
 from .._ops import Batch, Flow, Script, Sleep, script
@@ -132,7 +133,7 @@ def _status(status: object) -> int:
     if isinstance(status, bool) or not isinstance(status, int):
         raise TypeError(f"status must be an int, not {type(status).__name__}")
     if not 200 <= status <= 599:
-        raise ValueError(f"status must be a final HTTP status (200 to 599), got {status}")
+        raise ValueError(f"status must be a final HTTP status (200 to 599), got {shown(status)}")
     return int(status)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._keys import escape_part
+from .._keys import _to_bytes, escape_part
 from .._ops import Batch, command
 from ..errors import InvalidKeyError
 from ._common import Channel, _decode, _encode, log
@@ -62,9 +62,7 @@ def confine_pattern(pattern: object) -> str:
     """
     if isinstance(pattern, bool) or not isinstance(pattern, (str, bytes, int)):
         raise InvalidKeyError(f"patterns must be str or bytes, not {type(pattern).__name__}")
-    if isinstance(pattern, int):
-        pattern = str(pattern)
-    raw = pattern.encode("utf-8", "surrogatepass") if isinstance(pattern, str) else pattern
+    raw = _to_bytes(pattern)  # an int of at most 100 digits, as a key part
     if not raw:
         raise InvalidKeyError("patterns must not be empty")
     out: list[str] = []

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _durations as durations
+from .._checks import entry_id as check_entry_id
+from .._checks import int64, shown
 from .._durations import NOT_GIVEN, Duration, to_ms
 from .._executor import AsyncExecutor, SyncExecutor
 from .._ops import Batch, Flow, Script, command, script
@@ -27,16 +29,8 @@ _ID = re.compile(r"[0-9]+-[0-9]+\Z")
 _START = re.compile(r"(\$|0|[0-9]+(-[0-9]+)?)\Z")
 
 
-_MAX_COUNT = 2**63 - 1  # Redis counts in signed 64 bits; larger ints cannot be sent
-
-
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not 1 <= value <= _MAX_COUNT:
-        shown = value if value < 1 else "more than 2**63 - 1"
-        raise ValueError(f"{name} must be an int from 1 to 2**63 - 1, got {shown}")
-    return value
+    return int64(name, value, 1)  # Redis counts in signed 64 bits
 
 
 def _name(value: object, what: str) -> str | bytes:
@@ -104,10 +98,10 @@ def _entry_id(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     if not isinstance(value, str) or not _ID.match(value):
-        text = repr(value)
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        raise ValueError(f"ids must be stream entry ids (like '1700000000000-0'), got {shown}")
-    return value
+        raise ValueError(
+            f"ids must be stream entry ids (like '1700000000000-0'), got {shown(value)}"
+        )
+    return check_entry_id("ids", value)  # each part within 64 bits
 
 
 def _pairs(fields: Any) -> dict[bytes, bytes]:
@@ -202,7 +196,8 @@ class StreamCore:
         """The group-creation script (harmless to send twice)."""
         g = _name(group, "group")
         if not isinstance(start, str) or not _START.match(start):
-            raise ValueError(f"start must be '0', '$' or an entry id, got {start!r}")
+            raise ValueError(f"start must be '0', '$' or an entry id, got {shown(start)}")
+        check_entry_id("start", start, special=("$",))  # each part within 64 bits
         ms = to_ms(self.ttl)
         return Batch.one(script(GROUP, [self.key], [g, start, ms]), lambda r: int(r) == 1)
 

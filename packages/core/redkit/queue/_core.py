@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .. import _durations as durations
+from .._checks import entry_id, int64, shown
 from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobFailed, JobNotFound, JobTimeout
@@ -35,7 +36,7 @@ from ._options import (
 )
 from ._records import STATES, Event, JobRecord, new_ids, parse_events
 
-__all__ = ["QueueCore"]
+__all__ = ["QueueCore", "check_since"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -246,7 +247,8 @@ class QueueCore:
     def ids(self, state: str, start: int, stop: int) -> Batch[list[str]]:
         """Job ids in ``state``, oldest first (by position, ``stop`` inclusive)."""
         if state not in STATES:
-            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+            raise ValueError(f"state must be one of {', '.join(STATES)}, got {shown(state)}")
+        start, stop = int64("start", start), int64("stop", stop)
         if state == "waiting":
             call = command("LRANGE", self.wait, start, stop)
         else:
@@ -280,6 +282,8 @@ class QueueCore:
 
     def retry_all(self, limit: int | None) -> Flow[int]:
         """Move failed jobs (all, or the oldest ``limit``) back, 1,000 per call; the count."""
+        if limit is not None:
+            int64("limit", limit, 0)
         moved = 0
         while limit is None or moved < limit:
             step = 1000 if limit is None else min(1000, limit - moved)
@@ -400,6 +404,11 @@ def then(batch: Batch[T], fn: Callable[[T], U]) -> Batch[U]:
     """``batch`` with its parsed reply passed through ``fn`` (still one round trip)."""
     parse = batch.parse
     return Batch(batch.calls, lambda replies: fn(parse(replies)))
+
+
+def check_since(since: object) -> str:
+    """``since`` of ``queue.events()``: ``"$"`` (from now), ``"0"`` or an entry id."""
+    return entry_id("since", since, special=("$",))
 
 
 class EventReader:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .. import _durations as durations
+from .._checks import shown
 from .._durations import Duration, to_ms
 from ..errors import PayloadTooLarge, SerializationError
 from ..serializers import JsonSerializer, find_unserializable
@@ -32,8 +33,7 @@ def _int(name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     if not low <= value <= high:
-        shown = value if abs(value) <= 10**40 else "a number of more than 40 digits"
-        raise ValueError(f"{name} must be between {low} and {high}, got {shown}")
+        raise ValueError(f"{name} must be between {low} and {high}, got {shown(value)}")
     return value
 
 
@@ -47,7 +47,7 @@ def check_name(what: str, value: object) -> str:
     if len(value) > MAX_NAME:
         raise ValueError(f"{what} must be at most {MAX_NAME} characters, got {len(value)}")
     if not value.isprintable():
-        raise ValueError(f"{what} must not contain control characters: {value!r}")
+        raise ValueError(f"{what} must not contain control characters: {shown(value)}")
     return value
 
 
@@ -100,14 +100,16 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "exponential"):
-            raise ValueError(f"backoff kind must be 'fixed' or 'exponential', got {self.kind!r}")
+            raise ValueError(
+                f"backoff kind must be 'fixed' or 'exponential', got {shown(self.kind)}"
+            )
         # held as seconds: a timedelta is converted (the delay is stored with the job as JSON)
         object.__setattr__(self, "delay", _seconds("backoff delay", self.delay))
         if self.max is not None:
             object.__setattr__(self, "max", _seconds("backoff max", self.max))
         j = self.jitter
         if isinstance(j, bool) or not isinstance(j, (int, float)) or not 0 <= j <= 1:
-            raise ValueError(f"backoff jitter must be a fraction between 0 and 1, got {j!r}")
+            raise ValueError(f"backoff jitter must be a fraction between 0 and 1, got {shown(j)}")
 
     @classmethod
     def fixed(cls, delay: Duration, *, jitter: float = 0.0) -> Backoff:
@@ -160,7 +162,7 @@ def check_backoff(
             )
         return backoff
     raise TypeError(
-        f"backoff must be seconds, a Backoff or a function(attempt, exc), not {backoff!r}"
+        f"backoff must be seconds, a Backoff or a function(attempt, exc), not {shown(backoff)}"
     )
 
 
@@ -196,7 +198,7 @@ class Keep:
             return cls(completed=0)
         if isinstance(keep, int):
             return cls(completed=keep)
-        raise TypeError(f"keep must be a Keep, a bool or an int, not {keep!r}")
+        raise TypeError(f"keep must be a Keep, a bool or an int, not {shown(keep)}")
 
     def args(self) -> list[int]:
         """The four retention arguments of the add script (-1: the queue's default)."""

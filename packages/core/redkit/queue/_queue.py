@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, overload
 
+from .._checks import shown
 from .._durations import Duration
 from .._ops import Batch, Flow
 from ._api import (
@@ -24,7 +25,7 @@ from ._api import (
     _Runs,
     _share_docs,
 )
-from ._core import EventReader, QueueCore, then
+from ._core import EventReader, QueueCore, check_since, then
 from ._options import Backoff, JobOptions, check_backoff, check_name
 from ._records import Event, JobRecord
 
@@ -196,6 +197,7 @@ class Queue(_QueueBase[Job]):
         """The queue's events as they come: from the moment of this call (``since="$"``), from
         the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
         event (None: never)."""
+        since = check_since(since)
         last = since if since != "$" else self._x.run(self._core.last_event_id())
         return self._events(EventReader(self._core, last, timeout))
 
@@ -261,6 +263,7 @@ class AsyncQueue(_QueueBase[AsyncJob]):
         (``since="$"``, by this host's clock: nothing is sent before the first iteration), from
         the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
         event (None: never)."""
+        since = check_since(since)
         # every entry from this millisecond on: the last possible id of the one before
         last = since if since != "$" else f"{int(time.time() * 1000) - 1}-{2**64 - 1}"
         return self._events(EventReader(self._core, last, timeout))
@@ -300,7 +303,9 @@ def _prepare(core: QueueCore, item: Any) -> list[Any]:
         name, data = item[0], item[1]
         opts = _options(item[2]) if len(item) == 3 else {}
         return core.prepare(name, data, JobOptions.build(**opts, defaults=core.defaults))
-    raise TypeError(f"a bulk job is (name, data), (name, data, options) or a mapping, not {item!r}")
+    raise TypeError(
+        f"each of jobs is (name, data), (name, data, options) or a mapping, not {shown(item)}"
+    )
 
 
 _share_docs(Queue, AsyncQueue)

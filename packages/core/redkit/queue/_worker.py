@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _durations as durations
+from .._checks import shown
 from .._durations import NOT_GIVEN, Duration, to_ms
 from .._ops import Batch, command, script
 from ..errors import (
@@ -94,7 +95,7 @@ class Worker(_Loop, _Lease):
         shutdown_grace: Any = NOT_GIVEN,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+            raise ValueError(f"concurrency must be an int >= 1, got {shown(concurrency)}")
         if processor is not None and not callable(processor):
             raise TypeError("processor must be a function taking the job")
         settings = queue._kit.settings

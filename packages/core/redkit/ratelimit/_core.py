@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import shown
 from .._keys import Keyspace
 from .._ops import Batch, Flow, Script, command, script
 from .._stats import Stats
@@ -244,7 +245,7 @@ class _Plan:
 def _algorithm(name: str) -> str:
     if not isinstance(name, str) or name not in _CODES:
         raise InvalidRateLimit(
-            f"unknown rate-limit algorithm {name!r:.60}; use one of {', '.join(ALGORITHMS)}"
+            f"unknown rate-limit algorithm {shown(name)}; use one of {', '.join(ALGORITHMS)}"
         )
     return name
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import _durations as durations
+from .._checks import shown
 from .._durations import to_ms
 from ..errors import InvalidRateLimit
 
@@ -68,7 +69,7 @@ class Limit:
 
     def __post_init__(self) -> None:
         if isinstance(self.amount, bool) or not isinstance(self.amount, int):
-            raise InvalidRateLimit(f"a limit's amount must be an int, not {self.amount!r}")
+            raise InvalidRateLimit(f"a limit's amount must be an int, not {shown(self.amount)}")
         if not 1 <= self.amount <= _MAX_AMOUNT:
             raise InvalidRateLimit(
                 f"a limit's amount must be 1 to 10**12, got {_show_int(self.amount)}"
@@ -160,7 +161,7 @@ def parse_limits(limits: LimitsSpec) -> tuple[Limit, ...]:
         elif isinstance(item, str):
             out.extend(_parse_text(item))
         else:
-            raise InvalidRateLimit(f"not a rate limit: {_short(repr(item))}")
+            raise InvalidRateLimit(f"not a rate limit: {shown(item)}")
     if not out:
         raise InvalidRateLimit("no rate limit given")
     return tuple(out)

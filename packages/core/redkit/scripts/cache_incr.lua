@@ -2,8 +2,9 @@
 -- bits, decimal arithmetic on the stored digits beyond (the entry stays a bare integer).
 -- KEYS[1] entry; ARGV[1] delta (decimal), ARGV[2] lifetime ms, ARGV[3] '1': a missing entry
 -- starts at 0, '0': a missing entry is left missing.
--- Returns {1, new value} (an integer, or its digits when wider than 64 bits), {0} when the entry
--- is missing and ARGV[3] is '0', {2} when the entry does not hold an integer.
+-- Returns {1, the new value's digits}, {0} when the entry is missing and ARGV[3] is '0', {2} when
+-- the entry does not hold an integer. Digits, not INCRBY's reply: an integer reply becomes a Lua
+-- number (a double), which holds values past 2**53 inexactly.
 local key, delta, ms = KEYS[1], ARGV[1], ARGV[2]
 local current = redis.call('GET', key)
 if not current then
@@ -12,12 +13,12 @@ if not current then
   end
   current = '0'
 end
-local ok, n = pcall(redis.call, 'INCRBY', key, delta)
+local ok = pcall(redis.call, 'INCRBY', key, delta)
 if ok then
   if redis.call('PTTL', key) < 0 then
     redis.call('PEXPIRE', key, ms)
   end
-  return {1, n}
+  return {1, redis.call('GET', key)}
 end
 
 -- beyond 64 bits: signed decimal strings, canonical (no leading zeros, no '-0')
