@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from ._api import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
-from ._core import writes_pending
+from ._core import Uncommitted, uncommitted_scope, writes_pending
 
-__all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction", "writes_pending"]
+__all__ = [
+    "AsyncCache",
+    "AsyncCachedFunction",
+    "Cache",
+    "CachedFunction",
+    "Uncommitted",
+    "uncommitted_scope",
+    "writes_pending",
+]
