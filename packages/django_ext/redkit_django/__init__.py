@@ -17,6 +17,7 @@ from typing import Any  # noqa: E402
 
 from .conf import get_async_kit, get_kit, get_settings  # noqa: E402
 from .decorators import cached_view, idempotent, ratelimit, ratelimit_exempt  # noqa: E402
+from .invalidation import invalidate_on_commit, invalidates  # noqa: E402
 from .jobs import DjangoTask, task  # noqa: E402
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "get_redis_connection",
     "get_settings",
     "idempotent",
+    "invalidate_on_commit",
+    "invalidates",
     "ratelimit",
     "ratelimit_exempt",
     "task",
