@@ -9,93 +9,34 @@ the middle of a request.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
-import ipaddress
-import math
-import numbers
 import os
-import re
-import typing
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from . import _durations as durations
+from . import _settings_check as check
+from ._settings_check import DURATIONS as DURATIONS
+from ._settings_check import MIN_SECRET_KEY_LENGTH as MIN_SECRET_KEY_LENGTH
+from ._settings_check import RATELIMIT_ALGORITHMS as RATELIMIT_ALGORITHMS
+from ._settings_check import SCHEMES as SCHEMES
+from ._settings_check import SECRETS as SECRETS
+from ._settings_check import SERIALIZERS as SERIALIZERS
+from ._settings_check import SSL_CERT_REQS as SSL_CERT_REQS
+from ._settings_check import redact_url as redact_url
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "Settings", "redact_url"]
 
 DEFAULT_URL = "memory://"
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "memory")
-SERIALIZERS = ("json", "msgpack", "pickle")
-SSL_CERT_REQS = ("required", "optional", "none")
-RATELIMIT_ALGORITHMS = (
-    "fixed_window",
-    "sliding_window_log",
-    "sliding_window_counter",
-    "token_bucket",
-    "gcra",
-)
-_FORBIDDEN_QUERY = {"decode_responses", "encoding", "encoding_errors", "protocol"}
-
-
-_SECRET_QUERY = re.compile(r"(?i)([?&][^=&#]*(?:password|passwd|secret|token)[^=&#]*=)[^&#]*")
-
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-SECRETS = frozenset({"password", "sentinel_password", "secret_key", "username"})
-"""Settings whose values are never shown: not in ``repr``, not in any error message."""
-MIN_SECRET_KEY_LENGTH = 16
-"""Shortest ``secret_key`` accepted (in characters): a short HMAC key can be guessed."""
-
-DURATIONS: dict[str, bool] = {
-    "socket_timeout": False,
-    "socket_connect_timeout": False,
-    "health_check_interval": True,
-    "pool_timeout": False,
-    "retry_backoff_base": True,
-    "retry_backoff_cap": False,
-    "breaker_cooldown": True,
-    "cache_ttl": False,
-    "cache_negative_ttl": False,
-    "cache_stale_ttl": True,
-    "cache_lock_ttl": False,
-    "cache_lock_timeout": True,
-    "cache_tag_ttl": False,
-    "session_ttl": False,
-    "session_max_age": False,
-    "idempotency_ttl": False,
-    "idempotency_lease": False,
-    "idempotency_timeout": True,
-    "stream_ttl": False,
-    "queue_lock_ttl": False,
-    "queue_keep_completed_age": True,
-    "queue_keep_failed_age": True,
-}
-"""The settings that are durations, each with whether 0 is allowed (0 disables or means "at
-once"). They accept seconds or a ``timedelta`` and hold seconds as a float."""
 
 RENAMED = {"cache_lock_wait": "cache_lock_timeout", "idempotency_wait": "idempotency_timeout"}
 """Deprecated setting names and their new names: still accepted, with a ``DeprecationWarning``."""
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (safe for logs, reprs and errors).
-
-    Works on the raw text, so that a password holding unencoded ``/``, ``?``, ``#`` or ``@`` is
-    hidden too: everything between ``://`` and the last ``@`` is credentials.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return _SECRET_QUERY.sub(r"\1***", url)
-    if "@" in rest:
-        userinfo, _, hostinfo = rest.rpartition("@")
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        rest = f"{user}:***@{hostinfo}"
-    return f"{scheme}://" + _SECRET_QUERY.sub(r"\1***", rest)
 
 
 @dataclass(frozen=True)
@@ -111,8 +52,8 @@ class Settings:
     ``redis+cluster://`` or ``memory://`` (embedded, in-process)."""
     prefix: str = "redkit"
     """First segment of every key redkit writes; lets many apps share one Redis database."""
-    username: str | None = None
-    """ACL user name (overrides one given in the URL)."""
+    username: str | None = field(default=None, repr=False)
+    """ACL user name (overrides one given in the URL). Never shown in ``repr`` or errors."""
     password: str | None = field(default=None, repr=False)
     """Password (overrides one given in the URL). Never shown in ``repr`` or errors."""
     socket_timeout: float = 5.0
@@ -280,17 +221,7 @@ class Settings:
     ``warn`` (log an error and go on), ``refuse`` (raise ``ConfigurationError``) or ``ignore``."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        for name, zero in DURATIONS.items():
-            value = getattr(self, name)
-            if value is None and name == "cache_negative_ttl":
-                continue
-            try:
-                secs = durations.seconds(f"setting {name!r}", value, zero=zero)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(str(exc)) from None
-            object.__setattr__(self, name, secs)  # a timedelta is held as seconds
-        _validate(self)
+        check.check(self)
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -325,7 +256,8 @@ class Settings:
         return self.idempotency_timeout
 
     def replace(self, **changes: Any) -> Settings:
-        """Return a copy with ``changes`` applied (validated like the original)."""
+        """Return a copy with ``changes`` applied (validated like the original).
+        ``dataclasses.replace`` works too, deprecated names included."""
         changes = _renamed(changes, "replace()", TypeError)
         return Settings.from_mapping({**_as_dict(self), **changes})
 
@@ -336,42 +268,24 @@ class Settings:
         and keyword ``options`` win over both."""
         if not isinstance(url, str) or not url:
             raise ConfigurationError("url must be a non-empty string")
-        # the query starts after the credentials: a password may hold an unencoded "?"
-        at = url.rfind("@")
-        qpos = url.find("?", at + 1)
-        base, query = (url, "") if qpos < 0 else (url[:qpos], url[qpos + 1 :])
-        query_opts: dict[str, Any] = {}
-        kept: list[tuple[str, str]] = []
-        names = {f.name for f in fields(cls)} | set(RENAMED)
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            if key.lower() in names and key.lower() != "url":
-                query_opts[key.lower()] = value
-            else:
-                kept.append((key, value))
-        clean = f"{base}?{urlencode(kept)}" if kept else base
-        return cls.from_mapping({**query_opts, **options, "url": clean})
+        query, clean = check.split_query(url, _names(cls))
+        return cls.from_mapping(
+            {**_source(query, "the URL query"), **_source(options, "options"), "url": clean}
+        )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
         """Settings from a mapping with case-insensitive keys (``{"URL": ..., "PREFIX": ...}``);
         string values are coerced to each field's type. Unknown keys are an error."""
-        by_name = {f.name: f for f in fields(cls)}
-        hints = typing.get_type_hints(cls)
+        hints = check.hints(cls)
         values: dict[str, Any] = {}
-        for raw_key, raw in _renamed(
-            {str(k).lower(): v for k, v in mapping.items()}, "settings", ConfigurationError
-        ).items():
-            key = raw_key
-            if key not in by_name:
+        for key, raw in _source(mapping, "settings").items():
+            if key not in hints:
                 raise ConfigurationError(
-                    f"unknown redkit setting {raw_key!r}; "
-                    f"known settings: {', '.join(sorted(by_name))}"
+                    f"unknown redkit setting {key!r}; known settings: {', '.join(sorted(hints))}"
                 )
-            values[key] = _coerce(key, hints[key], raw)
-        try:
-            return cls(**values)
-        except TypeError as exc:  # pragma: no cover - guarded by the loop above
-            raise ConfigurationError(str(exc)) from None
+            values[key] = check.coerce(key, hints[key], raw)
+        return cls(**values)
 
     @classmethod
     def from_config(
@@ -381,7 +295,7 @@ class Settings:
         ``<prefix><SETTING>`` key (``REDKIT_URL``, ``REDKIT_CACHE_TTL``, ...), then ``options``
         over them. Other keys are ignored; an unknown ``<prefix>`` key or option is a
         ``ConfigurationError`` (a typo would otherwise pass unnoticed)."""
-        names = {f.name for f in fields(cls)} | set(RENAMED)
+        names = _names(cls)
         values: dict[str, Any] = {}
         for key, value in config.items():
             if not isinstance(key, str) or not key.startswith(prefix):
@@ -396,7 +310,7 @@ class Settings:
         for name in options:
             if name not in names:
                 raise ConfigurationError(f"unknown redkit setting {name!r}")
-        merged = {**values, **options}
+        merged = {**_source(values, "the config"), **_source(options, "options")}
         url = merged.pop("url", None)
         if isinstance(url, str) and url:  # settings in the URL's query apply, as in from_url
             return cls.from_url(url, **merged)
@@ -408,40 +322,68 @@ class Settings:
         (default ``memory://``), and any ``REDKIT_<SETTING>`` variable (``REDKIT_PREFIX=shop``)."""
         env = os.environ if environ is None else environ
         url = env.get("REDKIT_URL") or env.get("REDIS_URL") or DEFAULT_URL
-        names = ({f.name for f in fields(cls)} | set(RENAMED)) - {"url"}
+        names = _names(cls) - {"url"}
         from_env = {
             k[len("REDKIT_") :].lower(): v
             for k, v in env.items()
             if k.startswith("REDKIT_") and k[len("REDKIT_") :].lower() in names
         }
-        return cls.from_url(url, **{**from_env, **options})
+        merged = {**_source(from_env, "the environment"), **_source(options, "options")}
+        return cls.from_url(url, **merged)
 
 
 def _as_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
 
 
+def _names(cls: type[Settings]) -> set[str]:
+    return {f.name for f in fields(cls)} | set(RENAMED)
+
+
+# frames a warning is not attributed to: redkit's own, and the standard library's replace()
+_INTERNAL = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    dataclasses.__file__,
+    copy.__file__,
+)
+
+
 def _warn_renamed(old: str) -> None:
     new = RENAMED[old]
-    durations.warn_deprecated(
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the frame that called this function
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
         f"setting {old!r} (REDKIT_{old.upper()}) is deprecated, use {new!r} "
-        f"(REDKIT_{new.upper()}): same meaning"
+        f"(REDKIT_{new.upper()}): same meaning",
+        DeprecationWarning,
+        stacklevel=level,
     )
 
 
-def _renamed(values: dict[str, Any], where: str, error: type[Exception]) -> dict[str, Any]:
+def _renamed(
+    values: dict[str, Any], where: str, error: type[Exception], *, replacing: bool = False
+) -> dict[str, Any]:
     """``values`` with deprecated setting names replaced by the new ones (warning once per
-    name); both names at once raise ``error``."""
+    name); both names at once raise ``error``, unless ``replacing`` (``dataclasses.replace``
+    passes every field: the old name is then the change asked for)."""
     if not any(old in values for old in RENAMED):
         return values
     out = dict(values)
     for old, new in RENAMED.items():
         if old in out:
-            if new in out:
+            if new in out and not replacing:
                 raise error(f"{where}: got both {new!r} and its deprecated name {old!r}")
             _warn_renamed(old)
             out[new] = out.pop(old)
     return out
+
+
+def _source(values: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    """The settings given by one source (the environment, a config, a URL's query, keyword
+    options), keys lower-cased and deprecated names replaced: both names in one source are an
+    error, while a higher source's new name simply wins over a lower one's old name."""
+    return _renamed({str(k).lower(): v for k, v in values.items()}, where, ConfigurationError)
 
 
 _dataclass_init = Settings.__init__
@@ -449,232 +391,9 @@ _dataclass_init = Settings.__init__
 
 @functools.wraps(_dataclass_init)
 def _init(self: Settings, *args: Any, **kwargs: Any) -> None:
-    _dataclass_init(self, *args, **_renamed(kwargs, "Settings()", TypeError))
+    caller = sys._getframe(1).f_code.co_filename
+    replacing = caller == dataclasses.__file__  # replace() fills in every other field
+    _dataclass_init(self, *args, **_renamed(kwargs, "Settings()", TypeError, replacing=replacing))
 
 
 Settings.__init__ = _init  # type: ignore[method-assign]  # old names still accepted
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _shown(name: str, value: object) -> str:
-    """``value`` as an error message may show it: never a secret (only its type), a URL with
-    its password hidden, anything else shortened."""
-    if name in SECRETS:
-        return f"{type(value).__name__} (value hidden)"
-    if name == "url":
-        if not isinstance(value, str):
-            return f"{type(value).__name__} (value hidden: it may hold a password)"
-        text = repr(redact_url(value))
-    else:
-        text = repr(value)
-    text = text if len(text) <= 80 else text[:77] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    if typing.get_origin(hint) is tuple:  # a list of strings: "a, b" or any iterable of str
-        items = value.split(",") if isinstance(value, str) else value
-        try:
-            out = tuple(str(item).strip() for item in items if str(item).strip())
-        except TypeError:
-            raise ConfigurationError(
-                f"setting {name!r} expects a list of strings, got {type(value).__name__}"
-            ) from None
-        if any(not isinstance(item, str) for item in items):
-            raise ConfigurationError(f"setting {name!r} expects a list of strings")
-        return out
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    target = next((a for a in args if a is not type(None)), hint) if args else hint
-    if value is None:
-        if optional:
-            return None
-        raise ConfigurationError(f"setting {name!r} cannot be None")
-    if isinstance(value, str) and optional and value.strip().lower() in {"", "none", "null"}:
-        return None
-    try:
-        if target is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError(name)
-        if target is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(name)
-            if isinstance(value, str) and len(value.strip()) > 30:
-                raise ValueError(name)  # no setting needs more digits; int() of 5,000 would fail
-            return int(value)
-        if target is float:
-            if isinstance(value, bool):
-                raise ValueError(name)
-            if name in DURATIONS and isinstance(value, timedelta):
-                return value  # converted to seconds, and checked, by Settings itself
-            return float(value)
-        if target is str:
-            if not isinstance(value, str):
-                raise ValueError(name)
-            return value
-    except (TypeError, ValueError, OverflowError):
-        type_name = getattr(target, "__name__", str(target))
-        raise ConfigurationError(
-            f"setting {name!r} expects {type_name}, got {_shown(name, value)}"
-        ) from None
-    return value
-
-
-def _check_types(s: Settings) -> None:
-    """Every field holds its declared type: ``Settings(...)`` may be given anything."""
-    hints = typing.get_type_hints(Settings)
-    for f in fields(s):
-        value = getattr(s, f.name)
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        if typing.get_origin(hint) is tuple:
-            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-                raise ConfigurationError(
-                    f"setting {f.name!r} expects a tuple of strings, got {type(value).__name__}"
-                )
-            continue
-        if value is None and type(None) in args:
-            continue
-        target = next((a for a in args if a is not type(None)), hint) if args else hint
-        if target is bool:
-            ok = isinstance(value, bool)
-        elif target is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif target is float:
-            ok = f.name in DURATIONS or (
-                isinstance(value, numbers.Real) and not isinstance(value, bool)
-            )
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            type_name = getattr(target, "__name__", str(target))
-            raise ConfigurationError(
-                f"setting {f.name!r} expects {type_name}, got {_shown(f.name, value)}"
-            )
-
-
-def _validate(s: Settings) -> None:
-    for name in ("cache_jitter", "cache_early_refresh"):  # numbers, not durations
-        value = getattr(s, name)
-        if not 0 <= value < math.inf:  # NaN fails both comparisons
-            raise ConfigurationError(
-                f"setting {name!r} must be a finite number >= 0, got {value!r}"
-            )
-    for key, _ in parse_qsl(urlsplit(s.url).query, keep_blank_values=True):
-        if key.lower() in _FORBIDDEN_QUERY:
-            raise ConfigurationError(
-                f"URL parameter {key!r} is not supported: redkit reads raw bytes from Redis"
-            )
-    scheme = s.scheme
-    if scheme not in SCHEMES:
-        raise ConfigurationError(
-            f"unsupported URL scheme {scheme!r} in {redact_url(s.url)!r}; "
-            f"use one of {', '.join(x + '://' for x in SCHEMES)}"
-        )
-    if not s.prefix or any(c in s.prefix for c in "{}*?[]:\\ \n\r\t"):
-        raise ConfigurationError(
-            "prefix must be non-empty, without ':', braces, glob characters or spaces (with "
-            f"'app' and 'app:cache' as prefixes, one app's clear() would reach the other's "
-            f"keys): {s.prefix!r}; use '-' or '.' to structure it"
-        )
-    for name in (
-        "queue_max_stalled",
-        "queue_events_maxlen",
-        "queue_keep_completed",
-        "queue_keep_failed",
-    ):
-        if getattr(s, name) < 0:
-            raise ConfigurationError(f"setting {name!r} must be >= 0")
-    if s.queue_max_bytes < 1024:
-        raise ConfigurationError("setting 'queue_max_bytes' must be >= 1024 bytes")
-    if s.queue_eviction_policy not in ("warn", "refuse", "ignore"):
-        raise ConfigurationError(
-            "setting 'queue_eviction_policy' must be 'warn', 'refuse' or 'ignore', "
-            f"got {s.queue_eviction_policy!r}"
-        )
-    if s.stream_maxlen < 1:
-        raise ConfigurationError("setting 'stream_maxlen' must be >= 1")
-    for name in ("session_max_bytes", "idempotency_max_bytes"):
-        if getattr(s, name) < 1024:
-            raise ConfigurationError(f"setting {name!r} must be >= 1024 bytes")
-    proxies: object = s.trusted_proxies  # a direct Settings(...) call may pass anything
-    if not isinstance(proxies, tuple):
-        raise ConfigurationError("setting 'trusted_proxies' must be a tuple of addresses")
-    for proxy in s.trusted_proxies:
-        if proxy == "unix":
-            continue
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"trusted_proxies: {proxy!r} is not an IP address or CIDR network"
-            ) from None
-    for name in ("ratelimit_default", "ratelimit_application"):
-        text = getattr(s, name)
-        if text is not None:
-            from .errors import InvalidRateLimit
-            from .ratelimit._limits import parse_limits  # here: the limiter imports settings
-
-            try:
-                parse_limits(text)
-            except (InvalidRateLimit, TypeError) as exc:
-                raise ConfigurationError(f"setting {name!r}: {exc}") from None
-    if s.client_ip_header.lower() not in ("x-forwarded-for", "forwarded"):
-        raise ConfigurationError(
-            "setting 'client_ip_header' must be 'x-forwarded-for' or 'forwarded', "
-            f"got {s.client_ip_header!r}"
-        )
-    for method in s.idempotency_methods:
-        if method.upper() not in ("POST", "PUT", "PATCH", "DELETE"):
-            raise ConfigurationError(
-                f"setting 'idempotency_methods' takes POST, PUT, PATCH and DELETE, got {method!r}"
-            )
-    for header in s.cache_credential_headers:
-        if not isinstance(header, str) or not _TOKEN.fullmatch(header):
-            raise ConfigurationError(
-                f"setting 'cache_credential_headers' takes header names, got {header!r}"
-            )
-    if not _TOKEN.fullmatch(s.idempotency_header):
-        raise ConfigurationError(
-            f"setting 'idempotency_header' is not a header name: {s.idempotency_header!r}"
-        )
-    if s.ratelimit_algorithm not in RATELIMIT_ALGORITHMS:
-        raise ConfigurationError(
-            f"unknown ratelimit_algorithm {s.ratelimit_algorithm!r}; use one of "
-            + ", ".join(RATELIMIT_ALGORITHMS)
-        )
-    for name in ("max_connections", "max_key_length"):
-        if getattr(s, name) < 1:
-            raise ConfigurationError(f"setting {name!r} must be >= 1")
-    if s.max_key_length < 64:
-        raise ConfigurationError("setting 'max_key_length' must be >= 64 (room for the hash)")
-    for name in ("retry_attempts", "breaker_threshold"):
-        if getattr(s, name) < 0:
-            raise ConfigurationError(f"setting {name!r} must be >= 0")
-    if s.cache_jitter > 1:
-        raise ConfigurationError("setting 'cache_jitter' is a fraction of the TTL: 0 to 1")
-    if s.serializer not in SERIALIZERS:
-        raise ConfigurationError(
-            f"unknown serializer {s.serializer!r}; use one of {', '.join(SERIALIZERS)}"
-        )
-    if s.secret_key is not None and len(s.secret_key) < MIN_SECRET_KEY_LENGTH:
-        raise ConfigurationError(
-            f"setting 'secret_key' is too short ({len(s.secret_key)} characters): use at least "
-            f"{MIN_SECRET_KEY_LENGTH} random characters, such as secrets.token_hex(32)"
-        )
-    if s.serializer == "pickle" and not s.secret_key:
-        raise ConfigurationError(
-            "serializer 'pickle' requires secret_key: pickled payloads are HMAC-signed so that "
-            "whoever can write to Redis cannot run code in your processes"
-        )
-    if s.ssl_cert_reqs not in SSL_CERT_REQS:
-        raise ConfigurationError(f"ssl_cert_reqs must be one of {', '.join(SSL_CERT_REQS)}")
