@@ -11,6 +11,7 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 
+from redkit.cache import uncommitted_scope
 from redkit_django import conf, invalidate_on_commit
 from redkit_django.invalidation import tags_of
 from tests.django import invalidation_support
@@ -301,3 +302,44 @@ def test_m2m_changes_invalidate_both_sides_and_the_relation(
         assert len(watch.calls) == 1
         watch.arm(*both)
     conf.reset()
+
+
+def test_a_field_filling_an_empty_tag_gives_no_tag(
+    redkit_on: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    alias: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with override_settings(REDKIT={**redkit_on, "INVALIDATE": {"testapp.Tag": ["{name}"]}}):
+        import redkit_django
+
+        watch = Watch(redkit_django.get_kit(), monkeypatch)
+        watch.arm("table:testapp_tag", "x")
+        with caplog.at_level(logging.ERROR, logger="redkit.django"):
+            Tag.objects.using(alias).create(name="")
+            Tag.objects.using(alias).create(name="x")
+        assert watch.calls == [["table:testapp_tag"], ["table:testapp_tag", "x"]]
+        assert watch.gone() == {"table:testapp_tag", "x"}
+        assert caplog.records == []
+    conf.reset()
+
+
+def test_manual_transaction_mode_invalidates_at_once(watch: Watch, alias: str) -> None:
+    watch.arm("orders")
+    transaction.set_autocommit(False, using=alias)
+    try:
+        new_order(alias)
+        assert watch.gone() == {"orders"}  # no commit hook exists in this mode
+        transaction.commit(using=alias)
+    finally:
+        transaction.set_autocommit(True, using=alias)
+
+
+def test_rolled_back_transactions_leave_nothing_behind(watch: Watch, alias: str) -> None:
+    for _ in range(5):
+        with rolled_back(alias):
+            new_order(alias)
+    with transaction.atomic(using=alias):
+        new_order(alias)
+        assert len(uncommitted_scope().pending) == 1  # only the transaction still running
+    assert uncommitted_scope().pending == {}

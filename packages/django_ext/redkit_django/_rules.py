@@ -44,14 +44,15 @@ class Template:
         self.attnames = tuple(dict.fromkeys(a for _, a in placeholders))
 
     def render(self, values: Mapping[str, Any]) -> str | None:
-        """The tag for a row with ``values`` (by attname); None when a value is NULL or unknown."""
+        """The tag for a row with ``values`` (by attname); None when a value is NULL or unknown,
+        or the tag would be empty."""
         fields: dict[str, Any] = {}
         for placeholder, attname in self.placeholders:
             value = values.get(attname, MISSING)
             if value is None or value is MISSING:
                 return None
             fields[placeholder] = value
-        return self.text.format_map(fields)
+        return self.text.format_map(fields) or None  # "{name}" of an empty name: no tag
 
 
 class ModelRule:

@@ -379,14 +379,19 @@ class _Batch:
             self.scopes.append(scope)
         scope.record(self, tags, self.still_open)
 
-    def flush(self) -> None:
-        """The transaction committed: invalidate what survived, once."""
-        if self.done:
-            return
+    def settle(self) -> None:
+        """The transaction ended: nothing more is recorded here, the cache may be filled."""
         self.done = True
         self.last = None
         for scope in self.scopes:
             scope.settle(self)
+        self.scopes.clear()
+
+    def flush(self) -> None:
+        """The transaction committed: invalidate what survived, once."""
+        if self.done:
+            return
+        self.settle()
         tags: set[str] = set()
         for ref in self.markers.values():
             marker = ref()
@@ -436,6 +441,8 @@ def invalidate_on_commit(tags: Iterable[str], using: str | None = None) -> None:
         return
     batch: _Batch | None = getattr(connection, _BATCH, None)
     if batch is None or batch.done or not batch.still_open():
+        if batch is not None:
+            batch.settle()  # it rolled back: its scopes forget it
         batch = _Batch(connection)
         setattr(connection, _BATCH, batch)
     batch.record(tags)
