@@ -43,8 +43,8 @@ def test_the_tour_runs_on_memory_and_says_where_data_lives(tour: str) -> None:
     assert "a tour on memory://demo" in tour
     assert "memory:// lives in this process only" in tour
     assert "A real deployment sets REDKIT_URL" in tour
-    for number in range(1, 5):
-        assert f"\n== {number}/4 " in tour
+    for number in range(1, 6):
+        assert f"\n== {number}/5 " in tour
 
 
 @pytest.mark.parametrize(
@@ -105,20 +105,42 @@ def test_the_tour_runs_the_flask_shop(expected: str, tour: str) -> None:
     assert expected in tour
 
 
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "after a rolled-back rename, the cached user: Alice\n",
+        "after a committed rename, the cached user: Alice Smith",
+        "the cookie carries only an id: True",
+        "new id after login: True",
+        "retry: 201, Idempotent-Replayed: true",
+        "same key, other body: 422",
+        "a rejected order: 422",
+        "the user's orders (cached, invalidated by the commit): [{'id': 1, 'total': 1250}]",
+        "receipts sent after commit: [1]\n",
+        "202 result reports:",
+        "the last [{'step': 5, 'of': 5}]\n",
+        "status SUCCESSFUL: {'user_id': 1, 'orders': 1, 'total': 1250}",
+        "next five: [200, 200, 200, 200, 429]",
+    ],
+)
+def test_the_tour_runs_the_django_shop(expected: str, tour: str) -> None:
+    assert expected in tour.split("a Django shop", 1)[1]
+
+
 def test_part_runs_one_part_only() -> None:
     out = _run("-m", "redkit", "demo", "--part", "web")
     assert "memory:// lives in this process only" in out
-    assert "\n== 2/4 web primitives" in out
+    assert "\n== 2/5 web primitives" in out
     assert "attempt 2: REPLAY, 201" in out
-    assert "== 1/4" not in out
-    assert "== 3/4" not in out
+    assert "== 1/5" not in out
+    assert "== 3/5" not in out
 
 
 def test_an_example_file_runs_its_part() -> None:
     out = _run("examples/queue_demo.py")
-    assert "\n== 3/4 the job queue" in out
+    assert "\n== 3/5 the job queue" in out
     assert "order 41 charged on attempt 3" in out
-    assert "== 2/4" not in out
+    assert "== 2/5" not in out
 
 
 def test_the_shop_is_skipped_in_one_line_without_flask_sqlalchemy() -> None:
@@ -127,6 +149,6 @@ def test_the_shop_is_skipped_in_one_line_without_flask_sqlalchemy() -> None:
         "sys.exit(main(['--part', 'shop']))"
     )
     out = _run("-c", code)
-    tail = out.split("== 4/4", 1)[1].splitlines()
+    tail = out.split("== 4/5", 1)[1].splitlines()
     assert tail[2] == "skipped: this part needs flask_sqlalchemy: pip install 'redkit[all]'"
     assert tail[4].startswith("The tour took")

@@ -194,3 +194,26 @@ def test_a_job_that_is_no_django_task_has_no_result(backend: Any) -> None:
     job = tasks.add.enqueue(1, 2)  # a redkit_django task, not a django.tasks one
     with pytest.raises(TaskResultDoesNotExist):
         backend.get_result(f"default:{job.id}")
+
+
+def test_job_of_gives_the_job_behind_a_result_with_its_progress(backend: Any) -> None:
+    from redkit_django.tasks import ajob_of, job_of
+
+    result = tasks.reports_progress.enqueue(3)
+    job = job_of(result)
+    assert job is not None
+    assert job.id == result.id.rpartition(":")[2]
+    assert job.progress is None
+    run_burst()
+    assert job_of(result.id).progress == {"step": 3, "of": 3}
+    assert tasks.reports_progress.get_result(result.id).return_value == 3
+
+    async def read() -> Any:
+        found = await ajob_of(result.id)
+        return found.progress
+
+    assert asyncio.run(read()) == {"step": 3, "of": 3}
+    assert job_of(result.id.rpartition(":")[0] + ":no-such-job") is None
+    for bad in ("no-colon", "", 5, None):
+        with pytest.raises(TaskResultDoesNotExist):
+            job_of(bad)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.urls import path
 
 import redkit_django
-from django.urls import path
 from redkit.cache import writes_pending
 from tests.django.testapp.models import Order
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from django.urls import path
 from tests.django import views_web as v
 
 router = SimpleRouter()

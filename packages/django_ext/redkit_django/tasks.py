@@ -28,7 +28,14 @@ from redkit.errors import Unrecoverable
 from .conf import get_async_kit, get_kit
 from .jobs import in_django
 
-__all__ = ["RedkitBackend", "TaskRunner", "backend_queues", "from_queue_priority"]
+__all__ = [
+    "RedkitBackend",
+    "TaskRunner",
+    "ajob_of",
+    "backend_queues",
+    "from_queue_priority",
+    "job_of",
+]
 
 log = logging.getLogger("redkit.django")
 
@@ -228,6 +235,27 @@ def _split(result_id: object) -> tuple[str, str]:
     raise TaskResultDoesNotExist(f"no task result has the id {result_id!r}")
 
 
+def job_of(result: Any) -> Any:
+    """The :class:`redkit.queue.Job` behind a ``django.tasks`` result (or its id), for what
+    ``TaskResult`` does not carry: its ``progress`` (a task reports it with
+    ``redkit.queue.current_job().update_progress(...)``), ``events()``, ``remove()``. ``None``
+    when the queue no longer holds the job."""
+    queue, job_id = _split(getattr(result, "id", result))
+    try:
+        return get_kit().queue(queue).get_job(job_id)
+    except (TypeError, ValueError):
+        return None
+
+
+async def ajob_of(result: Any) -> Any:
+    """:func:`job_of` on the running loop's client (an :class:`redkit.queue.AsyncJob`)."""
+    queue, job_id = _split(getattr(result, "id", result))
+    try:
+        return await get_async_kit().queue(queue).get_job(job_id)
+    except (TypeError, ValueError):
+        return None
+
+
 def _read_back(result_id: str, queue: str, job: Any) -> Any:
     """The ``TaskResult`` of the job read from Redis."""
     declared = _task_at(job.name) if job is not None else None
@@ -313,20 +341,10 @@ if BaseTaskBackend is not None:
             return self._enqueued(task, task.queue_name, job.id, data)
 
         def get_result(self, result_id: str) -> Any:
-            queue, job_id = _split(result_id)
-            try:
-                job = get_kit().queue(queue).get_job(job_id)
-            except (TypeError, ValueError):
-                job = None
-            return _read_back(result_id, queue, job)
+            return _read_back(result_id, _split(result_id)[0], job_of(result_id))
 
         async def aget_result(self, result_id: str) -> Any:
-            queue, job_id = _split(result_id)
-            try:
-                job = await get_async_kit().queue(queue).get_job(job_id)
-            except (TypeError, ValueError):
-                job = None
-            return _read_back(result_id, queue, job)
+            return _read_back(result_id, _split(result_id)[0], await ajob_of(result_id))
 
 else:
 

@@ -73,6 +73,14 @@ except ImportError:  # Django 5.2 with django-tasks, or neither
 if django_task is not None:
 
     @django_task
+    def reports_progress(steps: int) -> int:
+        from redkit.queue import current_job
+
+        for step in range(1, steps + 1):
+            current_job().update_progress({"step": step, "of": steps})
+        return steps
+
+    @django_task
     def multiply(a: int, b: int) -> int:
         return a * b
 

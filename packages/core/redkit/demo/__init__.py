@@ -1,5 +1,6 @@
 """``python -m redkit demo``: a tour of redkit on the embedded ``memory://`` backend (fakeredis),
-no server needed: the cache, the web primitives, the job queue with a worker, and a Flask shop.
+no server needed: the cache, the web primitives, the job queue with a worker, a Flask shop and
+a Django shop.
 
 Each part is a module of this package with a ``run(url)`` function, written to be read:
 :mod:`redkit.demo.cache`, :mod:`redkit.demo.web`, :mod:`redkit.demo.queue`, and
@@ -44,6 +45,12 @@ PARTS = {
         "a Flask shop: Flask-SQLAlchemy on SQLite, its worker in this process",
         "redkit.demo.shop_tour",
         ("flask", "flask_sqlalchemy"),
+    ),
+    "django": Part(
+        "a Django shop: the same shop on Django and SQLite, with django.tasks, its workers in "
+        "this process",
+        "redkit.demo.django_tour",
+        ("django",),
     ),
 }
 
