@@ -3,6 +3,7 @@ inside a transaction that has written: they are served but never stored."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,11 +33,19 @@ def atomic_requests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     return bool(request.param)
 
 
+def _release_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        connection.close()  # a SQLite database in memory stays open, so the thread also...
+    for name in connections:
+        with contextlib.suppress(AttributeError):
+            del connections[name]  # ...forgets its connections, for the next test using it
+
+
 @pytest.fixture
 async def orm_thread() -> AsyncIterator[None]:
-    """Async ORM calls run in a thread of their own: close its connections after the test."""
+    """Async ORM calls run in a thread of their own: release its connections after the test."""
     yield
-    await sync_to_async(connections.close_all)()
+    await sync_to_async(_release_connections)()
 
 
 def cached_count(kit: Any, alias: str, calls: list[str]) -> Any:
