@@ -84,19 +84,27 @@ class Call:
         return f"Call({name}, {len(self.args) - 1} args)"
 
 
-def command(*args: Any, idempotent: bool = True, **options: Any) -> Call:
+def command(*args: Any, idempotent: bool = True, bounded: bool = False, **options: Any) -> Call:
     """A plain Redis command: ``command("GET", key)``. ``options`` go to redis-py's reply
-    parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool)."""
-    if int in map(type, args):
+    parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool).
+    ``bounded=True`` skips the 64-bit check of int arguments: for hot paths whose ints are
+    already checked (milliseconds of validated durations)."""
+    if not bounded and int in map(type, args):
         _bounded(args, str(args[0]), 0)
     return Call(args, None, 0, options or None, idempotent)
 
 
 def script(
-    s: Script, keys: Sequence[str], argv: Sequence[Any] = (), *, idempotent: bool = True
+    s: Script,
+    keys: Sequence[str],
+    argv: Sequence[Any] = (),
+    *,
+    idempotent: bool = True,
+    bounded: bool = False,
 ) -> Call:
-    """A script call; the executor sends ``EVALSHA`` and loads the script on ``NOSCRIPT``."""
-    if int in map(type, argv):
+    """A script call; the executor sends ``EVALSHA`` and loads the script on ``NOSCRIPT``.
+    ``bounded`` as for :func:`command`."""
+    if not bounded and int in map(type, argv):
         _bounded(argv, s.name, 1)
     return Call((*keys, *argv), s, len(keys), None, idempotent)
 

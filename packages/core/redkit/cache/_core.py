@@ -370,7 +370,7 @@ class CacheCore:
                 payloads = [encode(self.serializer, v, meta) for _, v in items]
             calls: list[Call] = []
             for (k, _), p, ms in zip(items, payloads, lifetimes):
-                calls.append(command("SET", k, p, "PX", ms, *condition))
+                calls.append(command("SET", k, p, "PX", ms, *condition, bounded=True))
                 # a load in flight for this key must not overwrite the value just set
                 calls.append(command("UNLINK", k + ":lock"))
             calls += self._extend_tags(tag_list, max(lifetimes))
@@ -489,7 +489,8 @@ class CacheCore:
         deadline: float | None = None
         delay = _FIRST_WAIT
         while True:
-            calls = (script(FETCH, [ek, lk], [*fetch_args, "1" if force else "0"]),)
+            argv = [*fetch_args, "1" if force else "0"]
+            calls = (script(FETCH, [ek, lk], argv, bounded=True),)  # ms of checked durations
             try:
                 if tag_list:
                     reply, versions = yield Batch(
@@ -603,7 +604,7 @@ class CacheCore:
             yield from self._release(lk, token)
             raise
         ms = self.lifetime_ms(lifetime) + stale_ms
-        calls = [script(STORE, [ek, lk], [token, payload, ms])]
+        calls = [script(STORE, [ek, lk], [token, payload, ms], bounded=True)]
         calls += self._extend_tags(list(versions), ms)
         try:
             replies = yield Batch(tuple(calls), list)

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _durations as durations
-from .._checks import shown
+from .._checks import int64
 from .._durations import NOT_GIVEN, Duration, to_ms
 from .._ops import Batch, command, script
 from ..errors import (
@@ -94,17 +94,16 @@ class Worker(_Loop, _Lease):
         burst: bool = False,
         shutdown_grace: Any = NOT_GIVEN,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {shown(concurrency)}")
+        if isinstance(concurrency, bool):  # an int to Python, a mistake here
+            raise ValueError("concurrency must be an int >= 1, not a bool")
+        concurrency = int64("concurrency", concurrency, 1)
         if processor is not None and not callable(processor):
             raise TypeError("processor must be a function taking the job")
         settings = queue._kit.settings
         self.queue = queue
         self.settings = settings
         self.concurrency = concurrency
-        self.batch = min(concurrency, _FETCH_BATCH) if batch is None else int(batch)
-        if self.batch < 1:
-            raise ValueError("batch must be >= 1")
+        self.batch = min(concurrency, _FETCH_BATCH) if batch is None else int64("batch", batch, 1)
         self.limit_max, self.limit_ms = _limiter(limiter)
         self.processor = processor
         if not isinstance(burst, bool):
@@ -117,9 +116,11 @@ class Worker(_Loop, _Lease):
         if self.lock_ttl < 0.05:
             raise ValueError("lock_ttl must be between 0.05 and 86400 seconds")
         self.lock_ms = to_ms(self.lock_ttl)
-        self.max_stalled = settings.queue_max_stalled if max_stalled is None else int(max_stalled)
-        if self.max_stalled < 0:
-            raise ValueError("max_stalled must be >= 0")
+        self.max_stalled = (
+            settings.queue_max_stalled
+            if max_stalled is None
+            else int64("max_stalled", max_stalled, 0)
+        )
         shutdown_timeout = durations.renamed(
             "worker()",
             "shutdown_timeout",
