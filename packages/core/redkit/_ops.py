@@ -87,8 +87,8 @@ class Call:
 def command(*args: Any, idempotent: bool = True, bounded: bool = False, **options: Any) -> Call:
     """A plain Redis command: ``command("GET", key)``. ``options`` go to redis-py's reply
     parsing (``get=True`` makes ``SET ... GET`` return the old value instead of a bool).
-    ``bounded=True`` skips the 64-bit check of int arguments: for hot paths whose ints are
-    already checked (milliseconds of validated durations)."""
+    ``bounded=True`` skips the 64-bit check of int arguments: for hot paths that hold no int,
+    or only ints already checked (milliseconds of validated durations)."""
     if not bounded and int in map(type, args):
         _bounded(args, str(args[0]), 0)
     return Call(args, None, 0, options or None, idempotent)

@@ -239,7 +239,7 @@ class CacheCore:
         """Flow of ``cache.get``: one GET; a second round trip only for tagged entries."""
         k = self.entry_key(key)
         try:
-            raw = yield Batch.one(command("GET", k))
+            raw = yield Batch.one(command("GET", k, bounded=True))
             if raw is None:
                 self.stats.incr("cache_misses")
                 return default
@@ -276,9 +276,9 @@ class CacheCore:
         rkeys = [self.entry_key(k) for k in wanted]
         try:
             if self.cluster:
-                raws = yield Batch(tuple(command("GET", k) for k in rkeys), list)
+                raws = yield Batch(tuple(command("GET", k, bounded=True) for k in rkeys), list)
             else:
-                raws = yield Batch.one(command("MGET", *rkeys))
+                raws = yield Batch.one(command("MGET", *rkeys, bounded=True))
             found: dict[Any, Any] = {}
             checks: list[tuple[Any, Entry, int, int]] = []
             calls: list[Call] = []
