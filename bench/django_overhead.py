@@ -111,9 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=2000)
     args = parser.parse_args(argv)
 
-    from django.conf import settings
-
     import django
+    from django.conf import settings
 
     prefix = f"rkbench-{uuid.uuid4().hex[:8]}"
     caches_conf = backends(args.url, prefix)

@@ -33,6 +33,9 @@ def run_burst(queue: str = "default", **options: Any) -> Any:
     return worker
 
 
+# the worker checks the connections of the thread async tasks run in, which an earlier test's
+# async ORM calls may have opened (SQLite's in-memory test database is never closed)
+@pytest.mark.django_db(transaction=True, databases=["default", "sqlite"])
 def test_a_task_is_sent_on_the_current_client_and_run_by_a_worker(
     redkit_on: dict[str, Any],
 ) -> None:
