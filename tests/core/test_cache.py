@@ -559,3 +559,62 @@ def test_a_call_repr_shows_no_arguments() -> None:
     from redkit._ops import command
 
     assert repr(command("GET", "app:session:{ab}:secret")) == "Call(GET, 1 args)"
+
+
+async def _refresh_with(kit: Any, mode: str, during: Any) -> Any:
+    """get_or_set over an entry that is there but invalid (its tag changed), with ``during``
+    (given the client) run inside the loader; returns what get_or_set answered."""
+    await call(kit.cache.set("user:1", "stale row", tags=["users"]))
+    await call(kit.cache.invalidate(["users"]))
+    if mode == "sync":
+
+        def loader() -> str:
+            during(kit)
+            return "old row"
+    else:
+
+        async def loader() -> str:
+            await during(kit)
+            return "old row"
+
+    return await call(kit.cache.get_or_set("user:1", loader, tags=["users"]))
+
+
+async def test_set_during_a_refresh_wins_over_it(make_kit: Kits) -> None:
+    kit = make_kit()
+    assert await _refresh_with(kit, make_kit.mode, lambda k: k.cache.set("user:1", "new")) == (
+        "old row"
+    )
+    assert await call(kit.cache.get("user:1")) == "new"
+    assert kit.stats.get("cache_stores_skipped") == 1
+
+
+async def test_incr_during_a_load_is_not_overwritten_by_it(make_kit: Kits) -> None:
+    kit = make_kit()
+    if make_kit.mode == "sync":
+
+        def loader() -> int:
+            kit.cache.incr("hits")  # a counter started while its value was being computed
+            return 100
+    else:
+
+        async def loader() -> int:
+            await kit.cache.incr("hits")
+            return 100
+
+    assert await call(kit.cache.get_or_set("hits", loader)) == 100
+    assert await call(kit.cache.get("hits")) == 1
+    assert kit.stats.get("cache_stores_skipped") == 1
+
+
+async def test_an_entry_gone_by_expiry_during_a_refresh_is_replaced(make_kit: Kits) -> None:
+    kit = make_kit()
+
+    def expire(k: Any) -> Any:  # what an expiry does: the entry goes, the lock stays
+        return k.client.unlink(k.cache._core.entry_key("user:1"))
+
+    assert await _refresh_with(kit, make_kit.mode, expire) == "old row"
+    assert await call(kit.cache.get_or_set("user:1", lambda: "not called", tags=["users"])) == (
+        "old row"
+    )
+    assert kit.stats.get("cache_loads") == 1

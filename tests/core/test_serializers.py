@@ -97,6 +97,20 @@ def test_msgpack_error_names_type() -> None:
         MsgpackSerializer().dumps({"t": datetime.datetime.now()})
 
 
+@pytest.mark.parametrize("secret", ["k", "s" * 64, "long-" * 40, b"\xff" * 65])
+def test_pickle_signature_is_hmac_sha256_of_the_payload(secret: str | bytes) -> None:
+    # the format stays HMAC-SHA256: entries written before the signing was sped up still read
+    import hashlib
+    import hmac
+    import pickle
+
+    key = secret.encode() if isinstance(secret, str) else secret
+    data = PickleSerializer(secret).dumps([1, "x"])
+    payload = data[32:]
+    assert data[:32] == hmac.new(key, payload, hashlib.sha256).digest()
+    assert pickle.loads(payload) == [1, "x"]
+
+
 def test_pickle_is_signed_and_tampering_is_refused() -> None:
     s = PickleSerializer("key-1")
     data = s.dumps({"when": datetime.date(2020, 1, 2)})

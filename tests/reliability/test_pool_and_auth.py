@@ -14,20 +14,26 @@ from redkit import AuthenticationError
 from tests.conftest import REDIS_URL, backend_url, call, new_prefix
 
 
+def _hold_the_only_connection(kit: Any, seconds: float) -> threading.Thread:
+    """A thread holding the client's one connection in a BLPOP for ``seconds`` (join it)."""
+    started = threading.Event()
+
+    def hold() -> None:
+        started.set()
+        kit.client.blpop([f"{kit.settings.prefix}:never"], timeout=seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    started.wait()
+    threading.Event().wait(0.05)  # the BLPOP is sent: the connection is taken
+    return holder
+
+
 def test_exhausted_pool_waits_then_fails_open_without_opening_the_breaker() -> None:
     url = backend_url("redis")
     kit = redkit.Redkit.from_url(url, prefix=new_prefix(), max_connections=1, pool_timeout=0.2)
-    started = threading.Event()
-
-    def hold_the_only_connection() -> None:
-        started.set()
-        kit.client.blpop([f"{kit.settings.prefix}:never"], timeout=1)
-
-    holder = threading.Thread(target=hold_the_only_connection)
-    holder.start()
+    holder = _hold_the_only_connection(kit, 1)
     try:
-        started.wait()
-        threading.Event().wait(0.1)
         assert kit.cache.get_or_set("k", lambda: "from loader") == "from loader"
         assert kit.stats.get("pool_exhausted") == 1
         assert kit.stats.get("cache_fail_open") == 1
@@ -95,3 +101,19 @@ async def test_async_callers_beyond_the_pool_wait_then_fail_open() -> None:
     finally:
         await kit.clear()
         await kit.aclose()
+
+
+def test_a_caller_waits_for_a_busy_pool_connection_to_come_back() -> None:
+    kit = redkit.Redkit.from_url(
+        backend_url("redis"), prefix=new_prefix(), max_connections=1, pool_timeout=10
+    )
+    holder = _hold_the_only_connection(kit, 0.3)
+    try:
+        # the one connection is busy in BLPOP: this waits for it instead of failing
+        assert kit.cache.set("k", "v") is True
+        assert kit.cache.get("k") == "v"
+        assert kit.stats.get("pool_exhausted") == 0
+    finally:
+        holder.join()
+        kit.clear()
+        kit.close()

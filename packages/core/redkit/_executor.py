@@ -146,25 +146,9 @@ class Health:
                     log.warning("redkit: Redis at %s is unreachable: %s", self.where, exc)
 
 
-def _advance(flow: Flow[Any], send: Any, error: BaseException | None) -> tuple[bool, Any]:
-    """Resume ``flow`` with the last step's result (or error): ``(False, next step)``, or
-    ``(True, its return value)`` once it is finished."""
-    try:
-        return False, (flow.send(send) if error is None else flow.throw(error))
-    except StopIteration as stop:
-        return True, stop.value
-
-
 def _noscripts(replies: Sequence[Any]) -> list[int]:
     """Where a pipeline's replies say NOSCRIPT (the script did not run)."""
     return [i for i, r in enumerate(replies) if isinstance(r, rex.NoScriptError)]
-
-
-def _raise_reply_errors(replies: list[Any]) -> list[Any]:
-    for r in replies:
-        if isinstance(r, Exception):
-            raise wrap_error(r)
-    return replies
 
 
 class RetryPolicy:
@@ -202,9 +186,6 @@ class _Base:
 
     _ready = True  # the async cluster client sets it once it knows the topology
 
-    def _count(self, calls: Sequence[Call]) -> None:
-        self.stats.round_trip(len(calls))
-
     def _queued(self, calls: Sequence[Call]) -> Any:
         """A pipeline (no transaction) holding ``calls``, ready to execute."""
         pipe = self.client.pipeline(transaction=False)
@@ -232,7 +213,10 @@ class _Base:
     def _done(self, replies: list[Any]) -> list[Any]:
         """A round trip completed: its replies, raising the first error reply."""
         self.health.ok()
-        return _raise_reply_errors(replies)
+        for r in replies:
+            if isinstance(r, Exception):
+                raise wrap_error(r)
+        return replies
 
     def _retry_delay(self, exc: BaseException, calls: Sequence[Call], attempt: int) -> float:
         """After a connection error: the delay before retry ``attempt + 1``, or raise the wrapped
@@ -256,13 +240,14 @@ class SyncExecutor(_Base):
         send: Any = None
         error: BaseException | None = None
         while True:
-            done, step = _advance(flow, send, error)
-            if done:
-                return step  # type: ignore[no-any-return]
+            try:
+                step = flow.send(send) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
             send, error = None, None
             try:
                 if isinstance(step, Batch):
-                    send = self.run(step)
+                    send = step.parse(self._execute(step.calls))
                 elif isinstance(step, Sleep):
                     time.sleep(step.seconds)
                 elif isinstance(step, Load):
@@ -306,7 +291,7 @@ class SyncExecutor(_Base):
     def _send(self, calls: Sequence[Call]) -> list[Any]:
         attempt = 0
         while True:
-            self._count(calls)
+            self.stats.round_trip(len(calls))
             try:
                 if self.cluster and not self._ready:
                     self._initialize()
@@ -323,10 +308,10 @@ class SyncExecutor(_Base):
         if call.script is None:
             return self.client.execute_command(*call.args, **(call.options or {}))
         try:
-            return self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+            return self.client.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
         except rex.NoScriptError:
             self._load(call)
-            return self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+            return self.client.execute_command("EVALSHA", call.script.sha, call.numkeys, *call.args)
 
     def _load(self, call: Call) -> None:
         load, args = self._loader(call)
@@ -400,9 +385,10 @@ class AsyncExecutor(_Base):
         cancelling = getattr(task, "cancelling", None)  # Python 3.11+
         pending = cancelling() if cancelling is not None else 0
         while True:
-            done, step = _advance(flow, send, error)
-            if done:
-                return step  # type: ignore[no-any-return]
+            try:
+                step = flow.send(send) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
             send, error = None, None
             if cancelling is not None and cancelling() > pending:
                 # a cancellation swallowed on its way (asyncio.wait_for on 3.11 drops one that
@@ -411,7 +397,7 @@ class AsyncExecutor(_Base):
                 raise asyncio.CancelledError
             try:
                 if isinstance(step, Batch):
-                    send = await self.run(step)
+                    send = step.parse(await self._execute(step.calls))
                 elif isinstance(step, Sleep):
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, Load):
@@ -461,7 +447,7 @@ class AsyncExecutor(_Base):
     async def _send(self, calls: Sequence[Call]) -> list[Any]:
         attempt = 0
         while True:
-            self._count(calls)
+            self.stats.round_trip(len(calls))
             try:
                 if self.cluster and not self._ready:
                     await self._initialize()
@@ -480,10 +466,14 @@ class AsyncExecutor(_Base):
         if call.script is None:
             return await self.client.execute_command(*call.args, **(call.options or {}))
         try:
-            return await self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+            return await self.client.execute_command(
+                "EVALSHA", call.script.sha, call.numkeys, *call.args
+            )
         except rex.NoScriptError:
             await self._load(call)
-            return await self.client.evalsha(call.script.sha, call.numkeys, *call.args)
+            return await self.client.execute_command(
+                "EVALSHA", call.script.sha, call.numkeys, *call.args
+            )
 
     async def _load(self, call: Call) -> None:
         load, args = self._loader(call)

@@ -143,6 +143,7 @@ _token = _Tokens()
 _FIRST_WAIT = 0.002  # first poll of a waiter; doubles up to _MAX_WAIT
 _MAX_WAIT = 0.05
 _FRESH, _STALE, _INVALID = 0, 1, 2
+_MADE_KEYS = 4096  # entry keys remembered per cache, then forgotten all at once
 _MAX_DELTA = 10**100  # incr's delta: at most 100 digits, like an int key part
 
 
@@ -162,11 +163,20 @@ class CacheCore:
         self.serializer = serializer
         self.stats = stats
         self.cluster = cluster
+        self._made: dict[str, str] = {}  # entry keys of recent str keys (escaping is pure)
 
     # -- keys -----------------------------------------------------------------------------------
     def entry_key(self, key: object) -> str:
         """The Redis key of cache entry ``key``."""
-        return self.keys.tagged("cache", key)
+        if type(key) is not str:  # not 1 for True: only exact str keys are remembered
+            return self.keys.tagged("cache", key)
+        made = self._made.get(key)
+        if made is None:
+            made = self.keys.tagged("cache", key)
+            if len(self._made) >= _MADE_KEYS:
+                self._made.clear()
+            self._made[key] = made
+        return made
 
     def scan_plan(self, pattern: str) -> tuple[str, Callable[[bytes], str | bytes | None]]:
         """``SCAN MATCH`` for the entries whose keys match the glob ``pattern``, and the function
@@ -188,6 +198,15 @@ class CacheCore:
             seconds *= 1.0 + random.random() * jitter
         return to_ms(seconds)
 
+    def _lifetimes(self, ttl: Duration | None, count: int) -> list[int]:
+        """``count`` lifetimes in ms for entries written together, each with its own jitter."""
+        seconds = _seconds("ttl", ttl, self.settings.cache_ttl)
+        jitter = self.settings.cache_jitter
+        if not jitter:
+            return [to_ms(seconds)] * count
+        draw = random.random
+        return [to_ms(seconds * (1.0 + draw() * jitter)) for _ in range(count)]
+
     # -- failure policy -------------------------------------------------------------------------
     def failed_open(self, exc: RedkitConnectionError) -> None:
         """Count a call answered without Redis; raise instead when fail-open is off."""
@@ -199,7 +218,9 @@ class CacheCore:
     def using(self, serializer: Serializer) -> CacheCore:
         """The same cache (settings, keys, counters) with values written and read by
         ``serializer``."""
-        return CacheCore(self.settings, self.keys, serializer, self.stats, self.cluster)
+        other = CacheCore(self.settings, self.keys, serializer, self.stats, self.cluster)
+        other._made = self._made  # same keyspace, same keys
+        return other
 
     def _decode(self, key: str, raw: bytes) -> Entry | None:
         """The entry stored as ``raw``, or None when it cannot be read (a payload of another
@@ -239,7 +260,7 @@ class CacheCore:
         """Flow of ``cache.get``: one GET; a second round trip only for tagged entries."""
         k = self.entry_key(key)
         try:
-            raw = yield Batch.one(command("GET", k, bounded=True))
+            raw = yield Batch((Call(("GET", k)),), _first)
             if raw is None:
                 self.stats.incr("cache_misses")
                 return default
@@ -282,8 +303,15 @@ class CacheCore:
             found: dict[Any, Any] = {}
             checks: list[tuple[Any, Entry, int, int]] = []
             calls: list[Call] = []
+            loads = self.serializer.loads
             for user_key, rkey, raw in zip(wanted, rkeys, raws):
                 if raw is None:
+                    continue
+                if raw[:1] == PLAIN:  # no metadata: decoded here, without an Entry
+                    try:
+                        found[user_key] = loads(raw[1:])
+                    except SerializationError as exc:
+                        self._unreadable(rkey, exc)
                     continue
                 entry = self._decode(rkey, raw)
                 if entry is None:
@@ -304,8 +332,9 @@ class CacheCore:
             return {}
         self.stats.incr("cache_hits", len(found))
         self.stats.incr("cache_misses", len(wanted) - len(found))
-        # keep the caller's order
-        return {k: found[k] for k in wanted if k in found}
+        if checks:  # keep the caller's order (the checked entries were found last)
+            return {k: found[k] for k in wanted if k in found}
+        return found
 
     # -- writes ---------------------------------------------------------------------------------
     def _tag_versions(self, tags: Sequence[str], new: str) -> Batch[list[str]]:
@@ -338,7 +367,27 @@ class CacheCore:
                 "nx and xx exclude each other: an entry cannot be both absent and present"
             )
         condition = ("NX",) if nx else ("XX",) if xx else ()
+        if tags is None:  # the common case: one SET, built without set_many's lists
+            call = Call(
+                (
+                    "SET",
+                    self.entry_key(key),
+                    encode(self.serializer, value),
+                    "PX",
+                    self.lifetime_ms(ttl),
+                    *condition,
+                )
+            )
+            return self._write(call)
         return self.set_many({key: value}, ttl, tags, condition)
+
+    def _write(self, call: Call) -> Flow[bool]:
+        try:
+            reply = yield Batch((call,), _first)
+        except RedkitConnectionError as exc:
+            self.failed_open(exc)
+            return False
+        return reply is not None
 
     def set_many(
         self,
@@ -353,10 +402,9 @@ class CacheCore:
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping of keys to values, not {_show(mapping)}")
         items = [(self.entry_key(k), v) for k, v in mapping.items()]
-        self.lifetime_ms(ttl)  # checked even when there is nothing to store
+        lifetimes = self._lifetimes(ttl, len(items))  # checked even with nothing to store
         if not items:
             return True
-        lifetimes = [self.lifetime_ms(ttl) for _ in items]
         # serialize everything before touching Redis: a bad value writes nothing
         if not tag_list:
             payloads = [encode(self.serializer, v) for _, v in items]
@@ -368,17 +416,19 @@ class CacheCore:
                 versions = yield self._tag_versions(tag_list, secrets.token_hex(8))
                 meta = dict(zip(tag_list, versions))
                 payloads = [encode(self.serializer, v, meta) for _, v in items]
-            calls: list[Call] = []
-            for (k, _), p, ms in zip(items, payloads, lifetimes):
-                calls.append(command("SET", k, p, "PX", ms, *condition, bounded=True))
-                # a load in flight for this key must not overwrite the value just set
-                calls.append(command("UNLINK", k + ":lock"))
+            # one SET per entry: a load in flight for a key sees that its entry changed and
+            # does not overwrite it (cache_store.lua), so the stampede lock is left alone.
+            # Built as Calls directly: the lifetimes are bounded milliseconds already.
+            calls: list[Call] = [
+                Call(("SET", k, p, "PX", ms, *condition))
+                for (k, _), p, ms in zip(items, payloads, lifetimes)
+            ]
             calls += self._extend_tags(tag_list, max(lifetimes))
             replies = yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
             self.failed_open(exc)
             return False
-        return all(r is not None for r in replies[: 2 * len(items) : 2])
+        return all(r is not None for r in replies[: len(items)])
 
     def delete_many(self, keys: Iterable[object]) -> Batch[int]:
         """One round trip that deletes entries (UNLINK); returns how many existed. Invalidation is
@@ -412,8 +462,12 @@ class CacheCore:
             raise ValueError("delta must have at most 100 digits")
         ek = self.entry_key(key)
         # the delta as decimal text: the script adds deltas wider than Redis' 64-bit ints too
-        args = [str(delta), self.lifetime_ms(ttl), "1" if create else "0"]
-        call = script(INCR, [ek], args, idempotent=False)
+        call = Call(
+            (ek, str(delta), str(self.lifetime_ms(ttl)), "1" if create else "0"),
+            INCR,
+            1,
+            idempotent=False,
+        )
 
         def parse(reply: list[Any]) -> int:
             if reply[0] == 0:
@@ -531,7 +585,7 @@ class CacheCore:
                     self.stats.incr("cache_early_refreshes")
                 return (
                     yield from self._load_and_store(
-                        ek, lk, token, loader, lifetime, stale_ms, current, bool(beta)
+                        ek, lk, token, loader, lifetime, stale_ms, current, bool(beta), raw
                     )
                 )
             if stale is not MISSING:
@@ -584,6 +638,7 @@ class CacheCore:
         stale_ms: int,
         versions: dict[str, str],
         keep_duration: bool,
+        found: bytes | None,
     ) -> Flow[Any]:
         started = time.monotonic()
         try:
@@ -604,13 +659,16 @@ class CacheCore:
             yield from self._release(lk, token)
             raise
         ms = self.lifetime_ms(lifetime) + stale_ms
-        calls = [script(STORE, [ek, lk], [token, payload, ms], bounded=True)]
+        # the entry as the fetch found it: stored over only if no one has changed it since
+        seen = ("0", b"") if found is None else ("1", found)
+        calls = [script(STORE, [ek, lk], [token, payload, ms, *seen], bounded=True)]
         calls += self._extend_tags(list(versions), ms)
         try:
             replies = yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
             self.failed_open(exc)
             return value
-        # 0: the entry was deleted, set or cleared while the loader ran; what it read is older
+        # 0: the entry was deleted, set, incremented or cleared while the loader ran; what it
+        # read is older
         self.stats.incr("cache_loads" if replies[0] == 1 else "cache_stores_skipped")
         return value

@@ -16,6 +16,10 @@ __all__ = ["key_list", "seconds", "show", "strength", "tags"]
 def seconds(name: str, value: object, default: float, allow_zero: bool = False) -> float:
     if value is None:  # settings were validated once, at construction
         return default
+    if type(value) is float or type(value) is int:  # the common case, without the general path
+        number: float = value
+        if 0 < number <= durations.MAX_SECONDS:  # NaN fails
+            return float(number)
     return durations.seconds(name, value, zero=allow_zero)
 
 
