@@ -171,7 +171,10 @@ class Normalizer:
             out = {"type": _type_name(value)}
             for f in dataclasses.fields(value):
                 raw = getattr(value, f.name)
-                out[f.name] = "<traceback>" if f.name == "stacktrace" and raw else self(raw, f.name)
+                if raw and f.name in ("stacktrace", "worker_id"):  # differ run to run
+                    out[f.name] = f"<{f.name}>"
+                else:
+                    out[f.name] = self(raw, f.name)
             return out
         if isinstance(value, Mapping):
             return {self(k): self(v, k if isinstance(k, str) else "") for k, v in value.items()}
