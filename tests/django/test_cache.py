@@ -212,6 +212,16 @@ async def test_incr_version_keeps_the_lifetime(cache: Twin) -> None:
     assert 0 < await cache.ttl("k", version=2) <= 55
 
 
+async def test_incr_version_moves_the_value_without_its_tags(cache: Twin) -> None:
+    # documented (docs/django.md): the entry at the new version carries no tags, so
+    # invalidating them leaves it; the old version, with its tags, is gone
+    await cache.set("k", "v", 50, tags=["users"])
+    assert await cache.incr_version("k") == 2
+    await cache.invalidate_tags(["users"])
+    assert await cache.get("k", version=2) == "v"
+    assert await cache.get("k", "gone", version=1) == "gone"
+
+
 async def test_key_prefix_version_and_key_function(caches_on: Any, mode: str) -> None:
     aliases = caches_on(
         default=backend(),

@@ -469,7 +469,10 @@ class CacheCore:
             idempotent=False,
         )
 
-        def parse(reply: list[Any]) -> int:
+        def parse(reply: int | list[Any]) -> int:
+            if type(reply) is int:
+                return reply
+            assert isinstance(reply, list)
             if reply[0] == 0:
                 raise KeyError(key)
             if reply[0] == 2:

@@ -2,24 +2,24 @@
 -- bits, decimal arithmetic on the stored digits beyond (the entry stays a bare integer).
 -- KEYS[1] entry; ARGV[1] delta (decimal), ARGV[2] lifetime ms, ARGV[3] '1': a missing entry
 -- starts at 0, '0': a missing entry is left missing.
--- Returns {1, the new value's digits}, {0} when the entry is missing and ARGV[3] is '0', {2} when
--- the entry does not hold an integer. Digits, not INCRBY's reply: an integer reply becomes a Lua
--- number (a double), which holds values past 2**53 inexactly.
+-- Returns the new value as an integer when it is below 2**53 in size (a Lua number holds it
+-- exactly), else {1, the new value's digits}; {0} when the entry is missing and ARGV[3] is '0',
+-- {2} when the entry does not hold an integer.
 local key, delta, ms = KEYS[1], ARGV[1], ARGV[2]
-local current = redis.call('GET', key)
-if not current then
-  if ARGV[3] ~= '1' then
-    return {0}
-  end
-  current = '0'
+if ARGV[3] ~= '1' and redis.call('EXISTS', key) == 0 then
+  return {0}
 end
-local ok = pcall(redis.call, 'INCRBY', key, delta)
+local ok, value = pcall(redis.call, 'INCRBY', key, delta)
 if ok then
   if redis.call('PTTL', key) < 0 then
     redis.call('PEXPIRE', key, ms)
   end
+  if value > -9007199254740992 and value < 9007199254740992 then
+    return value
+  end
   return {1, redis.call('GET', key)}
 end
+local current = redis.call('GET', key) or '0'
 
 -- beyond 64 bits: signed decimal strings, canonical (no leading zeros, no '-0')
 local function split(s)
