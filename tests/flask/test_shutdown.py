@@ -153,7 +153,8 @@ def test_test_clients_share_the_apps_pool() -> None:
             assert client.get("/").status_code == 200
     pool = app.extensions["redkit"].kit.client.connection_pool
     # one request at a time: one connection, opened once and reused by every test client
-    assert len(pool._connections) == 1
+    assert pool._created_connections == 1
+    (connection,) = pool._available_connections
     app.extensions["redkit"].kit.clear()
     ext.close(app)
-    assert all(c._sock is None for c in pool._connections)  # closed with the pool
+    assert connection._sock is None  # closed with the pool
