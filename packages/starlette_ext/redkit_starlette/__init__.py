@@ -1,7 +1,10 @@
-"""redkit for Starlette: ``pip install "redkit[starlette]"``.
+"""redkit for Starlette and FastAPI: ``pip install "redkit[starlette]"`` (FastAPI is Starlette
+underneath: ``redkit[fastapi]`` pulls it too).
 
-The adapter is thin: it reads Starlette's own settings and registers hooks; all logic lives in
-``redkit``. Its features arrive with the Starlette adapter work (see the project's ``docs/``).
+``rk = redkit_starlette.Redkit(url, **settings)`` wires everything: ``lifespan=rk.lifespan``
+opens each application's :class:`redkit.asyncio.Redkit` (``app.state.redkit``, or
+:func:`get_kit`), runs its in-process workers and closes its pools on shutdown. The adapter is
+glue over :mod:`redkit.web`, where every rule lives; nothing in it blocks the event loop.
 """
 
 from __future__ import annotations
@@ -10,4 +13,6 @@ from redkit.web import require
 
 require("starlette", "starlette")
 
-__all__: list[str] = []
+from ._kit import STATE_NAME, Redkit, get_kit  # noqa: E402
+
+__all__ = ["STATE_NAME", "Redkit", "get_kit"]

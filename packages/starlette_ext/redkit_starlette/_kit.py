@@ -1,0 +1,254 @@
+"""One object wiring redkit into Starlette (and FastAPI, which is Starlette underneath): the
+settings, the lifespan that opens each application's async kit, starts and stops its
+in-process workers and closes its pools, and where a request finds that kit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+
+from redkit import web
+from redkit.asyncio import Redkit as AsyncRedkit
+from redkit.queue import AsyncTask, Worker
+from redkit.settings import Settings
+
+from ._leases import AsyncLeaseKeeper
+
+__all__ = ["STATE_NAME", "Redkit", "Running", "get_kit"]
+
+log = logging.getLogger("redkit.starlette")
+
+STATE_NAME = "redkit"
+"""The attribute of ``app.state`` holding the application's :class:`redkit.asyncio.Redkit`."""
+
+SECRET_ENV = "REDKIT_SESSION_SECRET"
+
+F = TypeVar("F", bound=Callable[..., Any])
+Lifespan = Callable[[Any], contextlib.AbstractAsyncContextManager[Any]]
+
+
+@dataclass
+class _WorkerSpec:
+    queue: str
+    options: dict[str, Any]
+
+
+@dataclass
+class _TaskSpec:
+    fn: Callable[..., Any]
+    queue: str
+    name: str | None
+    options: dict[str, Any]
+
+
+@dataclass
+class Running:
+    """What one started application holds: its kit, its web flows, its workers."""
+
+    kit: AsyncRedkit
+    keeper: AsyncLeaseKeeper
+    rules: web.WebRules
+    """Every flow of the settings (idempotency on its methods)."""
+    limits: web.WebRules
+    """The same without application-wide idempotency (for the rate-limit and cache parts)."""
+    tasks: dict[Callable[..., Any], AsyncTask[Any, Any]] = field(default_factory=dict)
+    workers: list[tuple[Worker, asyncio.Task[None]]] = field(default_factory=list)
+
+
+def get_kit(conn: HTTPConnection) -> AsyncRedkit:
+    """The :class:`redkit.asyncio.Redkit` of the application serving ``conn`` (a ``Request``
+    or a ``WebSocket``): ``conn.app.state.redkit``, set by :attr:`Redkit.lifespan`."""
+    kit = getattr(conn.app.state, STATE_NAME, None)
+    if not isinstance(kit, AsyncRedkit):
+        raise RuntimeError(
+            "redkit is not started for this application: pass lifespan=rk.lifespan to "
+            "Starlette() or FastAPI() (and run the lifespan in tests: asgi_lifespan's "
+            "LifespanManager, or Starlette's TestClient as a context manager)"
+        )
+    return kit
+
+
+class Redkit:
+    """redkit for one or more Starlette/FastAPI applications.
+
+    ``Redkit(url, **settings)`` takes the URL and any redkit setting; without ``url``, every
+    setting comes from the environment (``REDKIT_URL`` or ``REDIS_URL``, ``REDKIT_<SETTING>``;
+    keyword ``settings`` win). ``session_secret`` signs the session cookie (a list: the current
+    key first, then older ones still accepted; default ``REDKIT_SESSION_SECRET``);
+    ``user_loader(request)`` (sync or async) returns who the request is for (idempotency
+    scopes; default: ``request.user``'s ``identity`` when authenticated).
+
+    Pass ``lifespan=rk.lifespan`` (or ``rk.lifespan(app_lifespan)`` to wrap the application's
+    own) and ``middleware=rk.middleware()``. Each application started gets its own kit."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        session_secret: str | Sequence[str] | None = None,
+        user_loader: Callable[[Any], Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        if url is None:
+            self.settings = Settings.from_env(env, **settings)
+        else:
+            self.settings = Settings.from_url(url, **settings)
+        if session_secret is None:
+            session_secret = env.get(SECRET_ENV) or None
+        if isinstance(session_secret, (str, bytes)):
+            session_secret = [session_secret]
+        self.session_secrets: tuple[str, ...] = tuple(session_secret or ())
+        if self.settings.sessions and not any(self.session_secrets):
+            raise ValueError(
+                f"sessions=True needs session_secret (or {SECRET_ENV}): it signs the cookie"
+            )
+        if user_loader is not None and not callable(user_loader):
+            raise TypeError(f"user_loader must be a callable, not {user_loader!r}")
+        self.user_loader = user_loader
+        self._workers: list[_WorkerSpec] = []
+        self._tasks: list[_TaskSpec] = []
+        self._running: weakref.WeakKeyDictionary[Any, Running] = weakref.WeakKeyDictionary()
+        self._started = False
+
+    # -- workers and tasks -----------------------------------------------------------------------
+    def task(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        queue: str = "default",
+        name: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Register ``fn`` as a task of queue ``queue`` on every application started (the
+        function is returned as it is; :meth:`task_for` gives its enqueuing handle)."""
+
+        def decorate(f: F) -> F:
+            if not callable(f):
+                raise TypeError(f"rk.task decorates a function, not {f!r}")
+            self._tasks.append(_TaskSpec(f, queue, name, dict(options)))
+            return f
+
+        return decorate(fn) if fn is not None else decorate
+
+    def task_for(
+        self, conn: HTTPConnection | Starlette, fn: Callable[..., Any]
+    ) -> AsyncTask[Any, Any]:
+        """The :class:`redkit.queue.AsyncTask` of ``fn`` on the application of ``conn`` (a
+        request, or the application): ``await rk.task_for(request, send).enqueue(...)``."""
+        task = self.running(conn).tasks.get(fn)
+        if task is None:
+            raise KeyError(f"{fn!r} is not a task registered with rk.task")
+        return task
+
+    def worker(self, queue: str = "default", **options: Any) -> None:
+        """Run a worker of ``queue`` in each application's event loop while it is up (declare
+        it before the application starts). ``options`` are those of
+        :class:`redkit.queue.Worker` (``concurrency``, ``shutdown_timeout``, ...); on shutdown
+        running jobs get ``shutdown_timeout`` to finish, the rest go back to the queue."""
+        if self._started:
+            raise RuntimeError("declare workers before an application using them starts")
+        self._workers.append(_WorkerSpec(queue, dict(options)))
+
+    # -- the lifespan -----------------------------------------------------------------------------
+    def lifespan(self, target: Any) -> Any:
+        """Starlette's ``lifespan``: ``lifespan=rk.lifespan``, or ``lifespan=rk.lifespan(own)``
+        to wrap the application's own lifespan (``own(app)``, an async context manager; the
+        state it yields is passed on). On start: the kit opens (``app.state.redkit``), the
+        tasks are registered, then the application's lifespan runs, then the workers start;
+        on shutdown the same in reverse, the pools closed last."""
+        if isinstance(target, Starlette):
+            return self._lifespan(target, None)
+        if not callable(target):
+            raise TypeError(f"lifespan takes the application's own lifespan, not {target!r}")
+        own: Lifespan = target
+
+        def wrapped(app: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+            return self._lifespan(app, own)
+
+        return wrapped
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Any, own: Lifespan | None) -> AsyncIterator[Any]:
+        running = await self.start(app)
+        try:
+            if own is None:
+                await self._start_workers(running)
+                yield None
+            else:
+                async with own(app) as state:
+                    await self._start_workers(running)
+                    try:
+                        yield state
+                    finally:
+                        await self._stop_workers(running)
+        finally:
+            await self.stop(app)
+
+    async def start(self, app: Any) -> Running:
+        """Open ``app``'s kit and register the tasks (what :attr:`lifespan` does first)."""
+        if app in self._running:
+            raise RuntimeError("this application is started already")
+        self._started = True
+        kit = AsyncRedkit(self.settings)
+        keeper = AsyncLeaseKeeper(kit.idempotency, self.settings.idempotency_lease)
+        quiet = self.settings.replace(idempotency_methods=())
+        running = Running(kit, keeper, web.WebRules(self.settings, keeper), web.WebRules(quiet))
+        for spec in self._tasks:
+            queue = kit.queue(spec.queue)
+            running.tasks[spec.fn] = queue.task(name=spec.name, **spec.options)(spec.fn)
+        self._running[app] = running
+        setattr(app.state, STATE_NAME, kit)
+        return running
+
+    async def _start_workers(self, running: Running) -> None:
+        for spec in self._workers:
+            worker = running.kit.queue(spec.queue).worker(**spec.options)
+            task = asyncio.create_task(worker.serve(), name=f"redkit-worker-{spec.queue}")
+            running.workers.append((worker, task))
+
+    async def _stop_workers(self, running: Running) -> None:
+        workers, running.workers = running.workers, []
+        for worker, _ in workers:
+            worker.stop(wait=False)
+        for worker, task in workers:
+            try:
+                await task
+            except Exception:
+                log.exception("redkit: the worker of queue %r failed", worker.queue.name)
+
+    async def stop(self, app: Any) -> None:
+        """Stop ``app``'s workers gracefully and close its kit (what :attr:`lifespan` does
+        last). Idempotent."""
+        running = self._running.pop(app, None)
+        if running is None:
+            return
+        await self._stop_workers(running)
+        await running.keeper.aclose()
+        if getattr(app.state, STATE_NAME, None) is running.kit:
+            delattr(app.state, STATE_NAME)
+        await running.kit.aclose()
+
+    def running(self, where: Any) -> Running:
+        """The started state of the application of ``where`` (a request, a scope's app, or
+        the application)."""
+        app = where.app if isinstance(where, HTTPConnection) else where
+        found = self._running.get(app)
+        if found is None:
+            raise RuntimeError(
+                "redkit is not started for this application: pass lifespan=rk.lifespan to "
+                "Starlette() or FastAPI() (in tests run the lifespan: asgi_lifespan's "
+                "LifespanManager, or Starlette's TestClient as a context manager)"
+            )
+        return found

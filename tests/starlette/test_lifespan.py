@@ -1,0 +1,174 @@
+"""The lifespan runs the application's workers in its event loop and stops them gracefully:
+in process (asgi-lifespan) and in a real uvicorn process stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+import redkit
+from redkit_starlette import Redkit
+from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def wait_for(check: Callable[[], object], what: str, deadline: float = 20.0) -> None:
+    end = time.monotonic() + deadline
+    while not await check():  # type: ignore[misc]
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def state(job: object) -> str | None:
+    """The job's state as Redis has it now (``None`` when it is gone)."""
+    if job is None:
+        return None
+    record = (await job.refresh()).record  # type: ignore[attr-defined]
+    return None if record is None else str(record.state)
+
+
+async def test_a_declared_worker_runs_jobs_and_stops_with_the_app(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    rk = make_rk()
+    done: list[int] = []
+
+    @rk.task(queue="work")
+    async def record(n: int) -> int:
+        done.append(n)
+        return n * 2
+
+    rk.worker("work", concurrency=2, shutdown_timeout=5)
+    app = Starlette(lifespan=rk.lifespan)
+    async with LifespanManager(app):
+        kit = app.state.redkit
+        jobs = [await rk.task_for(app, record).enqueue(n) for n in range(5)]
+
+        async def all_done() -> bool:
+            return all([await state(j) == "completed" for j in jobs])
+
+        await wait_for(all_done, "the jobs to complete")
+        assert sorted(done) == list(range(5))
+        assert (await jobs[3].refresh()).result == 6
+        await kit.clear()
+    assert kit.closed
+
+
+async def test_shutdown_lets_running_jobs_finish_and_gives_the_rest_back(url: str) -> None:
+    prefix = new_prefix()
+    rk = Redkit(url, prefix=prefix)
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @rk.task(queue="grace", name="quick")
+    async def quick() -> str:
+        started.set()
+        await release.wait()
+        return "finished"
+
+    @rk.task(queue="grace", name="stuck")
+    async def stuck() -> str:
+        await asyncio.sleep(3600)
+        return "never"
+
+    rk.worker("grace", concurrency=4, shutdown_timeout=0.5)
+    app = Starlette(lifespan=rk.lifespan)
+    async with LifespanManager(app):
+        ok = await rk.task_for(app, quick).enqueue()
+        hung = await rk.task_for(app, stuck).enqueue()
+        await started.wait()
+
+        async def both_active() -> bool:
+            return await state(hung) == "active"
+
+        await wait_for(both_active, "the stuck job to start")
+        asyncio.get_running_loop().call_later(0.05, release.set)
+    async with redkit.asyncio.Redkit.from_url(url, prefix=prefix) as kit:
+        queue = kit.queue("grace")
+        assert await state(await queue.get_job(ok.id)) == "completed"
+        assert await state(await queue.get_job(hung.id)) == "waiting"
+        await kit.clear()
+
+
+needs_redis = pytest.mark.skipif(not REAL_REDIS, reason=f"no Redis at {REDIS_URL}")
+
+
+def _uvicorn(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.starlette.served_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@needs_redis
+async def test_sigterm_under_uvicorn_loses_no_job_and_closes_the_pools() -> None:
+    prefix = new_prefix()
+    port = free_port()
+    env = {**os.environ, "RKTEST_URL": REDIS_URL, "RKTEST_PREFIX": prefix, "RKTEST_GRACE": "10"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    server = _uvicorn(env, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            end = time.monotonic() + 30
+            while True:
+                try:
+                    if (await http.get("/ping")).json() == {"pong": True}:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < end, "uvicorn did not start"
+                await asyncio.sleep(0.05)
+            ids = [
+                (await http.get("/enqueue", params={"seconds": 0.3})).json()["id"] for _ in range(3)
+            ]
+        async with redkit.asyncio.Redkit.from_url(REDIS_URL, prefix=prefix) as kit:
+            queue = kit.queue("slow")
+
+            async def running() -> bool:
+                jobs = [await queue.get_job(i) for i in ids]
+                return all([await state(j) == "active" for j in jobs])
+
+            await wait_for(running, "the jobs to run")
+            server.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.to_thread(server.communicate, timeout=60)
+            assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises it
+            statuses = [await state(await queue.get_job(i)) for i in ids]
+            assert statuses == ["completed"] * 3, output  # finished within the grace
+            assert "SHUTDOWN workers=0" in output  # the worker stopped and said so
+            assert "CLOSED [True]" in output  # the pools closed
+            await kit.clear()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
