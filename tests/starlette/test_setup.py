@@ -57,9 +57,9 @@ async def test_two_apps_in_one_process_have_their_own_kits(make_rk: Callable[...
         assert (await one.get("/kit")).status_code == 200
         assert (await two.get("/kit")).status_code == 200
         assert first.state.redkit is not second.state.redkit
-        kit_one = first.state.redkit
+        kit_one, kit_two = first.state.redkit, second.state.redkit
     assert kit_one.closed
-    assert not second.state.__dict__.get("_state", {}).get("redkit")
+    assert kit_two.closed
 
 
 async def test_two_redkit_objects_keep_their_own_settings(make_rk: Callable[..., Redkit]) -> None:

@@ -14,5 +14,20 @@ from redkit.web import require
 require("starlette", "starlette")
 
 from ._kit import STATE_NAME, Redkit, get_kit  # noqa: E402
+from ._middleware import (  # noqa: E402
+    CacheMiddleware,
+    IdempotencyMiddleware,
+    RateLimitMiddleware,
+)
+from ._sessions import SessionMiddleware, regenerate_session  # noqa: E402
 
-__all__ = ["STATE_NAME", "Redkit", "get_kit"]
+__all__ = [
+    "STATE_NAME",
+    "CacheMiddleware",
+    "IdempotencyMiddleware",
+    "RateLimitMiddleware",
+    "Redkit",
+    "SessionMiddleware",
+    "get_kit",
+    "regenerate_session",
+]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 
 from redkit import web
@@ -22,6 +23,7 @@ from redkit.queue import AsyncTask, Worker
 from redkit.settings import Settings
 
 from ._leases import AsyncLeaseKeeper
+from ._rules import RouteDecorators
 
 __all__ = ["STATE_NAME", "Redkit", "Running", "get_kit"]
 
@@ -56,10 +58,8 @@ class Running:
 
     kit: AsyncRedkit
     keeper: AsyncLeaseKeeper
-    rules: web.WebRules
-    """Every flow of the settings (idempotency on its methods)."""
-    limits: web.WebRules
-    """The same without application-wide idempotency (for the rate-limit and cache parts)."""
+    web: web.WebRules
+    """The web flows of the settings (application-wide idempotency is the middleware's)."""
     tasks: dict[Callable[..., Any], AsyncTask[Any, Any]] = field(default_factory=dict)
     workers: list[tuple[Worker, asyncio.Task[None]]] = field(default_factory=list)
 
@@ -77,7 +77,7 @@ def get_kit(conn: HTTPConnection) -> AsyncRedkit:
     return kit
 
 
-class Redkit:
+class Redkit(RouteDecorators):
     """redkit for one or more Starlette/FastAPI applications.
 
     ``Redkit(url, **settings)`` takes the URL and any redkit setting; without ``url``, every
@@ -120,6 +120,24 @@ class Redkit:
         self._tasks: list[_TaskSpec] = []
         self._running: weakref.WeakKeyDictionary[Any, Running] = weakref.WeakKeyDictionary()
         self._started = False
+
+    def middleware(self, *, cache_every_get: bool = False) -> list[Middleware]:
+        """Starlette's ``middleware=`` list of redkit's middleware in their order: rate limits
+        (when ``ratelimit_enabled``), the cache (when ``cache_enabled``), idempotency keys,
+        sessions (when ``sessions``)."""
+        from ._middleware import CacheMiddleware, IdempotencyMiddleware, RateLimitMiddleware
+        from ._sessions import SessionMiddleware
+
+        s = self.settings
+        made = []
+        if s.ratelimit_enabled:
+            made.append(Middleware(RateLimitMiddleware, redkit=self))
+        if s.cache_enabled:
+            made.append(Middleware(CacheMiddleware, redkit=self, every_get=cache_every_get))
+        made.append(Middleware(IdempotencyMiddleware, redkit=self))
+        if s.sessions:
+            made.append(Middleware(SessionMiddleware, redkit=self))
+        return made
 
     # -- workers and tasks -----------------------------------------------------------------------
     def task(
@@ -204,7 +222,7 @@ class Redkit:
         kit = AsyncRedkit(self.settings)
         keeper = AsyncLeaseKeeper(kit.idempotency, self.settings.idempotency_lease)
         quiet = self.settings.replace(idempotency_methods=())
-        running = Running(kit, keeper, web.WebRules(self.settings, keeper), web.WebRules(quiet))
+        running = Running(kit, keeper, web.WebRules(quiet, keeper))
         for spec in self._tasks:
             queue = kit.queue(spec.queue)
             running.tasks[spec.fn] = queue.task(name=spec.name, **spec.options)(spec.fn)

@@ -1,0 +1,249 @@
+"""Pure ASGI middleware over :mod:`redkit.web`: rate limits, the cache of GET endpoints and
+idempotency keys (the session middleware is in ``_sessions``). Outermost first::
+
+    RateLimitMiddleware, CacheMiddleware, IdempotencyMiddleware, SessionMiddleware
+
+so that each sees the response as it leaves, with every cookie the session added: a wrong
+order raises when Starlette builds its middleware stack (at start-up). ``rk.middleware()``
+gives the list in that order. Scopes other than HTTP pass straight through.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from redkit import web
+from redkit.cache import writes_pending
+from redkit.errors import RedkitConnectionError
+
+from ._asgi import Body, BodyTooLarge, Recorder, describe, route_of, send_answer
+from ._rules import rules_of
+
+__all__ = [
+    "SESSION_STATE",
+    "VARY",
+    "CacheMiddleware",
+    "IdempotencyMiddleware",
+    "RateLimitMiddleware",
+    "RedkitMiddleware",
+    "check_order",
+]
+
+log = logging.getLogger("redkit.starlette")
+
+SESSION_STATE = "redkit.session_state"
+"""Where the session middleware leaves ``(used, changed)`` of the request's session."""
+VARY = "redkit.vary"
+"""Where it leaves the response's ``Vary`` before it added ``Cookie``."""
+
+MAX_BODY = 1024 * 1024
+"""Largest request body an idempotency key's fingerprint reads (larger: 413)."""
+MAX_CACHED = 1024 * 1024
+"""Largest response body the cache stores."""
+
+
+def check_order(outer: Any, app: Any) -> None:
+    """Raise when a redkit middleware inside ``outer`` (walking ``app``, ``app.app``, ...)
+    should be outside it, or appears twice."""
+    inner, depth = app, 0
+    while inner is not None and depth < 64:
+        rank = getattr(inner, "rank", None)
+        if isinstance(inner, RedkitMiddleware) and isinstance(rank, int) and rank <= outer.rank:
+            raise RuntimeError(
+                f"redkit middleware out of order: {type(inner).__name__} is inside "
+                f"{type(outer).__name__}, it must come before it (outermost first: "
+                "RateLimitMiddleware, CacheMiddleware, IdempotencyMiddleware, "
+                "SessionMiddleware; rk.middleware() lists them in that order)"
+            )
+        inner, depth = getattr(inner, "app", None), depth + 1
+
+
+class RedkitMiddleware:
+    """What every redkit middleware shares: the ``Redkit`` object, the order check."""
+
+    rank = 0
+
+    def __init__(self, app: ASGIApp, redkit: Any) -> None:
+        self.app = app
+        self.rk = redkit
+        check_order(self, app)
+
+
+def _caller(scope: Scope) -> Any:
+    request = Request(scope)  # hooks get the request; its body is never read through it
+
+    def call(fn: Any) -> Any:
+        return fn(request)
+
+    return call
+
+
+def _user(rk: Any, scope: Scope) -> Any:
+    loader = rk.user_loader
+
+    def read() -> Any:
+        if loader is not None:
+            return loader(Request(scope))
+        user = scope.get("user")
+        if user is not None and getattr(user, "is_authenticated", False):
+            try:
+                return user.identity
+            except NotImplementedError:
+                return getattr(user, "display_name", None) or None
+        return None
+
+    return read
+
+
+class _Part(RedkitMiddleware):
+    """One part of :class:`redkit.web.WebRules`, run around the endpoint the router will
+    reach."""
+
+    limit = MAX_CACHED
+
+    def select(
+        self, scope: Scope, own: web.ViewRules | None
+    ) -> tuple[web.ViewRules | None, bool] | None:
+        """The rules to run and whether rate limits count; ``None``: nothing to do."""
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = route_of(scope)
+        chosen = None if found is None else self.select(scope, rules_of(found[1]))
+        if found is None or chosen is None:
+            await self.app(scope, receive, send)
+            return
+        running = self.rk.running(scope["app"])
+        rules, kit = running.web, running.kit
+        route, endpoint = found
+        name = getattr(endpoint, "__qualname__", None) or getattr(route, "path", "?")
+        name = f"{getattr(endpoint, '__module__', '')}.{name}"
+        body = Body(receive, MAX_BODY)
+        req = describe(
+            scope, body.read, _user(self.rk, scope), lambda: _digest(scope), _caller(scope)
+        )
+        view, limited = chosen
+        try:
+            got = await web.arun(rules.before(req, name, view, limited=limited), kit)
+        except BodyTooLarge:
+            await send_answer(
+                send, web.problem(413, "Content Too Large", "the request body is too large")
+            )
+            return
+        if isinstance(got, web.Answer):
+            await send_answer(send, got)
+            return
+        pending = got
+
+        async def finish(response: web.Response) -> None:
+            if not pending.owes:
+                return
+            flow = rules.finish(
+                req,
+                pending,
+                response,
+                None,
+                scope.get("path_params") or {},
+                scope.get(SESSION_STATE) or (False, False),
+                writes_pending(),
+            )
+            try:
+                await web.arun(flow, kit)
+            except Exception:  # the response is made: a failing store must not break it
+                log.exception("redkit: finishing the request failed")
+
+        recorder = Recorder(
+            send, finish, rules.headers(pending), self.limit, lambda: scope.get(VARY)
+        )
+        try:
+            await self.app(scope, body.receive, recorder.send)
+        except Exception as exc:
+            if pending.holds_key:
+                await web.arun(rules.abort(pending), kit)
+            if isinstance(exc, RedkitConnectionError) and not recorder.started:
+                await send_answer(send, web.unavailable(rules.limits.retry_after, "this request"))
+                return
+            raise
+        if not recorder.finished and pending.holds_key:
+            await web.arun(rules.abort(pending), kit)
+
+
+async def _digest(scope: Scope) -> str | None:
+    session = scope.get("session")
+    if isinstance(session, web.LazySession):
+        return session.digest()
+    return None
+
+
+class RateLimitMiddleware(_Part):
+    """The ``ratelimit_default`` limits on every endpoint without limits of its own, the
+    ``ratelimit_application`` limit on every endpoint, and the limits of ``@rk.rate_limit``;
+    ``@rk.exempt`` endpoints are counted by none. Over a limit: ``429`` with
+    ``Retry-After`` and the rate-limit headers; Redis down: ``ratelimit_fail_open``."""
+
+    rank = 1
+
+    def select(
+        self, scope: Scope, own: web.ViewRules | None
+    ) -> tuple[web.ViewRules | None, bool] | None:
+        if own is not None and own.exempt:
+            return None
+        view = web.ViewRules(limits=list(own.limits)) if own is not None and own.limits else None
+        running = self.rk.running(scope["app"])
+        return (view, True) if view is not None or running.web.everywhere else None
+
+
+class CacheMiddleware(_Part):
+    """The cache of ``@rk.cached`` GET endpoints (with ``every_get=True``, of every GET
+    endpoint, for ``cache_ttl``): a response is stored only under the shared safety rules
+    (no credentials, no cookie set, no session change, ``Cache-Control`` and ``Vary``
+    respected); a streamed body is stored up to ``max_bytes``."""
+
+    rank = 2
+
+    def __init__(
+        self, app: ASGIApp, redkit: Any, every_get: bool = False, max_bytes: int = MAX_CACHED
+    ) -> None:
+        super().__init__(app, redkit)
+        self.default = web.CacheRule.build() if every_get else None
+        self.limit = int(max_bytes)
+
+    def select(
+        self, scope: Scope, own: web.ViewRules | None
+    ) -> tuple[web.ViewRules | None, bool] | None:
+        if scope.get("method") not in ("GET", "HEAD"):
+            return None
+        rule = own.cache if own is not None and own.cache is not None else self.default
+        return None if rule is None else (web.ViewRules(cache=rule), False)
+
+
+class IdempotencyMiddleware(_Part):
+    """``Idempotency-Key`` on every ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` (or the
+    ``idempotency_methods`` setting), and the rules of ``@rk.idempotent``: a retry gets the
+    stored response (``Idempotent-Replayed: true``), 409 while the first runs, 422 for another
+    request under the key, 400 for a malformed key, 503 when Redis is down. The body is read
+    once (up to 1 MiB, else 413) and replayed to the endpoint; a streamed response is stored
+    up to ``idempotency_max_bytes``, else the key is released."""
+
+    rank = 3
+
+    def __init__(self, app: ASGIApp, redkit: Any) -> None:
+        super().__init__(app, redkit)
+        methods = redkit.settings.idempotency_methods or ("POST", "PUT", "PATCH", "DELETE")
+        self.default = web.IdempotentRule.build(methods=methods)
+        self.limit = redkit.settings.idempotency_max_bytes
+
+    def select(
+        self, scope: Scope, own: web.ViewRules | None
+    ) -> tuple[web.ViewRules | None, bool] | None:
+        rule = own.idempotent if own is not None and own.idempotent is not None else self.default
+        if scope.get("method") not in rule.methods:
+            return None
+        return web.ViewRules(idempotent=rule), False
