@@ -63,30 +63,6 @@ def test_meaningless_options_are_w001_and_timeout_none_is_w002(redis_url: str) -
         assert sorted(ids(checks.check_settings())) == ["redkit.W001"] * 2 + ["redkit.W002"]
 
 
-def test_middleware_order_is_w003() -> None:
-    auth = checks.AUTH
-    sessions = checks.SESSIONS
-    wrong = [
-        "redkit_django.middleware.RateLimitMiddleware",
-        "redkit_django.middleware.CacheMiddleware",
-        sessions,
-        "redkit_django.middleware.IdempotencyMiddleware",
-        auth,
-        "redkit_django.middleware.SessionMiddleware",
-    ]
-    with override_settings(MIDDLEWARE=wrong):
-        assert len(checks.check_middleware()) == 5
-    right = [
-        "redkit_django.middleware.SessionMiddleware",
-        auth,
-        "redkit_django.middleware.RateLimitMiddleware",
-        "redkit_django.middleware.IdempotencyMiddleware",
-        "redkit_django.middleware.CacheMiddleware",
-    ]
-    with override_settings(MIDDLEWARE=right):
-        assert checks.check_middleware() == []
-
-
 def test_eviction_is_w004_only_with_database_and_never_crashes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

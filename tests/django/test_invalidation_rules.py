@@ -1,5 +1,5 @@
-"""Invalidation rules are checked when Django starts (ImproperlyConfigured), on
-``override_settings`` and by ``manage.py check`` (redkit.E301)."""
+"""Invalidation rules are checked on ``override_settings`` (ImproperlyConfigured) and by
+``manage.py check`` (redkit.E301; startup: tests/django/test_checks_hostile.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 import redkit_django
@@ -54,18 +51,6 @@ def test_a_bad_rule_is_improperly_configured_naming_it(
     ):
         pass  # pragma: no cover - enabling the settings raises
     assert message in str(caught.value)
-
-
-def test_bad_rules_fail_at_startup_and_in_manage_py_check(
-    monkeypatch: pytest.MonkeyPatch, reconnect: None
-) -> None:
-    monkeypatch.setattr(settings, "REDKIT", {"INVALIDATE": {"testapp.Tag": ["tag:{colour}"]}})
-    with pytest.raises(ImproperlyConfigured, match="has no field 'colour'"):
-        invalidation.connect()  # what the app's ready() calls
-    with pytest.raises(SystemCheckError, match=r"redkit\.E301.*has no field 'colour'"):
-        call_command("check")
-    monkeypatch.undo()
-    call_command("check")  # the project's own rules are sound
 
 
 def test_the_decorator_refuses_what_is_not_a_model_or_a_template() -> None:

@@ -7,8 +7,9 @@
 | ``redkit.E003`` | no ``SECRET_KEY`` to sign pickled cache values with |
 | ``redkit.W001`` | a ``RedkitCache`` option of django-redis/Django that means nothing here |
 | ``redkit.W002`` | ``TIMEOUT: None`` without ``FOREVER_TTL``: entries live 365 days, not for ever |
-| ``redkit.W003`` | redkit middleware in an order that defeats it |
+| ``redkit.W003`` | redkit's view cache or idempotency middleware below one that sets cookies |
 | ``redkit.W004`` | (``--database``) Redis evicts keys while sessions or jobs are kept there |
+| ``redkit.E301`` | an invalidation rule names no installed model, no column, or is malformed |
 
 No check connects to Redis except ``redkit.W004``, which runs only with ``--database`` (its
 tag), waits one second at most and stays silent when the server refuses ``CONFIG GET``.
@@ -17,6 +18,7 @@ A check never raises: what it cannot judge it leaves alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -30,17 +32,28 @@ EVICTING = {"allkeys-lru", "allkeys-lfu", "allkeys-random"}
 """``maxmemory-policy`` values that may remove keys that have no lifetime left to run out."""
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
-_ORDER = (  # (word in a redkit middleware's class name, what must come before it, why)
-    ("session", (), ""),
-    ("ratelimit", (AUTH,), "a limit keyed by user needs request.user"),
-    ("cache", (SESSIONS, AUTH), "a cached page must not be served before the session is seen"),
-    ("idempotency", (AUTH,), "idempotency keys are scoped by user"),
+COOKIE_SETTERS = (
+    SESSIONS,
+    "redkit_django.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+"""Middleware that set cookies on the way out: the view cache and idempotency keys must see
+the response after them (above them in ``MIDDLEWARE``), or they would store a page or a replay
+without knowing it sets a cookie of its client (its messages, say)."""
+SEES_COOKIES = (
+    "redkit_django.middleware.CacheMiddleware",
+    "redkit_django.middleware.IdempotencyMiddleware",
 )
 
 
-def _redkit_caches() -> dict[str, dict[str, Any]]:
-    caches = getattr(django_settings, "CACHES", {}) or {}
-    return {a: c for a, c in caches.items() if isinstance(c, dict) and c.get("BACKEND") == BACKEND}
+def _redkit_caches() -> dict[Any, Mapping[str, Any]]:
+    caches = getattr(django_settings, "CACHES", None)
+    if not isinstance(caches, Mapping):
+        return {}  # Django's own checks judge that
+    return {
+        a: c for a, c in caches.items() if isinstance(c, Mapping) and c.get("BACKEND") == BACKEND
+    }
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -53,9 +66,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         has_secret = bool(django_settings.SECRET_KEY)
     except ImproperlyConfigured:  # Django refuses an empty SECRET_KEY when it is read
         has_secret = False
-    if not has_secret and "SECRET_KEY" not in conf.redkit_options():
-        return [_no_secret(alias) for alias in _pickling(parse_options)]
     try:
+        if not has_secret and "SECRET_KEY" not in conf.redkit_options():
+            return [_no_secret(alias) for alias in _pickling(parse_options)]
         base = conf.get_settings()
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="redkit.E001", hint="see docs/django.md, Settings")]
@@ -71,6 +84,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 raise ImproperlyConfigured(f"TIMEOUT must be a number or None, not {timeout!r}")
         except ImproperlyConfigured as exc:
             out.append(checks.Error(f"{where}: {exc}", id="redkit.E002"))
+            continue
+        except Exception as exc:  # a value of a type no option takes: still a wrong setting
+            out.append(checks.Error(f"{where}: cannot be read ({exc!r})", id="redkit.E002"))
             continue
         if options.serializer == "pickle" and not resolved.secret_key:
             out.append(_no_secret(alias))
@@ -99,7 +115,7 @@ def _pickling(parse: Any) -> list[str]:
     for alias, entry in _redkit_caches().items():
         try:
             serializer = parse(entry.get("LOCATION"), entry.get("OPTIONS")).serializer
-        except ImproperlyConfigured:
+        except Exception:  # reported as redkit.E002 once there is a SECRET_KEY
             continue
         if serializer == "pickle":
             aliases.append(alias)
@@ -121,41 +137,38 @@ def _no_meaning(name: str) -> str:
 
 
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """redkit's middleware after what it relies on."""
-    middleware = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+    """redkit's view cache and idempotency middleware above the middleware that set cookies,
+    its session middleware above the authentication middleware (which reads the session). The
+    rules run once Django has routed the request, so they see ``request.user`` wherever they
+    are."""
+    given = getattr(django_settings, "MIDDLEWARE", None)
+    if not isinstance(given, (list, tuple)):
+        return []  # Django's own checks judge that
+    middleware = [m for m in given if isinstance(m, str)]
     out: list[checks.CheckMessage] = []
     for index, path in enumerate(middleware):
-        if not isinstance(path, str) or not path.startswith("redkit_django.middleware."):
-            continue
-        name = path.rsplit(".", 1)[-1].lower()
-        for word, before, why in _ORDER:
-            if word not in name:
-                continue
-            for needed in before:
-                if needed in middleware and middleware.index(needed) > index:
-                    out.append(
-                        checks.Warning(
-                            f"{path} comes before {needed}: {why}",
-                            id="redkit.W003",
-                            hint=f"move {path} below {needed} in MIDDLEWARE",
-                        )
-                    )
-            if word == "session" and AUTH in middleware and middleware.index(AUTH) < index:
-                out.append(
-                    checks.Warning(
-                        f"{path} comes after {AUTH}, which reads the session",
-                        id="redkit.W003",
-                        hint=f"move {path} above {AUTH} in MIDDLEWARE",
-                    )
-                )
-            break
+        if path in SEES_COOKIES:
+            for setter in middleware[:index]:
+                if setter in COOKIE_SETTERS:
+                    out.append(_misplaced(path, setter, "it would not see the cookies it sets"))
+        if path == "redkit_django.middleware.SessionMiddleware" and AUTH in middleware[:index]:
+            out.append(_misplaced(path, AUTH, "which reads the session"))
     return out
+
+
+def _misplaced(path: str, above: str, why: str) -> checks.CheckMessage:
+    return checks.Warning(
+        f"{path} comes after {above}: {why}",
+        id="redkit.W003",
+        hint=f"move {path} above {above} in MIDDLEWARE",
+    )
 
 
 def _keeps_state() -> bool:
     engine = str(getattr(django_settings, "SESSION_ENGINE", ""))
-    tasks = getattr(django_settings, "TASKS", {}) or {}
-    backends = [str(t.get("BACKEND", "")) for t in tasks.values() if isinstance(t, dict)]
+    tasks = getattr(django_settings, "TASKS", None)
+    entries = tasks.values() if isinstance(tasks, Mapping) else ()
+    backends = [str(t.get("BACKEND", "")) for t in entries if isinstance(t, Mapping)]
     return engine.startswith("redkit_django") or any(
         b.startswith("redkit_django") for b in backends
     )

@@ -123,11 +123,17 @@ def check_rules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
 # -- connecting receivers ---------------------------------------------------------------------
 def connect() -> None:
     """Check the rules and connect the model-signal receivers (called by the app's
-    ``ready()``); a bad rule raises ``ImproperlyConfigured``."""
+    ``ready()``). Bad rules do not stop Django from starting, so that ``manage.py check``
+    can report them (``redkit.E301``, which also stops ``runserver`` and ``migrate``): they
+    are logged as an error and no rule is installed; what asks for the rules then (an
+    ``InvalidatingQuerySet`` write, :func:`tags_of`) raises ``ImproperlyConfigured``."""
     checks.register(check_rules, "redkit")
     setting_changed.connect(_on_setting_changed, dispatch_uid="redkit.invalidation")
     with _lock:
-        _install()
+        try:
+            _install()
+        except ImproperlyConfigured as exc:
+            log.error("redkit: %s (nothing is invalidated until they are fixed)", exc)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
