@@ -152,6 +152,24 @@ def _wait_for(browser: Browser, server: subprocess.Popen[str]) -> None:
     pytest.fail("the shop did not answer within 30 s")
 
 
+def _others_are_refused(base: str, server: Any, ada: int, report: dict[str, Any]) -> None:
+    """Another client, anonymous then logged in as someone else, can neither rename Ada nor
+    read her orders or her report."""
+    mallory = Browser(base)
+    _wait_for(mallory, server)
+    rename = {"name": "Mallory"}
+    assert mallory.call("PATCH", f"/users/{ada}/", rename)[0] == 401
+    assert mallory.call("GET", f"/users/{ada}/orders/")[0] == 401
+    signup = {"username": "mallory", "password": "pw-654321", "name": "M"}
+    assert mallory.call("POST", "/users/", signup)[0] == 201
+    assert mallory.call("POST", "/login/", signup)[0] == 200
+    mallory.token = next(c.value for c in mallory.jar if c.name == "csrftoken")
+    assert mallory.call("PATCH", f"/users/{ada}/", rename)[0] == 403
+    assert mallory.call("GET", f"/users/{ada}/orders/")[0] == 403
+    assert mallory.call("GET", report["status_url"])[0] == 404
+    assert mallory.call("GET", f"/users/{ada}/")[1]["name"] == "Ada"
+
+
 def test_the_shop_serves_with_a_worker_process_that_stops_on_sigterm(
     shop_env: dict[str, str],
 ) -> None:
@@ -193,6 +211,7 @@ def test_the_shop_serves_with_a_worker_process_that_stops_on_sigterm(
             "total": 700,
         }
         assert report["progress"] == {"step": 5, "of": 5}
+        _others_are_refused(f"http://127.0.0.1:{port}", server, body["user"]["id"], started)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(20) == 0, worker.communicate()[0]
     finally:

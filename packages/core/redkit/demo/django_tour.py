@@ -50,23 +50,23 @@ def tour(client: Any) -> None:
     post = lambda path, body, **headers: client.post(  # noqa: E731
         path, body, content_type="application/json", headers=headers
     )
-    print("1. users: a cached read, invalidated when the change commits, not on rollback")
+    print("1. sessions: in Redis, a new session key at login")
     alice = _json(post("/users/", {"username": "alice", "password": "s3cret!", "name": "Alice"}))
     print("  created:", alice)
     path = f"/users/{alice['id']}/"
-    client.get(path)
-    client.patch(path + "?dry_run=1", {"name": "Mallory"}, content_type="application/json")
-    print("  after a rolled-back rename, the cached user:", _json(client.get(path))["name"])
-    client.patch(path, {"name": "Alice Smith"}, content_type="application/json")
-    print("  after a committed rename, the cached user:", _json(client.get(path))["name"])
-
-    print("\n2. sessions: in Redis, a new session key at login")
     client.get(path)
     before = client.cookies.get("sessionid")
     post("/login/", {"username": "alice", "password": "s3cret!"})
     after = client.cookies["sessionid"].value
     print("  the cookie carries only an id:", "alice" not in after)
     print("  new id after login:", before is None or before.value != after)
+
+    print("\n2. users: a cached read, invalidated when the change commits, not on rollback")
+    client.get(path)
+    client.patch(path + "?dry_run=1", {"name": "Mallory"}, content_type="application/json")
+    print("  after a rolled-back rename, the cached user:", _json(client.get(path))["name"])
+    client.patch(path, {"name": "Alice Smith"}, content_type="application/json")
+    print("  after a committed rename, the cached user:", _json(client.get(path))["name"])
 
     print("\n3. idempotency: a retried POST /orders/ runs once")
     first = post("/orders/", {"total": 1250}, **{"Idempotency-Key": "order-2f1c"})

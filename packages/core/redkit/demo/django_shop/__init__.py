@@ -4,7 +4,8 @@ redkit's Django adapter, and the admin.
 - sessions in Redis (``SESSION_ENGINE = "redkit_django.sessions"``), a new session key at login
   (Django's ``login()``), a rate-limited login;
 - ``GET /users/<id>/`` and ``GET /users/<id>/orders/`` cached with tags, invalidated when a
-  transaction that changed the user or their orders commits (never on rollback);
+  transaction that changed the user or their orders commits (never on rollback); only the
+  user themself may rename themself (``PATCH``) or read their orders and reports;
 - ``POST`` honours ``Idempotency-Key`` (middleware); a new order's receipt job is sent only when
   its transaction commits;
 - ``POST /reports/`` answers ``202`` with a ``django.tasks`` result id at once; ``GET

@@ -97,7 +97,19 @@ def _user_page(request: HttpRequest, user_id: int) -> HttpResponse:
     return JsonResponse(_user_json(get_object_or_404(User, pk=user_id)))
 
 
+def _not_yours(request: HttpRequest, user_id: int) -> JsonResponse | None:
+    """A 401 or 403 unless the request is made by user ``user_id``."""
+    if not request.user.is_authenticated:
+        return _problem(401, "log in first")
+    if request.user.pk != user_id:
+        return _problem(403, "only the user themself may do this")
+    return None
+
+
 def _update_user(request: HttpRequest, user_id: int) -> HttpResponse:
+    refused = _not_yours(request, user_id)
+    if refused is not None:
+        return refused
     try:
         name = str(_body(request, "name")["name"])
     except BadRequest as exc:
@@ -113,8 +125,14 @@ def _update_user(request: HttpRequest, user_id: int) -> HttpResponse:
 
 
 @require_GET
-@cached_view(60, tags=["user:{user_id}:orders"])
 def user_orders(request: HttpRequest, user_id: int) -> HttpResponse:
+    """A user's own orders: checked at each request, then read from the cache."""
+    refused = _not_yours(request, user_id)
+    return refused if refused is not None else _orders_page(request, user_id=user_id)
+
+
+@cached_view(60, tags=["user:{user_id}:orders"])
+def _orders_page(request: HttpRequest, user_id: int) -> HttpResponse:
     orders = Order.objects.filter(user_id=user_id)
     return JsonResponse({"orders": [{"id": o.pk, "total": o.total} for o in orders]})
 
