@@ -217,3 +217,28 @@ def test_job_of_gives_the_job_behind_a_result_with_its_progress(backend: Any) ->
     for bad in ("no-colon", "", 5, None):
         with pytest.raises(TaskResultDoesNotExist):
             job_of(bad)
+
+
+def test_a_backend_reads_back_only_results_of_its_own_queues_and_alias(redkit_on: Any) -> None:
+    other = {"BACKEND": "redkit_django.tasks.RedkitBackend", "QUEUES": ["private", "default"]}
+    with override_settings(TASKS={"default": BACKEND, "other": other}):
+        task_backends = _task_backends()
+
+        private = tasks.multiply.using(backend="other", queue_name="private").enqueue(2, 3)
+        shared = tasks.multiply.using(backend="other").enqueue(2, 4)  # its "default" queue
+        assert task_backends["other"].get_result(private.id).args == [2, 3]
+        assert task_backends["other"].get_result(shared.id).args == [2, 4]
+        for result_id in (private.id, shared.id):
+            with pytest.raises(TaskResultDoesNotExist):
+                default_task_backend.get_result(result_id)
+        huge = "default:" + "9" * 100_000
+        with pytest.raises(TaskResultDoesNotExist):
+            default_task_backend.get_result(huge)
+
+
+def _task_backends() -> Any:
+    try:
+        from django.tasks import task_backends
+    except ImportError:
+        from django_tasks import task_backends
+    return task_backends

@@ -6,7 +6,8 @@ A Django task is a job of the redkit queue named by its ``queue_name``: its name
 module path, its data the call's arguments and the task's ``using()`` values. Django's priority
 (-100 to 100, higher first) becomes the queue's priority ``101 - priority`` (1 to 201, lower
 first), so Django tasks run in strict priority order, each priority in the order sent. The
-result id is ``<queue>:<job id>``, so any process reads a result back with ``get_result``. The
+result id is ``<queue>:<job id>``, so any process reads a result back with ``get_result``, from
+the backend that sent it (the id of another backend's queue or job does not exist there). The
 worker (``manage.py redkit_worker``) runs the jobs whose name is no redkit task with
 :class:`TaskRunner`, which sends ``task_started`` and ``task_finished``.
 """
@@ -256,13 +257,16 @@ async def ajob_of(result: Any) -> Any:
         return None
 
 
-def _read_back(result_id: str, queue: str, job: Any) -> Any:
-    """The ``TaskResult`` of the job read from Redis."""
+def _read_back(result_id: str, queue: str, job: Any, backend: Any) -> Any:
+    """The ``TaskResult`` of the job read from Redis, when ``backend`` sent it: a result id
+    naming another backend's queue, or a job another backend sent, does not exist here."""
     declared = _task_at(job.name) if job is not None else None
-    if declared is None:
+    record = job.record if declared is not None else None
+    data = record.data if record is not None and isinstance(record.data, dict) else {}
+    meta = data.get("task")
+    sender = meta.get("backend") if isinstance(meta, dict) else None
+    if record is None or queue not in backend.queues or sender != backend.alias:
         raise TaskResultDoesNotExist(f"no task result has the id {result_id!r}")
-    record = job.record
-    data = record.data if isinstance(record.data, dict) else {}
     errors = []
     if record.failed_reason is not None:
         errors.append(
@@ -341,10 +345,20 @@ if BaseTaskBackend is not None:
             return self._enqueued(task, task.queue_name, job.id, data)
 
         def get_result(self, result_id: str) -> Any:
-            return _read_back(result_id, _split(result_id)[0], job_of(result_id))
+            queue = self._queue_of(result_id)
+            return _read_back(result_id, queue, job_of(result_id), self)
 
         async def aget_result(self, result_id: str) -> Any:
-            return _read_back(result_id, _split(result_id)[0], await ajob_of(result_id))
+            queue = self._queue_of(result_id)
+            return _read_back(result_id, queue, await ajob_of(result_id), self)
+
+        def _queue_of(self, result_id: object) -> str:
+            """The queue a result id names, when it is one of this backend's (nothing is
+            read from Redis for another)."""
+            queue = _split(result_id)[0]
+            if queue not in self.queues:
+                raise TaskResultDoesNotExist(f"no task result has the id {result_id!r}")
+            return queue
 
 else:
 
