@@ -12,7 +12,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis.exceptions as rex
@@ -235,6 +235,15 @@ class SyncExecutor(_Base):
         """Send one batch (one round trip) and return its parsed reply."""
         return batch.parse(self._execute(batch.calls))
 
+    def call(self, call: Call, down: Callable[[RedkitConnectionError], Any]) -> Any:
+        """Send one call (one round trip) and return its reply, or ``down(error)`` when Redis
+        cannot be reached: the breaker and the retries of :meth:`run`, without a batch or a
+        flow (the path of one-command operations such as a cache GET or SET)."""
+        try:
+            return self._execute((call,))[0]
+        except RedkitConnectionError as exc:
+            return down(exc)
+
     def drive(self, flow: Flow[T]) -> T:
         """Run a flow generator to completion, feeding each step's result back into it."""
         send: Any = None
@@ -376,6 +385,15 @@ class AsyncExecutor(_Base):
     async def run(self, batch: Batch[T]) -> T:
         """Send one batch (one round trip) and return its parsed reply."""
         return batch.parse(await self._execute(batch.calls))
+
+    async def call(self, call: Call, down: Callable[[RedkitConnectionError], Any]) -> Any:
+        """Send one call (one round trip) and return its reply, or ``down(error)`` when Redis
+        cannot be reached: the breaker and the retries of :meth:`run`, without a batch or a
+        flow (the path of one-command operations such as a cache GET or SET)."""
+        try:
+            return (await self._execute((call,)))[0]
+        except RedkitConnectionError as exc:
+            return down(exc)
 
     async def drive(self, flow: Flow[T]) -> T:
         """Run a flow generator to completion, feeding each step's result back into it."""

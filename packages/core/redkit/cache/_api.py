@@ -15,8 +15,9 @@ from typing import Any, Generic, ParamSpec, TypeVar
 from .. import _durations as durations
 from .._durations import Duration
 from .._executor import AsyncExecutor, SyncExecutor
+from .._ops import Call
 from ..serializers import Serializer
-from ._core import CacheCore
+from ._core import CacheCore, Pending
 from ._decorator import KeyBuilder, KeySpec, TagSpec
 from ._inputs import strength
 
@@ -53,7 +54,12 @@ class Cache:
     def get(self, key: object, default: Any = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss (or when Redis is unreachable
         and fail-open is on)."""
-        return self._x.drive(self._core.get(key, default))
+        core = self._core
+        call = core.get_call(key)
+        value = core.read(call, self._x.call(call, core.failed_open), default)
+        if type(value) is Pending:
+            return self._x.drive(value.flow)
+        return value
 
     def set(
         self,
@@ -68,7 +74,10 @@ class Cache:
         """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter). Returns False
         when Redis was unreachable and fail-open is on. ``nx``: only if there is no
         entry, ``xx``: only if there is one; False when nothing was written."""
-        return self._x.drive(self._core.set(key, value, ttl, tags, nx, xx))
+        plan = self._core.set(key, value, ttl, tags, nx, xx)
+        if isinstance(plan, Call):
+            return self._core.stored(self._x.call(plan, self._core.failed_open))
+        return self._x.drive(plan)
 
     def delete(self, key: object) -> bool:
         """Remove ``key``; True if it existed. Raises when Redis is unreachable."""
@@ -306,7 +315,12 @@ class AsyncCache:
 
     async def get(self, key: object, default: Any = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss."""
-        return await self._x.drive(self._core.get(key, default))
+        core = self._core
+        call = core.get_call(key)
+        value = core.read(call, await self._x.call(call, core.failed_open), default)
+        if type(value) is Pending:
+            return await self._x.drive(value.flow)
+        return value
 
     async def set(
         self,
@@ -321,7 +335,10 @@ class AsyncCache:
         """Store ``value`` for ``ttl`` seconds (default ``cache_ttl``, plus jitter); ``nx``:
         only if there is no entry, ``xx``: only if there is one. False when nothing was
         written."""
-        return await self._x.drive(self._core.set(key, value, ttl, tags, nx, xx))
+        plan = self._core.set(key, value, ttl, tags, nx, xx)
+        if isinstance(plan, Call):
+            return self._core.stored(await self._x.call(plan, self._core.failed_open))
+        return await self._x.drive(plan)
 
     async def delete(self, key: object) -> bool:
         """Remove ``key``; True if it existed."""

@@ -41,7 +41,15 @@ from ._inputs import strength as _strength
 from ._inputs import tags as _tags
 from ._patterns import compile_pattern
 
-__all__ = ["MISSING", "CacheCore", "Uncommitted", "uncommitted_scope", "writes_pending"]
+__all__ = [
+    "DOWN",
+    "MISSING",
+    "CacheCore",
+    "Pending",
+    "Uncommitted",
+    "uncommitted_scope",
+    "writes_pending",
+]
 
 log = logging.getLogger("redkit.cache")
 
@@ -51,6 +59,17 @@ RELEASE = Script.load("cache_release")
 INCR = Script.load("cache_incr")
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+DOWN: Any = type("Down", (), {"__repr__": lambda self: "DOWN"})()
+"""The reply of a one-call operation that failed open (see :meth:`CacheCore.failed_open`)."""
+
+
+class Pending:
+    """A read that needs another round trip: its shell drives ``flow`` for the value."""
+
+    __slots__ = ("flow",)
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
 
 
 class Uncommitted:
@@ -208,11 +227,13 @@ class CacheCore:
         return [to_ms(seconds * (1.0 + draw() * jitter)) for _ in range(count)]
 
     # -- failure policy -------------------------------------------------------------------------
-    def failed_open(self, exc: RedkitConnectionError) -> None:
-        """Count a call answered without Redis; raise instead when fail-open is off."""
+    def failed_open(self, exc: RedkitConnectionError) -> Any:
+        """Count a call answered without Redis and return :data:`DOWN` (the reply that
+        :meth:`read` and :meth:`stored` take for it); raise instead when fail-open is off."""
         if not self.settings.cache_fail_open:
             raise exc
         self.stats.incr("cache_fail_open")
+        return DOWN
 
     # -- reads ----------------------------------------------------------------------------------
     def using(self, serializer: Serializer) -> CacheCore:
@@ -257,33 +278,57 @@ class CacheCore:
         return True
 
     def get(self, key: object, default: Any) -> Flow[Any]:
-        """Flow of ``cache.get``: one GET; a second round trip only for tagged entries."""
-        k = self.entry_key(key)
+        """Flow of ``cache.get``: :meth:`get_call`, then :meth:`read` of its reply."""
+        call = self.get_call(key)
         try:
-            raw = yield Batch((Call(("GET", k)),), _first)
-            if raw is None:
+            raw = yield Batch((call,), _first)
+        except RedkitConnectionError as exc:
+            raw = self.failed_open(exc)
+        value = self.read(call, raw, default)
+        if type(value) is Pending:
+            value = yield from value.flow
+        return value
+
+    def get_call(self, key: object) -> Call:
+        """The one GET of ``cache.get`` (sent by the executor's one-call path)."""
+        return Call(("GET", self.entry_key(key)))
+
+    def read(self, call: Call, raw: Any, default: Any) -> Any:
+        """The value of ``call``'s GET reply ``raw`` (``default`` on a miss, an unreadable
+        entry or :data:`DOWN`), or a :class:`Pending` whose flow checks a tagged entry's
+        versions in a second round trip."""
+        if raw is None:
+            self.stats.incr("cache_misses")
+            return default
+        if raw is DOWN:
+            return default
+        if raw[:1] == PLAIN:  # the common case: no metadata, nothing to check
+            try:
+                value = self.serializer.loads(raw[1:])
+            except SerializationError as exc:
+                self._unreadable(call.args[1], exc)
                 self.stats.incr("cache_misses")
                 return default
-            if raw[:1] == PLAIN:  # the common case: no metadata, nothing to check
-                try:
-                    value = self.serializer.loads(raw[1:])
-                except SerializationError as exc:
-                    self._unreadable(k, exc)
-                    self.stats.incr("cache_misses")
-                    return default
-                self.stats.incr("cache_hits")
-                return value
-            entry = self._decode(k, raw)
-            if entry is None:
-                self.stats.incr("cache_misses")
-                return default
-            if self._needs_check(entry):
-                ok = yield Batch(tuple(self._check_calls(k, entry)))
-                if not self._check_reply(entry, ok):
-                    self.stats.incr("cache_misses")
-                    return default
+            self.stats.incr("cache_hits")
+            return value
+        k = call.args[1]
+        entry = self._decode(k, raw)
+        if entry is None:
+            self.stats.incr("cache_misses")
+            return default
+        if self._needs_check(entry):
+            return Pending(self._checked(k, entry, default))
+        self.stats.incr("cache_hits")
+        return entry.value
+
+    def _checked(self, key: str, entry: Entry, default: Any) -> Flow[Any]:
+        try:
+            ok = yield Batch(tuple(self._check_calls(key, entry)))
         except RedkitConnectionError as exc:
             self.failed_open(exc)
+            return default
+        if not self._check_reply(entry, ok):
+            self.stats.incr("cache_misses")
             return default
         self.stats.incr("cache_hits")
         return entry.value
@@ -358,9 +403,10 @@ class CacheCore:
         tags: Iterable[str] | None,
         nx: bool = False,
         xx: bool = False,
-    ) -> Flow[bool]:
-        """Flow of ``cache.set``: one SET (plus one round trip for tag versions when tagged);
-        ``nx``: only when there is no entry, ``xx``: only when there is one."""
+    ) -> Call | Flow[bool]:
+        """``cache.set``: one SET call (its reply read by :meth:`stored`), or with tags a flow
+        (one more round trip for tag versions); ``nx``: only when there is no entry, ``xx``:
+        only when there is one."""
         _to_bytes(key)  # an InvalidKeyError for a list, before it is made a dict key
         if nx and xx:
             raise ValueError(
@@ -368,7 +414,7 @@ class CacheCore:
             )
         condition = ("NX",) if nx else ("XX",) if xx else ()
         if tags is None:  # the common case: one SET, built without set_many's lists
-            call = Call(
+            return Call(
                 (
                     "SET",
                     self.entry_key(key),
@@ -378,16 +424,12 @@ class CacheCore:
                     *condition,
                 )
             )
-            return self._write(call)
         return self.set_many({key: value}, ttl, tags, condition)
 
-    def _write(self, call: Call) -> Flow[bool]:
-        try:
-            reply = yield Batch((call,), _first)
-        except RedkitConnectionError as exc:
-            self.failed_open(exc)
-            return False
-        return reply is not None
+    @staticmethod
+    def stored(reply: Any) -> bool:
+        """Whether a SET's reply says it wrote (not for NX/XX refused, nor :data:`DOWN`)."""
+        return reply is not None and reply is not DOWN
 
     def set_many(
         self,
