@@ -8,12 +8,15 @@ compare (install it next to redkit in a separate environment, outside the reposi
     ../benchenv/bin/pip install -e ".[django]" django-redis hiredis orjson
     ../benchenv/bin/python bench/django_overhead.py
 
-Each row is one operation (``CACHE_ROWS``; middleware rows can be added to ``ROWS``) run by
+Each row is one operation (``CACHE_ROWS``) run by
 every contender on the same Redis, in alternating slices (``bench/harness.py``); the first
 contender, ``RedkitCache``, is the baseline, and ``ratio`` is a contender's median time per call
 over the baseline's: above 1, the contender is slower than redkit. Every backend pickles (redkit's
 pickle is signed); keys live under a fresh ``KEY_PREFIX`` and are deleted at the end by
 ``SCAN`` + ``UNLINK`` (never ``clear()``: Django's ``RedisCache.clear`` flushes the database).
+Then the per-request rows of ``bench/django_middleware.py`` run in the same process (Django is
+configured once with the settings of both), and their table is printed after this one;
+``--no-middleware`` leaves them out.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for sub in ("packages/core", "packages/django_ext", ""):
     sys.path.insert(0, str(ROOT / sub))
 
+from bench import django_middleware  # noqa: E402
 from bench.harness import DEFAULT_URL, Contender, Scenario, run_sync  # noqa: E402
 
 Backend = Any
@@ -75,7 +79,7 @@ CACHE_ROWS: dict[str, RowOp] = {
     "cache incr": _incr,
 }
 ROWS: dict[str, RowOp] = {**CACHE_ROWS}
-"""Every row measured; other parts of the adapter add theirs."""
+"""Every cache row measured."""
 
 
 def backends(url: str, prefix: str) -> dict[str, dict[str, Any]]:
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default=os.environ.get("REDIS_URL", DEFAULT_URL))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=2000)
+    parser.add_argument("--middleware-ops", type=int, default=1000)
+    parser.add_argument("--no-middleware", action="store_true", help="only the cache rows")
     args = parser.parse_args(argv)
 
     import django
@@ -116,14 +122,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prefix = f"rkbench-{uuid.uuid4().hex[:8]}"
     caches_conf = backends(args.url, prefix)
+    web = django_middleware.settings_for(args.url, prefix)
     settings.configure(
+        **(web | {"CACHES": web["CACHES"] | caches_conf}),
         SECRET_KEY="bench-only-secret-key-0123456789-abcdefghij",
-        INSTALLED_APPS=["redkit_django"],
-        REDKIT={"URL": args.url, "PREFIX": prefix},
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-        | caches_conf,
     )
     django.setup()
+    try:
+        run_cache_rows(caches_conf, args.rounds, args.ops)
+        if not args.no_middleware:
+            django_middleware.run_rows(args.rounds, args.middleware_ops)
+    finally:
+        # never clear(): Django's RedisCache.clear() is FLUSHDB, which would wipe the database
+        django_middleware.cleanup(args.url, prefix)
+    return 0
+
+
+def run_cache_rows(caches_conf: dict[str, dict[str, Any]], rounds: int, ops: int) -> None:
+    """Measure and print :data:`ROWS` for every backend of ``caches_conf``."""
     from django.core.cache import caches
 
     def keys(label: str, n: int) -> list[str]:
@@ -139,15 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             contenders.append(
                 Contender(name, lambda ks, b=backend, o=op: o(b, ks), keys, round_trips=None)
             )
-        results = run_sync(Scenario(row, "sync", contenders), args.rounds, args.ops, 200, 200)
+        results = run_sync(Scenario(row, "sync", contenders), rounds, ops, 200, 200)
         base = results[0].median_us
         cells = [f"{r.median_us:8.1f}us x{r.median_us / base:5.2f}" for r in results]
         print(f"{row:<22} " + " ".join(f"{c:>20}" for c in cells))
-    # never clear(): Django's RedisCache.clear() is FLUSHDB, which would wipe the database
-    client = caches["RedkitCache"].kit.client
-    for key in list(client.scan_iter(match=f"*{prefix}*", count=1000)):
-        client.unlink(key)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     BaseCache,
     CacheKeyWarning,
+    default_key_func,
     memcache_key_warnings,
 )
 from django.core.exceptions import ImproperlyConfigured
@@ -72,6 +73,7 @@ class BackendBase(BaseCache):  # type: ignore[misc]
         self._sync: Cache | None = None
         self._kit: redkit.Redkit | None = None
         self._async: dict[Any, tuple[redkit.asyncio.Redkit, AsyncCache]] = {}
+        self._head = self._key_head()
 
     @property
     def options(self) -> CacheOptions:
@@ -138,11 +140,30 @@ class BackendBase(BaseCache):  # type: ignore[misc]
                 warnings.warn(warning, CacheKeyWarning, stacklevel=3)
 
     def key(self, key: Any, version: int | None = None) -> str:
-        made: str = self.make_key(key, version)
+        head = self._head
+        if head is not None and version is None and type(key) is str:
+            # Django's default make_key and this validate_key, inlined: the per-call hot path
+            made: str = head + key
+            if len(made) > _MEMCACHE_MAX or _UNSAFE.search(made):
+                self.validate_key(made)
+            return made
+        made = self.make_key(key, version)
         if not isinstance(made, (str, bytes)):
             raise InvalidKeyError(f"KEY_FUNCTION must return a str, not {type(made).__name__}")
         self.validate_key(made)
         return made
+
+    def _key_head(self) -> str | None:
+        """``KEY_PREFIX:VERSION:`` when keys are made the default way (Django's
+        ``default_key_func``, ``make_key`` and ``validate_key`` not overridden), else None."""
+        cls = type(self)
+        if (
+            self.key_func is not default_key_func
+            or cls.make_key is not BaseCache.make_key
+            or cls.validate_key is not BackendBase.validate_key
+        ):
+            return None
+        return f"{self.key_prefix}:{self.version}:"
 
     def keys_of(self, keys: Iterable[Any], version: int | None) -> dict[str, Any]:
         if isinstance(keys, (str, bytes)):

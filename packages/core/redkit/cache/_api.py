@@ -125,7 +125,8 @@ class Cache:
     ) -> int:
         """Atomically add ``delta`` to an integer entry (created at 0 with ``ttl``), of any
         size; with ``create=False`` a missing entry raises ``KeyError``."""
-        return self._x.run(self._core.incr(key, delta, ttl, create))
+        call = self._core.incr(key, delta, ttl, create)
+        return self._core.counted(key, call, self._x.call(call, self._core.unavailable))
 
     def ttl(self, key: object) -> float | None:
         """The entry's remaining lifetime in seconds, or None when there is no entry."""
@@ -385,7 +386,8 @@ class AsyncCache:
     ) -> int:
         """Atomically add ``delta`` to an integer entry. Any size of integer;
         with ``create=False`` a missing entry raises ``KeyError``."""
-        return await self._x.run(self._core.incr(key, delta, ttl, create))
+        call = self._core.incr(key, delta, ttl, create)
+        return self._core.counted(key, call, await self._x.call(call, self._core.unavailable))
 
     async def ttl(self, key: object) -> float | None:
         """The entry's remaining lifetime in seconds, or None when there is no entry."""

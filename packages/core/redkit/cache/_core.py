@@ -492,36 +492,42 @@ class CacheCore:
             return False
         return bool(done)
 
-    def incr(
-        self, key: object, delta: int, ttl: Duration | None, create: bool = True
-    ) -> Batch[int]:
+    def incr(self, key: object, delta: int, ttl: Duration | None, create: bool = True) -> Call:
         """One script call: add ``delta`` to an integer entry that keeps a TTL, of any size
-        (64-bit values with ``INCRBY``, wider ones in decimal). A missing entry starts at 0, or
-        with ``create=False`` raises ``KeyError``."""
+        (64-bit values with ``INCRBY``, wider ones in decimal); its reply is read by
+        :meth:`counted`. A missing entry starts at 0, or with ``create=False`` raises
+        ``KeyError``."""
         if isinstance(delta, bool) or not isinstance(delta, int):
             raise TypeError(f"delta must be an int, not {type(delta).__name__}")
         if not -_MAX_DELTA < delta < _MAX_DELTA:
             raise ValueError("delta must have at most 100 digits")
         ek = self.entry_key(key)
         # the delta as decimal text: the script adds deltas wider than Redis' 64-bit ints too
-        call = Call(
+        return Call(
             (ek, str(delta), str(self.lifetime_ms(ttl)), "1" if create else "0"),
             INCR,
             1,
             idempotent=False,
         )
 
-        def parse(reply: int | list[Any]) -> int:
-            if type(reply) is int:
-                return reply
-            assert isinstance(reply, list)
-            if reply[0] == 0:
-                raise KeyError(key)
-            if reply[0] == 2:
-                raise ResponseError(f"cache entry {ek} is not an integer: cannot increment it")
-            return int(reply[1])
+    @staticmethod
+    def counted(key: object, call: Call, reply: int | list[Any]) -> int:
+        """The new value from the reply to :meth:`incr`'s ``call`` for ``key``."""
+        if type(reply) is int:
+            return reply
+        assert isinstance(reply, list)
+        if reply[0] == 0:
+            raise KeyError(key)
+        if reply[0] == 2:
+            raise ResponseError(
+                f"cache entry {call.args[0]} is not an integer: cannot increment it"
+            )
+        return int(reply[1])
 
-        return Batch.one(call, parse)
+    @staticmethod
+    def unavailable(exc: RedkitConnectionError) -> Any:
+        """The ``down`` of a one-call operation that never fails open: raise."""
+        raise exc
 
     def ttl(self, key: object) -> Batch[float | None]:
         """One PTTL: the entry's remaining lifetime in seconds (``math.inf`` for a key without
