@@ -76,5 +76,6 @@ def key_list(keys: Iterable[object]) -> list[object]:
     except TypeError:
         raise TypeError(f"keys must be a list of keys, not {type(keys).__name__}") from None
     for key in out:
-        _to_bytes(key)  # raises InvalidKeyError for what cannot be a key
+        if type(key) is not str:  # a str is always a key (empty ones are refused when escaped)
+            _to_bytes(key)  # raises InvalidKeyError for what cannot be a key
     return list(dict.fromkeys(out))
