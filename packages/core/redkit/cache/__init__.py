@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._api import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
-from ._core import Uncommitted, uncommitted_scope, writes_pending
+from ._uncommitted import Uncommitted, uncommitted_scope, writes_pending
 
 __all__ = [
     "AsyncCache",

@@ -13,7 +13,6 @@ carry it, and entries and tags may live in different cluster slots.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import itertools
 import logging
 import math
@@ -21,7 +20,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import _durations as durations
@@ -40,15 +39,13 @@ from ._inputs import show as _show
 from ._inputs import strength as _strength
 from ._inputs import tags as _tags
 from ._patterns import compile_pattern
+from ._uncommitted import uncommitted
 
 __all__ = [
     "DOWN",
     "MISSING",
     "CacheCore",
     "Pending",
-    "Uncommitted",
-    "uncommitted_scope",
-    "writes_pending",
 ]
 
 log = logging.getLogger("redkit.cache")
@@ -70,75 +67,6 @@ class Pending:
 
     def __init__(self, flow: Flow[Any]) -> None:
         self.flow = flow
-
-
-class Uncommitted:
-    """Tags of data written in transactions that have not committed yet, per transaction, for
-    the code running in one context (a thread, or an asyncio task). While any is pending,
-    ``get_or_set`` (and ``@cached``) stores nothing: what a loader reads may still roll back.
-    A call whose tags are pending skips the cache altogether, so it sees its own writes.
-
-    An ORM integration reports to the scope of the code that wrote
-    (:func:`uncommitted_scope`): :meth:`record` when its transaction writes, :meth:`settle` when
-    it commits or rolls back. Where a rollback cannot be observed, ``still_open`` tells whether
-    the transaction is still running; a transaction found ended is forgotten."""
-
-    __slots__ = ("pending", "probes")
-
-    def __init__(self) -> None:
-        self.pending: dict[Hashable, set[str]] = {}
-        self.probes: dict[Hashable, Callable[[], bool]] = {}
-
-    def record(
-        self,
-        owner: Hashable,
-        tags: Iterable[str] = (),
-        still_open: Callable[[], bool] | None = None,
-    ) -> None:
-        """``owner``'s transaction (any hashable naming it) wrote data with ``tags``."""
-        self.pending.setdefault(owner, set()).update(tags)
-        if still_open is not None:
-            self.probes[owner] = still_open
-
-    def settle(self, owner: Hashable) -> None:
-        """``owner``'s transaction ended: the cache may be filled again (idempotent)."""
-        self.pending.pop(owner, None)
-        self.probes.pop(owner, None)
-
-    def active(self) -> bool:
-        """Whether a transaction of this scope has written and is still running."""
-        if self.probes:
-            for owner, still_open in list(self.probes.items()):
-                if not still_open():
-                    self.settle(owner)
-        return bool(self.pending)
-
-    def touches(self, tags: Sequence[str]) -> bool:
-        return any(not pending.isdisjoint(tags) for pending in self.pending.values())
-
-
-uncommitted: contextvars.ContextVar[Uncommitted | None] = contextvars.ContextVar(
-    "redkit_uncommitted", default=None
-)
-
-
-def uncommitted_scope() -> Uncommitted:
-    """The :class:`Uncommitted` of the code running here (this thread, or this asyncio task),
-    made on first use. An ORM integration records its transactions' writes in it."""
-    scope = uncommitted.get()
-    if scope is None:
-        scope = Uncommitted()
-        uncommitted.set(scope)
-    return scope
-
-
-def writes_pending() -> bool:
-    """Whether the code running here (this thread, or this asyncio task) is inside a database
-    transaction that has written and not committed yet (tracked by ``redkit.sqlalchemy`` and
-    ``redkit_django``). While it is, nothing read in it may be stored in a shared cache: it may
-    still roll back."""
-    scope = uncommitted.get()
-    return scope is not None and scope.active()
 
 
 class _Tokens:
