@@ -12,7 +12,7 @@ import pytest
 
 from redkit import _executor
 
-TWINS = ["run", "call", "_send", "_one", "_load", "_pipeline"]
+TWINS = ["run", "call", "_send", "_one", "_load", "_pipeline", "_direct", "_exchange"]
 RENAMED = {"asyncio.sleep": "time.sleep"}
 
 

@@ -35,10 +35,16 @@ def atomic_requests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 def _release_connections() -> None:
     for connection in connections.all(initialized_only=True):
-        connection.close()  # a SQLite database in memory stays open, so the thread also...
-    for name in connections:
+        raw = connection.connection
+        connection.close()
+        if raw is not None and connection.connection is raw:
+            # Django keeps a connection to an in-memory SQLite database open (closing the last
+            # one would drop the database): the main thread's holds it, this one may go
+            raw.close()
+            connection.connection = None
+    for name in connections:  # the thread also forgets its connections, for the next test
         with contextlib.suppress(AttributeError):
-            del connections[name]  # ...forgets its connections, for the next test using it
+            del connections[name]
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import redis
+import redis.asyncio
 import redis.exceptions as rex
 
 from ._breaker import CircuitBreaker
@@ -91,6 +93,58 @@ _CONNECTION_ERRORS = (
     TimeoutError,
     OSError,
 )
+
+
+_observability: Any
+_providers: Any
+try:  # redis-py's OpenTelemetry metrics
+    from redis.observability import providers as _providers
+    from redis.observability.providers import get_observability_instance as _observability
+except ImportError:  # pragma: no cover - a redis-py without them
+    _observability = _providers = None
+
+
+def _observed() -> bool:
+    """Whether redis-py records metrics of its commands (then every call goes through it)."""
+    if _observability is None:
+        return False
+    # redis-py makes its instance on first use: none yet means nothing is recorded
+    if getattr(_providers, "_observability_instance", True) is None:
+        return False
+    return bool(_observability().is_enabled())
+
+
+def _direct_pool(client: Any, kind: type) -> Any:
+    """The connection pool of ``client`` when calls may be sent on its connections directly:
+    a plain ``redis.Redis`` (or asyncio ``Redis``) of a pool, without client-side caching;
+    ``None`` for anything else (a cluster client, fakeredis, a single-connection client)."""
+    if type(client) is not kind or getattr(client, "connection", None) is not None:
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or getattr(pool, "cache", None) is not None:
+        return None
+    return pool
+
+
+def _wire(call: Call) -> tuple[Any, ...]:
+    """The command ``call`` sends."""
+    if call.script is None:
+        return call.args
+    return ("EVALSHA", call.script.sha, call.numkeys, *call.args)
+
+
+def _plain(calls: Sequence[Call]) -> bool:
+    """Whether every call's reply is parsed without options (so the direct path applies)."""
+    for call in calls:  # noqa: SIM110 - a loop: no generator to build on the hot path
+        if call.options is not None:
+            return False
+    return True
+
+
+def _callbacks_of(client: Any) -> dict[str, Any]:
+    """redis-py's reply callbacks of ``client``, by command name (redkit's are upper case)."""
+    table = dict(client.response_callbacks.items())
+    return {**{k.lower(): v for k, v in table.items()}, **{k.upper(): v for k, v in table.items()}}
 
 
 def _is_pool_exhausted(exc: BaseException) -> bool:
@@ -185,6 +239,24 @@ class _Base:
         self.retry = retry or RetryPolicy()
 
     _ready = True  # the async cluster client sets it once it knows the topology
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (replaced by a stand-in that raises once its kit is closed)."""
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
+        # Calls on a plain client are sent on a pooled connection directly: what redis-py's
+        # execute_command and pipeline do for them, without their per-command wrappers
+        # (retries that are off, metrics that are off) that cost more than the round trip's
+        # own Python work. Calls with reply options, and every call while redis-py's metrics
+        # are on, go through redis-py.
+        execute = getattr(type(client), "execute_command", None)
+        kind = redis.asyncio.Redis if inspect.iscoroutinefunction(execute) else redis.Redis
+        self._pool = _direct_pool(client, kind)
+        self._callbacks = {} if self._pool is None else _callbacks_of(client)
 
     def _queued(self, calls: Sequence[Call]) -> Any:
         """A pipeline (no transaction) holding ``calls``, ready to execute."""
@@ -304,7 +376,12 @@ class SyncExecutor(_Base):
             try:
                 if self.cluster and not self._ready:
                     self._initialize()
-                replies = [self._one(calls[0])] if len(calls) == 1 else self._pipeline(calls)
+                if self._pool is not None and _plain(calls) and not _observed():
+                    replies = self._direct(calls)
+                elif len(calls) == 1:
+                    replies = [self._one(calls[0])]
+                else:
+                    replies = self._pipeline(calls)
                 break
             except _CONNECTION_ERRORS as exc:
                 time.sleep(self._retry_delay(exc, calls, attempt))
@@ -326,6 +403,47 @@ class SyncExecutor(_Base):
         load, args = self._loader(call)
         load(*args)
         self.stats.incr("script_loads")
+
+    def _direct(self, calls: Sequence[Call]) -> list[Any]:
+        replies, noscript = self._exchange(calls)
+        if noscript:  # scripts that answered NOSCRIPT did not run: load them, run just those
+            for call in {calls[i].script: calls[i] for i in noscript}.values():
+                self._load(call)
+            redone, _ = self._exchange([calls[i] for i in noscript])
+            for i, reply in zip(noscript, redone, strict=True):
+                replies[i] = reply
+        return replies
+
+    def _exchange(self, calls: Sequence[Call]) -> tuple[list[Any], list[int]]:
+        """Send ``calls`` on one pooled connection and read their replies (error replies in
+        place, as exceptions), with where NOSCRIPT was answered. The connection's own methods
+        drop it on a connection error."""
+        pool, callbacks = self._pool, self._callbacks
+        conn = pool.get_connection()
+        try:
+            if len(calls) == 1:
+                conn.send_command(*_wire(calls[0]))
+            else:
+                conn.send_packed_command(conn.pack_commands([_wire(c) for c in calls]))
+            replies: list[Any] = []
+            noscript: list[int] = []
+            for call in calls:
+                try:
+                    reply = conn.read_response()
+                except rex.ResponseError as exc:
+                    if isinstance(exc, rex.NoScriptError):
+                        noscript.append(len(replies))
+                    reply = exc
+                else:
+                    callback = callbacks.get(call.args[0] if call.script is None else "EVALSHA")
+                    if callback is not None:
+                        reply = callback(reply)
+                replies.append(reply)
+            return replies, noscript
+        finally:
+            if conn.should_reconnect():  # the server asked for it (maintenance notifications)
+                conn.disconnect()
+            pool.release(conn)
 
     def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = self._queued(calls).execute(raise_on_error=False)
@@ -469,9 +587,12 @@ class AsyncExecutor(_Base):
             try:
                 if self.cluster and not self._ready:
                     await self._initialize()
-                replies = (
-                    [await self._one(calls[0])] if len(calls) == 1 else await self._pipeline(calls)
-                )
+                if self._pool is not None and _plain(calls) and not _observed():
+                    replies = await self._direct(calls)
+                elif len(calls) == 1:
+                    replies = [await self._one(calls[0])]
+                else:
+                    replies = await self._pipeline(calls)
                 break
             except _CONNECTION_ERRORS as exc:
                 await asyncio.sleep(self._retry_delay(exc, calls, attempt))
@@ -497,6 +618,47 @@ class AsyncExecutor(_Base):
         load, args = self._loader(call)
         await load(*args)
         self.stats.incr("script_loads")
+
+    async def _direct(self, calls: Sequence[Call]) -> list[Any]:
+        replies, noscript = await self._exchange(calls)
+        if noscript:  # scripts that answered NOSCRIPT did not run: load them, run just those
+            for call in {calls[i].script: calls[i] for i in noscript}.values():
+                await self._load(call)
+            redone, _ = await self._exchange([calls[i] for i in noscript])
+            for i, reply in zip(noscript, redone, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _exchange(self, calls: Sequence[Call]) -> tuple[list[Any], list[int]]:
+        """Send ``calls`` on one pooled connection and read their replies (error replies in
+        place, as exceptions), with where NOSCRIPT was answered. The connection's own methods
+        drop it on a connection error, or when the task is cancelled while it waits."""
+        pool, callbacks = self._pool, self._callbacks
+        conn = await pool.get_connection()
+        try:
+            if len(calls) == 1:
+                await conn.send_command(*_wire(calls[0]))
+            else:
+                await conn.send_packed_command(conn.pack_commands([_wire(c) for c in calls]))
+            replies: list[Any] = []
+            noscript: list[int] = []
+            for call in calls:
+                try:
+                    reply = await conn.read_response()
+                except rex.ResponseError as exc:
+                    if isinstance(exc, rex.NoScriptError):
+                        noscript.append(len(replies))
+                    reply = exc
+                else:
+                    callback = callbacks.get(call.args[0] if call.script is None else "EVALSHA")
+                    if callback is not None:
+                        reply = callback(reply)
+                replies.append(reply)
+            return replies, noscript
+        finally:
+            if conn.should_reconnect():  # the server asked for it (maintenance notifications)
+                await conn.disconnect()
+            await pool.release(conn)
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = await self._queued(calls).execute(raise_on_error=False)

@@ -18,6 +18,7 @@ from .errors import InvalidKeyError
 __all__ = ["Keyspace", "escape_part"]
 
 _SAFE = re.compile(rb"[A-Za-z0-9_.\-:/@=+,!|]*\Z")
+_SAFE_STR = re.compile(r"[A-Za-z0-9_.\-:/@=+,!|]+\Z")  # the same, for a str part as it is
 _SAFE_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|"
 )
@@ -41,6 +42,8 @@ def _to_bytes(part: object) -> bytes:
 
 def escape_part(part: object, max_length: int) -> str:
     """Escape one user-supplied key part (see the module docstring). Empty parts are rejected."""
+    if type(part) is str and len(part) <= max_length and _SAFE_STR.match(part):
+        return part  # nothing to escape or shorten: the common case, without encoding
     raw = _to_bytes(part)
     if not raw:
         raise InvalidKeyError("key parts must not be empty")

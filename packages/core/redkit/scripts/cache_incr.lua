@@ -6,12 +6,14 @@
 -- exactly), else {1, the new value's digits}; {0} when the entry is missing and ARGV[3] is '0',
 -- {2} when the entry does not hold an integer.
 local key, delta, ms = KEYS[1], ARGV[1], ARGV[2]
-if ARGV[3] ~= '1' and redis.call('EXISTS', key) == 0 then
+-- one PTTL says both whether the entry exists (-2) and whether it has a TTL (-1: none)
+local pttl = redis.call('PTTL', key)
+if pttl == -2 and ARGV[3] ~= '1' then
   return {0}
 end
 local ok, value = pcall(redis.call, 'INCRBY', key, delta)
 if ok then
-  if redis.call('PTTL', key) < 0 then
+  if pttl < 0 then
     redis.call('PEXPIRE', key, ms)
   end
   if value > -9007199254740992 and value < 9007199254740992 then
@@ -80,7 +82,7 @@ else
   negative, digits = nb, subtract(b, a)
 end
 local result = (negative and digits ~= '0') and ('-' .. digits) or digits
-if redis.call('PTTL', key) > 0 then
+if pttl > 0 then
   redis.call('SET', key, result, 'KEEPTTL')
 else
   redis.call('SET', key, result, 'PX', ms)
