@@ -191,3 +191,51 @@ def test_a_wrong_timeout_setting_is_improperly_configured(caches_on: Any) -> Non
     configured = caches_on(default=backend(TIMEOUT="300"))
     with pytest.raises(ImproperlyConfigured, match="TIMEOUT"):
         configured["default"].get("k")
+
+
+_HOSTILE_VALUES = [[], {}, {"a": 1}, object(), -1, float("nan"), float("inf"), "x" * 300, b"\xff"]
+_OPTION_NAMES = [
+    "SERIALIZER",
+    "COMPRESSOR",
+    "COMPRESS_MIN_SIZE",
+    "FOREVER_TTL",
+    "REVERSE_KEY_FUNCTION",
+    "IGNORE_EXCEPTIONS",
+    "SOCKET_TIMEOUT",
+    "SOCKET_CONNECT_TIMEOUT",
+    "PASSWORD",
+    "CONNECTION_POOL_KWARGS",
+    "CACHE_TTL",
+]
+
+
+@pytest.mark.parametrize("name", _OPTION_NAMES)
+def test_any_value_of_an_option_is_used_or_improperly_configured(caches_on: Any, name: str) -> None:
+    for value in _HOSTILE_VALUES:
+        cache = caches_on(c0=backend(**{name: value}))["c0"]
+        refused: list[str] = []
+        try:
+            assert cache.set("k", 1, 30) is True
+            assert cache.set("forever", 2, None) is True  # FOREVER_TTL
+            assert cache.get_many(["k", "forever"]) == {"k": 1, "forever": 2}  # it works
+        except ImproperlyConfigured as exc:
+            refused.append(str(exc))
+        # taken, or refused with a message naming the option as it was written
+        assert all(name in message for message in refused), refused
+
+
+async def test_keys_follow_a_key_prefix_or_version_changed_at_runtime(cache: Twin) -> None:
+    backend_ = cache.cache
+    await cache.set("a", "v1")
+    original = backend_.key_prefix, backend_.version
+    try:
+        backend_.key_prefix = f"{original[0]}-other"
+        assert backend_.key("a") == backend_.make_key("a")
+        assert await cache.get("a") is None  # another prefix: another key
+        await cache.set("a", "v2")
+        backend_.version = original[1] + 1
+        assert backend_.key("a") == backend_.make_key("a")
+        assert await cache.get("a") is None
+    finally:
+        backend_.key_prefix, backend_.version = original
+    assert await cache.get("a") == "v1"

@@ -49,6 +49,9 @@ setting_changed.connect(_changed, dispatch_uid="redkit.cache.setting_changed")
 class BackendBase(BaseCache):  # type: ignore[misc]
     """Options, keys, timeouts and clients of a ``RedkitCache``."""
 
+    _made_prefix: Any = None  # the key_prefix and version of the key head made last
+    _made_version: Any = None
+
     def __init__(self, server: object, params: Mapping[str, Any]) -> None:
         super().__init__(params)
         timeout = params.get("TIMEOUT", params.get("timeout", 300))
@@ -141,6 +144,10 @@ class BackendBase(BaseCache):  # type: ignore[misc]
 
     def key(self, key: Any, version: int | None = None) -> str:
         head = self._head
+        if head is not None and (
+            self.key_prefix is not self._made_prefix or self.version != self._made_version
+        ):
+            head = self._head = self._key_head()  # key_prefix or version was changed
         if head is not None and version is None and type(key) is str:
             # Django's default make_key and this validate_key, inlined: the per-call hot path
             made: str = head + key
@@ -163,6 +170,7 @@ class BackendBase(BaseCache):  # type: ignore[misc]
             or cls.validate_key is not BackendBase.validate_key
         ):
             return None
+        self._made_prefix, self._made_version = self.key_prefix, self.version
         return f"{self.key_prefix}:{self.version}:"
 
     def keys_of(self, keys: Iterable[Any], version: int | None) -> dict[str, Any]:

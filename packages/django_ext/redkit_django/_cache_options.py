@@ -11,6 +11,7 @@ listed in :data:`NO_MEANING` (ignored, and reported by ``manage.py check``); any
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,8 @@ class CacheOptions:
     forever_ttl_given: bool = False
     reverse_key: Callable[[str], str] | None = None
     ignored: tuple[str, ...] = field(default=())
+    given: dict[str, str] = field(default_factory=dict)
+    """The OPTIONS name each change came from (a setting's, or django-redis')."""
 
     def settings(self, base: Settings) -> Settings | None:
         """``base`` with this backend's changes (None when there are none: the backend then
@@ -92,6 +95,12 @@ class CacheOptions:
         try:
             return base.replace(**changes)
         except (ConfigurationError, TypeError) as exc:
+            for name, value in changes.items():  # which option: name the one the user wrote
+                try:
+                    base.replace(**{name: value})
+                except (ConfigurationError, TypeError) as one:
+                    given = self.given.get(name, name.upper())
+                    raise ImproperlyConfigured(f"CACHES OPTIONS {given}: {one}") from one
             raise ImproperlyConfigured(f"CACHES OPTIONS: {exc}") from exc
 
     def codec(self, secret_key: str | None) -> Codec:
@@ -120,8 +129,8 @@ def _location(location: object) -> str | None:
 
 
 def _choice(name: str, value: object, paths: Mapping[str, str | None], known: Any) -> str | None:
-    if value is None or value in known:
-        return value  # type: ignore[return-value]
+    if value is None or (isinstance(value, str) and value in known):
+        return value
     if isinstance(value, str) and value in paths:
         return paths[value]
     raise ImproperlyConfigured(
@@ -132,8 +141,12 @@ def _choice(name: str, value: object, paths: Mapping[str, str | None], known: An
 
 def _positive_number(name: str, value: object, integer: bool = False) -> Any:
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= 0:
-        what = "a whole number" if integer else "a number of seconds"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or not 0 <= value < math.inf  # NaN fails both
+    ):
+        what = "a whole number" if integer else "a finite number of seconds"
         raise ImproperlyConfigured(f"CACHES OPTIONS {name} must be {what} >= 0, got {value!r}")
     return value
 
@@ -146,6 +159,7 @@ def parse_options(location: object, options: object) -> CacheOptions:
     if not isinstance(options, Mapping):
         raise ImproperlyConfigured(f"CACHES OPTIONS must be a dict, not {type(options).__name__}")
     changes: dict[str, Any] = {}
+    given: dict[str, str] = {}
     url = _location(location)
     if url is not None:
         changes["url"] = url
@@ -159,8 +173,11 @@ def parse_options(location: object, options: object) -> CacheOptions:
             own[name] = value
         elif name in _RENAMED:
             changes[_RENAMED[name]] = value
+            given[_RENAMED[name]] = name
         elif name == "CONNECTION_POOL_KWARGS":
-            changes.update(_pool_kwargs(value))
+            pool = _pool_kwargs(value)
+            changes.update(pool)
+            given.update({k: f"CONNECTION_POOL_KWARGS {k}" for k in pool})
         elif name == "DB":
             raise ImproperlyConfigured(
                 "CACHES OPTIONS db: name the database in LOCATION (redis://host:6379/2)"
@@ -174,7 +191,13 @@ def parse_options(location: object, options: object) -> CacheOptions:
             )
     reverse = own.get("REVERSE_KEY_FUNCTION")
     if isinstance(reverse, str):
-        reverse = import_string(reverse)
+        try:
+            reverse = import_string(reverse)
+        except (ImportError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"CACHES OPTIONS REVERSE_KEY_FUNCTION: cannot import {reverse[:100]!r}: "
+                f"{str(exc)[:200]}"
+            ) from None
     if reverse is not None and not callable(reverse):
         raise ImproperlyConfigured("CACHES OPTIONS REVERSE_KEY_FUNCTION must be callable")
     forever = own.get("FOREVER_TTL", DEFAULT_FOREVER_TTL)
@@ -192,6 +215,7 @@ def parse_options(location: object, options: object) -> CacheOptions:
         forever_ttl_given="FOREVER_TTL" in own,
         reverse_key=reverse,
         ignored=tuple(ignored),
+        given=given,
     )
 
 
