@@ -588,3 +588,29 @@ async def test_a_session_read_while_redis_is_down_fails_closed(app: Callable[...
             await offline.drive(COOKIES.save(new))
     finally:
         twin.close()
+
+
+def test_url_from_environment_prefers_the_variable_then_warns_of_memory(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import logging
+
+    from redkit.errors import ConfigurationError
+    from redkit.web import url_from_environment
+
+    env = {"REDKIT_URL": "redis://127.0.0.1:6379/4"}
+    assert url_from_environment("MY_URL", "my worker", env) == "redis://127.0.0.1:6379/4"
+    assert caplog.records == []
+    with caplog.at_level(logging.WARNING):
+        assert url_from_environment("MY_URL", "my worker", {}) is None
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "memory://" in warning
+    assert "MY_URL" in warning
+    assert "my worker" in warning
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "fakeredis" else real(name)
+    )
+    with pytest.raises(ConfigurationError, match=r"set MY_URL .*redkit\[memory\]"):
+        url_from_environment("MY_URL", "my worker", {})

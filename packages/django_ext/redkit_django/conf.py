@@ -26,9 +26,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import importlib.util
 import logging
-import os
 import threading
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -38,6 +36,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 import redkit
 import redkit.asyncio
+from redkit import web
 from redkit.errors import ConfigurationError
 from redkit.settings import Settings
 
@@ -113,19 +112,12 @@ def _build_settings() -> Settings:
     options = {k: v for k, v in redkit_options().items() if k not in ADAPTER_KEYS}
     extra: dict[str, Any] = {}
     if "URL" not in options:
-        url = os.environ.get("REDKIT_URL")
+        try:
+            url = web.url_from_environment('REDKIT["URL"]', "manage.py redkit_worker", logger=log)
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
         if url:
             extra["url"] = url
-        elif importlib.util.find_spec("fakeredis") is None:
-            raise ImproperlyConfigured(
-                'no REDKIT["URL"] configured: set it (like redis://127.0.0.1:6379/0); the '
-                "in-process memory:// store needs pip install 'redkit[memory]'"
-            )
-        else:
-            log.warning(
-                'redkit: no REDKIT["URL"] configured, using memory:// - a store inside this '
-                "process only: server workers and `manage.py redkit_worker` will not share it"
-            )
     if "SECRET_KEY" not in options:
         secret = _derived_secret()
         if secret is not None:

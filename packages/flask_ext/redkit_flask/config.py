@@ -13,14 +13,12 @@ extension's keyword options over them, and what Flask itself says about sessions
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from redkit.errors import ConfigurationError
+from redkit import web
 from redkit.settings import Settings
 
 __all__ = ["FOREIGN_KEYS", "settings_from_config"]
@@ -64,20 +62,9 @@ def settings_from_config(config: Mapping[str, Any], **options: Any) -> Settings:
     given = {k[len("REDKIT_") :].lower() for k in config if isinstance(k, str)}
     given |= set(options)
     if "url" not in given:
-        url = os.environ.get("REDKIT_URL")
+        url = web.url_from_environment("REDKIT_URL", "flask redkit worker", logger=log)
         if url:
             extra["url"] = url
-        elif importlib.util.find_spec("fakeredis") is None:
-            raise ConfigurationError(
-                "no REDKIT_URL configured: set REDKIT_URL (like redis://127.0.0.1:6379/0); "
-                "the in-process memory:// store needs pip install 'redkit[memory]'"
-            )
-        else:
-            log.warning(
-                "redkit: no REDKIT_URL configured, using memory:// - a store inside this "
-                "process only: server workers and `flask redkit worker` will not share it. "
-                "Set REDKIT_URL (like redis://127.0.0.1:6379/0)."
-            )
     lifetime = config.get("PERMANENT_SESSION_LIFETIME")
     if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool):
         lifetime = timedelta(seconds=lifetime)

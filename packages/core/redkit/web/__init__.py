@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .._clientip import ClientIP, network_key
 from .._optional import require
+from ._config import url_from_environment
 from ._http import Answer, Headers, Request, Response, WebFlow, arun, problem, run, unavailable
 from ._idempotency import Held, IdempotentRequests, IdempotentRule, idempotency_error
 from ._pipeline import Pending, ViewRules, WebRules
@@ -61,4 +62,5 @@ __all__ = [
     "session_state",
     "too_many_requests",
     "unavailable",
+    "url_from_environment",
 ]
