@@ -211,3 +211,28 @@ def test_a_job_of_no_declared_task_fails_naming_it(redkit_on: dict[str, Any]) ->
     run_burst()
     with pytest.raises(JobFailed, match=r"no task named 'tests\.nowhere\.task'"):
         job.wait(0)
+
+
+@DB
+def test_a_task_with_a_using_parameter_gets_it_and_the_alias_comes_from_options(
+    redkit_on: dict[str, Any],
+) -> None:
+    q = redkit_django.get_kit().queue("default")
+    with transaction.atomic(using="sqlite"):
+        job_id = tasks.copy_to.options(using="sqlite").enqueue_on_commit("a", using="archive")
+        assert q.get_job(job_id) is None  # waits for the sqlite transaction, not default's
+    assert q.get_job(job_id).data == {"args": ["a"], "kwargs": {"using": "archive"}}
+    with transaction.atomic(using="default"):
+        later = tasks.copy_to.enqueue_on_commit("b", using="archive")  # the task's argument
+        assert q.get_job(later) is None  # the database: "default"
+    assert q.get_job(later).data == {"args": ["b"], "kwargs": {"using": "archive"}}
+    with transaction.atomic(using="sqlite"):
+        shorthand = tasks.add.options(priority=1).enqueue_on_commit(1, 2, using="sqlite")
+        assert q.get_job(shorthand) is None
+    job = q.get_job(shorthand)
+    assert job.data == {"args": [1, 2], "kwargs": {}}
+    record = job.record
+    assert record is not None
+    assert record.priority == 1
+    with pytest.raises(TypeError, match="database alias"):
+        tasks.add.options(using=3).enqueue_on_commit(1, 2)

@@ -111,19 +111,27 @@ class DjangoTask(Generic[P, R]):
         origin = _registry.get(self.name, self)
         if origin is not self:  # a copy made by options(): the registered one binds
             bound = origin.bind(queue)
-            return bound.options(**self._bound) if self._bound else bound
+            options = self._job_options
+            return bound.options(**options) if options else bound
         found = self._tasks.get(queue)
         if found is None:
             found = self._tasks[queue] = queue.task(name=self.name, **self.defaults)(self._runner)
         return found
 
+    @property
+    def _job_options(self) -> dict[str, Any]:
+        """The bound options that go to the queue (``using`` names a database, not a job's)."""
+        return {k: v for k, v in self._bound.items() if k != "using"}
+
     def _task(self) -> Task[P, R]:
         bound = self.bind(get_kit().queue(self.queue_name))
-        return bound.options(**self._bound) if self._bound else bound  # type: ignore[no-any-return]
+        options = self._job_options
+        return bound.options(**options) if options else bound  # type: ignore[no-any-return]
 
     def _atask(self) -> AsyncTask[P, R]:
         bound = self.bind(get_async_kit().queue(self.queue_name))
-        return bound.options(**self._bound) if self._bound else bound  # type: ignore[no-any-return]
+        options = self._job_options
+        return bound.options(**options) if options else bound  # type: ignore[no-any-return]
 
     # -- sending -----------------------------------------------------------------------------
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
@@ -152,8 +160,9 @@ class DjangoTask(Generic[P, R]):
 
     def options(self, **options: Any) -> DjangoTask[P, R]:
         """This task with job options bound (``job_id``, ``priority``, ``delay``, ``attempts``,
-        ``backoff``, ``timeout``, ``keep``), like ``task.options(priority=1).enqueue(...)``."""
-        unknown = set(options) - _JOB_OPTIONS
+        ``backoff``, ``timeout``, ``keep``), like ``task.options(priority=1).enqueue(...)``;
+        ``using``: the database whose commit :meth:`enqueue_on_commit` waits for."""
+        unknown = set(options) - _JOB_OPTIONS - {"using"}
         if unknown:
             raise TypeError(f"unknown job option(s): {', '.join(sorted(unknown))}")
         return DjangoTask(
@@ -161,11 +170,15 @@ class DjangoTask(Generic[P, R]):
         )
 
     def enqueue_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Add the job once the current transaction of the connection ``using`` (a keyword of
-        this call, default ``"default"``) commits, after the outermost ``atomic`` block; nothing
-        when it rolls back; at once in autocommit. The arguments are checked now. Returns the
-        job's id now (the job exists once the transaction commits)."""
-        using = kwargs.pop("using", None) or DEFAULT_DB_ALIAS
+        """Add the job once the current transaction of the database ``using`` commits (default
+        ``"default"``; ``task.options(using="other")``, or ``using=`` in this call when the
+        task's function has no parameter of that name), after the outermost ``atomic`` block;
+        nothing when it rolls back; at once in autocommit. The arguments are checked now.
+        Returns the job's id now (the job exists once the transaction commits)."""
+        using = self._bound.get("using")
+        if "using" in kwargs and "using" not in _parameters(self.fn):
+            using = kwargs.pop("using")
+        using = using or DEFAULT_DB_ALIAS
         if not isinstance(using, str):
             raise TypeError(f"using must be a database alias, not {using!r}")
         _strict_json.dumps({"args": list(args), "kwargs": kwargs})  # SerializationError now
@@ -173,6 +186,15 @@ class DjangoTask(Generic[P, R]):
         send = self.options(job_id=job_id)
         transaction.on_commit(lambda: send.enqueue(*args, **kwargs), using=using)
         return job_id
+
+
+def _parameters(fn: Callable[..., Any]) -> set[str]:
+    """The names of ``fn``'s parameters that can be passed by keyword."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return set()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 _JOB_OPTIONS = frozenset({"job_id", "delay", "priority", "attempts", "backoff", "timeout", "keep"})

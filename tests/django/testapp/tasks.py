@@ -20,6 +20,12 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@redkit_django.task
+def copy_to(name: str, using: str) -> str:
+    """A task whose own parameter is named ``using``."""
+    return f"{name} -> {using}"
+
+
 @redkit_django.task(queue="emails", attempts=2)
 async def greet(name: str) -> str:
     return f"hello {name}"
