@@ -51,6 +51,10 @@ class RedisProcess:
                 pytest.fail("redis-server is not installed (CI must provide it)")
             pytest.skip("redis-server is not installed")
         self.port = port or free_port()
+        # a port picked here may be taken by another process before the server binds it: the
+        # first start then moves to another free port (a restart keeps the port it had)
+        self._movable = True
+        self._cluster = "--cluster-enabled" in extra
         self.dir = Path(tempfile.mkdtemp(prefix="redkit-redis-"))
         self.unixsocket = str(self.dir / "redis.sock")
         self.extra = extra
@@ -61,6 +65,17 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisProcess:
+        for _ in range(5):
+            if self._launch():
+                self._movable = False
+                return self
+            if not self._movable:
+                break
+            self.port = free_port(cluster=self._cluster)  # the port was taken meanwhile
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def _launch(self) -> bool:
+        """Start redis-server on ``self.port``; False when it exits at once (port taken)."""
         args = [
             str(REDIS_SERVER),
             "--port",
@@ -82,13 +97,18 @@ class RedisProcess:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.proc = None
+                return False  # it could not bind its port
             try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                # over its own unix socket: a server of another process on the port is not it
+                with redis.Redis(unix_socket_path=self.unixsocket, socket_timeout=0.5) as probe:
                     if probe.ping():
-                        return self
-            except redis.RedisError:
+                        return True
+            except (redis.RedisError, OSError):
                 time.sleep(0.02)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
