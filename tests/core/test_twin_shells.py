@@ -137,7 +137,10 @@ class _Strip(ast.NodeTransformer):
         return node
 
 
-def _methods(cls: type) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+def methods_of(
+    cls: type, renames: dict[str, str] = RENAMES
+) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The methods ``cls`` defines, by name (``renames`` applied), without their docstrings."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0]
     assert isinstance(body, ast.ClassDef)
@@ -145,8 +148,8 @@ def _methods(cls: type) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
     for node in body.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if ast.get_docstring(node) is not None:
-                node.body = node.body[1:]  # the words may differ ("awaited"); the code may not
-            out[RENAMES.get(node.name, node.name)] = node
+                node.body = node.body[1:] or [ast.Pass()]  # the words may differ, not the code
+            out[renames.get(node.name, node.name)] = node
     return out
 
 
@@ -158,7 +161,7 @@ def _normal(node: ast.AST) -> str:
 def test_each_shell_method_is_its_twin_without_await(
     sync: type, async_: type, own_io: set[str]
 ) -> None:
-    plain, awaited = _methods(sync), _methods(async_)
+    plain, awaited = methods_of(sync), methods_of(async_)
     assert own_io <= set(plain) | set(awaited), "a listed exception names no method"
     drifted = []
     for name in sorted(set(plain) & set(awaited) - own_io):

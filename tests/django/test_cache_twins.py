@@ -6,11 +6,10 @@ purpose are listed with the reason."""
 from __future__ import annotations
 
 import ast
-import inspect
-import textwrap
 from typing import Any
 
 from redkit_django.cache import RedkitCache
+from tests.core.test_twin_shells import methods_of
 
 # async name -> sync name, beyond the leading "a"
 RENAMES = {"_acache": "_cache", "_adrop": "_drop", "AsyncIterator": "Iterator"}
@@ -59,16 +58,7 @@ class _Strip(ast.NodeTransformer):
 
 
 def _methods() -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
-    tree = ast.parse(textwrap.dedent(inspect.getsource(RedkitCache)))
-    cls = tree.body[0]
-    assert isinstance(cls, ast.ClassDef)
-    out = {}
-    for node in cls.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if ast.get_docstring(node) is not None:
-                node.body = node.body[1:] or [ast.Pass()]  # the words may differ, not the code
-            out[node.name] = node
-    return out
+    return methods_of(RedkitCache, {})
 
 
 def _normal(node: ast.AST) -> str:
