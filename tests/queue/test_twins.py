@@ -13,7 +13,7 @@ import pytest
 
 from redkit.queue import STATES, AsyncJob, AsyncQueue, AsyncTask, Job, Queue, Task
 from tests.conftest import call
-from tests.core.test_twin_shells import _methods
+from tests.core.test_twin_shells import methods_of as _methods
 from tests.queue.conftest import REDIS_AND_MEMORY, serving
 
 TWINS = [(Queue, AsyncQueue), (Job, AsyncJob), (Task, AsyncTask)]
