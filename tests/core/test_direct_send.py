@@ -17,6 +17,7 @@ import redkit
 import redkit.asyncio
 from redkit.errors import ResponseError
 from tests.conftest import backend_url, call, new_prefix
+from tests.servers import RedisProcess
 
 
 @pytest.fixture
@@ -43,9 +44,10 @@ async def test_replies_are_parsed_as_redis_py_parses_them(kit: Any) -> None:
         await call(kit.cache.incr("k"))  # not an integer: Redis answers with an error
 
 
-def test_a_connection_killed_between_calls_is_replaced(plain_url: str) -> None:
-    kit = redkit.Redkit.from_url(plain_url, prefix=new_prefix())
-    admin = redis.Redis.from_url(plain_url)
+def test_a_connection_killed_between_calls_is_replaced() -> None:
+    server = RedisProcess().start()  # a server of its own: CLIENT LIST and KILL are admin's
+    kit = redkit.Redkit.from_url(server.url, prefix=new_prefix())
+    admin = redis.Redis.from_url(server.url)
     try:
         kit.cache.set("k", 1)
         name = f"rk-kill-{new_prefix()}"
@@ -63,6 +65,7 @@ def test_a_connection_killed_between_calls_is_replaced(plain_url: str) -> None:
     finally:
         admin.close()
         kit.close()
+        server.cleanup()
 
 
 async def test_a_cancelled_call_drops_its_connection(plain_url: str) -> None:

@@ -160,6 +160,10 @@ def _others_are_refused(base: str, server: Any, ada: int, report: dict[str, Any]
     rename = {"name": "Mallory"}
     assert mallory.call("PATCH", f"/users/{ada}/", rename)[0] == 401
     assert mallory.call("GET", f"/users/{ada}/orders/")[0] == 401
+    taken = {"username": "ada", "password": "pw-000000", "name": "Not Ada"}
+    assert mallory.call("POST", "/users/", taken)[0] == 409  # a clean answer, not a 500
+    too_long = {"username": "m" * 151, "password": "pw-000000", "name": "M"}
+    assert mallory.call("POST", "/users/", too_long)[0] == 400
     signup = {"username": "mallory", "password": "pw-654321", "name": "M"}
     assert mallory.call("POST", "/users/", signup)[0] == 201
     assert mallory.call("POST", "/login/", signup)[0] == 200

@@ -13,6 +13,7 @@ from redkit.web import require
 
 require("starlette", "starlette")
 
+from ._depends import Refused  # noqa: E402
 from ._kit import STATE_NAME, Redkit, get_kit  # noqa: E402
 from ._middleware import (  # noqa: E402
     CacheMiddleware,
@@ -27,6 +28,7 @@ __all__ = [
     "IdempotencyMiddleware",
     "RateLimitMiddleware",
     "Redkit",
+    "Refused",
     "SessionMiddleware",
     "get_kit",
     "regenerate_session",

@@ -22,6 +22,7 @@ from redkit.asyncio import Redkit as AsyncRedkit
 from redkit.queue import AsyncTask, Worker
 from redkit.settings import Settings
 
+from ._depends import Dependencies
 from ._leases import AsyncLeaseKeeper
 from ._rules import RouteDecorators
 
@@ -58,6 +59,8 @@ class Running:
 
     kit: AsyncRedkit
     keeper: AsyncLeaseKeeper
+    views: web.WebRules
+    """The flows of what a dependency declares alone (no default or application limit)."""
     web: web.WebRules
     """The web flows of the settings (application-wide idempotency is the middleware's)."""
     tasks: dict[Callable[..., Any], AsyncTask[Any, Any]] = field(default_factory=dict)
@@ -77,7 +80,7 @@ def get_kit(conn: HTTPConnection) -> AsyncRedkit:
     return kit
 
 
-class Redkit(RouteDecorators):
+class Redkit(RouteDecorators, Dependencies):
     """redkit for one or more Starlette/FastAPI applications.
 
     ``Redkit(url, **settings)`` takes the URL and any redkit setting; without ``url``, every
@@ -222,7 +225,10 @@ class Redkit(RouteDecorators):
         kit = AsyncRedkit(self.settings)
         keeper = AsyncLeaseKeeper(kit.idempotency, self.settings.idempotency_lease)
         quiet = self.settings.replace(idempotency_methods=())
-        running = Running(kit, keeper, web.WebRules(quiet, keeper))
+        alone = quiet.replace(ratelimit_default=None, ratelimit_application=None)
+        running = Running(
+            kit, keeper, views=web.WebRules(alone, keeper), web=web.WebRules(quiet, keeper)
+        )
         for spec in self._tasks:
             queue = kit.queue(spec.queue)
             running.tasks[spec.fn] = queue.task(name=spec.name, **spec.options)(spec.fn)

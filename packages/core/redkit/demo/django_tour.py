@@ -1,6 +1,6 @@
-"""A tour of the Django example shop (:mod:`redkit.demo.django_shop`) on SQLite, with its
-workers in this process; requests go through Django's test client.
-``python -m redkit demo --part django`` runs it."""
+"""A tour of the Django example shop (:mod:`redkit.demo.django_shop`) on a SQLite file of its
+own (``DATABASE_URL`` is ignored), with its workers in this process; requests go through
+Django's test client. ``python -m redkit demo --part django`` runs it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def run(url: str) -> None:
         os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS
         os.environ["REDKIT_URL"] = url
         os.environ["SHOP_SQLITE"] = os.path.join(tmp, "shop.sqlite3")
+        # the tour's data lives in that file only: never in a database DATABASE_URL names
+        os.environ.pop("DATABASE_URL", None)
         import django
 
         django.setup()

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404
@@ -77,9 +77,16 @@ def create_user(request: HttpRequest) -> HttpResponse:
         data = _body(request, "username", "password", "name")
     except BadRequest as exc:
         return _problem(400, str(exc))
-    user = User.objects.create_user(
-        str(data["username"]), password=str(data["password"]), first_name=str(data["name"])
-    )
+    username = str(data["username"])
+    if not username or len(username) > 150:
+        return _problem(400, "username must have 1 to 150 characters")
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username, password=str(data["password"]), first_name=str(data["name"])[:150]
+            )
+    except IntegrityError:  # taken (also by a request racing this one)
+        return _problem(409, "this username is taken")
     response = JsonResponse(_user_json(user), status=201)
     response["Location"] = reverse("shop:user", args=[user.pk])
     return response
