@@ -101,10 +101,11 @@ class RedisProcess:
                 self.proc = None
                 return False  # it could not bind its port
             try:
-                # over its own unix socket: a server of another process on the port is not it
-                with redis.Redis(unix_socket_path=self.unixsocket, socket_timeout=0.5) as probe:
-                    if probe.ping():
+                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                    # a server of another process on the port is not this one
+                    if probe.info("server").get("process_id") == self.proc.pid:
                         return True
+                    time.sleep(0.02)
             except (redis.RedisError, OSError):
                 time.sleep(0.02)
         self.stop()
