@@ -93,6 +93,34 @@ async def test_cache_fails_open_while_redis_is_down_and_recovers(
         await close(kit)
 
 
+async def test_get_many_fails_open_on_either_round_trip(server: RedisProcess, mode: str) -> None:
+    kit = make(mode, server.url)
+    try:
+        await call(kit.cache.set_many({"a": 1, "b": 2}))
+        await call(kit.cache.set("t", 3, tags=["users"]))
+        assert await call(kit.cache.get_many(["t", "a", "nope", "b"])) == {"t": 3, "a": 1, "b": 2}
+        assert list(await call(kit.cache.get_many(["b", "t", "a"]))) == ["b", "t", "a"]
+
+        # the tag check (the second round trip) fails: nothing is served, not half a page
+        core = kit.cache._core
+        plan = core._check_calls
+
+        def down_after_mget(key: str, entry: Any) -> Any:
+            server.stop()
+            return plan(key, entry)
+
+        core._check_calls = down_after_mget
+        assert await call(kit.cache.get_many(["a", "t", "b"])) == {}
+        assert kit.stats.get("cache_fail_open") == 1
+        core._check_calls = plan
+        # the MGET itself fails
+        assert await call(kit.cache.get_many(["a", "b"])) == {}
+        assert kit.stats.get("cache_fail_open") == 2
+    finally:
+        await close(kit)
+        server.start()
+
+
 async def test_fail_closed_raises_typed_errors(server: RedisProcess, mode: str) -> None:
     kit = make(mode, server.url, cache_fail_open=False)
     try:

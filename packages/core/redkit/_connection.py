@@ -433,6 +433,9 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
             # instead of failing at once
             from redis import Redis
 
+            if scheme == "unix":
+                extra.update(_no_maintenance_notices())
+
             bpool = checked_pool(
                 WaitingPool.from_url(
                     url,
@@ -451,6 +454,17 @@ def make_client(settings: Settings, *, asyncio: bool) -> Any:
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
     raise ConfigurationError(f"unsupported URL {redact_url(url)!r}")  # pragma: no cover
+
+
+def _no_maintenance_notices() -> dict[str, Any]:
+    """Connection options that keep redis-py from asking a Unix socket's server for
+    maintenance notices: they are about moving endpoints by host name, which a socket has none
+    of (redis-py 8.0 refuses the connection instead of skipping the handshake)."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # pragma: no cover - a redis-py without them sends no such handshake
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def _sentinel(settings: Settings, parts: Any, common: dict[str, Any], asyncio: bool) -> Any:

@@ -18,7 +18,7 @@ from .errors import InvalidKeyError
 __all__ = ["Keyspace", "escape_part"]
 
 _SAFE = re.compile(rb"[A-Za-z0-9_.\-:/@=+,!|]*\Z")
-_SAFE_STR = re.compile(r"[A-Za-z0-9_.\-:/@=+,!|]+\Z")  # the same, for a str part as it is
+SAFE_STR = re.compile(r"[A-Za-z0-9_.\-:/@=+,!|]+\Z")  # the same, for a str part as it is
 _SAFE_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|"
 )
@@ -42,7 +42,7 @@ def _to_bytes(part: object) -> bytes:
 
 def escape_part(part: object, max_length: int) -> str:
     """Escape one user-supplied key part (see the module docstring). Empty parts are rejected."""
-    if type(part) is str and len(part) <= max_length and _SAFE_STR.match(part):
+    if type(part) is str and len(part) <= max_length and SAFE_STR.match(part):
         return part  # nothing to escape or shorten: the common case, without encoding
     raw = _to_bytes(part)
     if not raw:
@@ -75,6 +75,10 @@ class Keyspace:
         """``<prefix>:<component>:<escaped parts joined by ':'>`` (no hash tag)."""
         escaped = ":".join(self.part(p) for p in parts)
         return f"{self._base}{component}:{escaped}" if parts else f"{self._base}{component}"
+
+    def tag_head(self, component: str) -> str:
+        """The start of every :meth:`tagged` key of ``component``, up to its hash tag's ``{``."""
+        return f"{self._base}{component}:{{"
 
     def tagged(self, component: str, tag: object, *suffix: str) -> str:
         """``<prefix>:<component>:{<escaped tag>}[:suffix...]``: every key built from the same

@@ -89,7 +89,16 @@ class Cache:
 
     def get_many(self, keys: Iterable[object]) -> dict[Any, Any]:
         """The cached values of ``keys`` that are present, as a dict (misses are left out)."""
-        return self._x.drive(self._core.get_many(keys))
+        core = self._core
+        many = core.many(keys)
+        if many is None:
+            return {}
+        if many.call is None:  # a cluster: one GET per entry
+            return self._x.drive(core.many_flow(many))
+        found = core.read_many(many, self._x.call(many.call, core.failed_open))
+        if isinstance(found, Pending):
+            return self._x.drive(found.flow)
+        return found
 
     def set_many(
         self,
@@ -351,7 +360,16 @@ class AsyncCache:
 
     async def get_many(self, keys: Iterable[object]) -> dict[Any, Any]:
         """The cached values of ``keys`` that are present."""
-        return await self._x.drive(self._core.get_many(keys))
+        core = self._core
+        many = core.many(keys)
+        if many is None:
+            return {}
+        if many.call is None:  # a cluster: one GET per entry
+            return await self._x.drive(core.many_flow(many))
+        found = core.read_many(many, await self._x.call(many.call, core.failed_open))
+        if isinstance(found, Pending):
+            return await self._x.drive(found.flow)
+        return found
 
     async def set_many(
         self,

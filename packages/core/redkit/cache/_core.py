@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import _durations as durations
 from .._durations import Duration, to_ms
-from .._keys import Keyspace, _to_bytes
+from .._keys import SAFE_STR, Keyspace, _to_bytes
 from .._ops import Batch, Call, Flow, Load, Script, Sleep, command, script
 from .._ops import first as _first
 from .._stats import Stats
@@ -45,6 +45,7 @@ __all__ = [
     "DOWN",
     "MISSING",
     "CacheCore",
+    "Many",
     "Pending",
 ]
 
@@ -58,6 +59,15 @@ INCR = Script.load("cache_incr")
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 DOWN: Any = type("Down", (), {"__repr__": lambda self: "DOWN"})()
 """The reply of a one-call operation that failed open (see :meth:`CacheCore.failed_open`)."""
+
+
+class Many:
+    """The keys of one ``cache.get_many``: the caller's, their entry keys, and the MGET."""
+
+    __slots__ = ("call", "rkeys", "wanted")
+
+    def __init__(self, wanted: list[object], rkeys: list[str], call: Call | None) -> None:
+        self.wanted, self.rkeys, self.call = wanted, rkeys, call
 
 
 class Pending:
@@ -110,13 +120,17 @@ class CacheCore:
         self.serializer = serializer
         self.stats = stats
         self.cluster = cluster
-        self._made: dict[str, str] = {}  # entry keys of recent str keys (escaping is pure)
+        self._made: dict[str, str] = {}  # entry keys of recent escaped str keys (pure)
+        self._entry_head = keyspace.tag_head("cache")
+        self._max_part = keyspace.max_length
 
     # -- keys -----------------------------------------------------------------------------------
     def entry_key(self, key: object) -> str:
         """The Redis key of cache entry ``key``."""
         if type(key) is not str:  # not 1 for True: only exact str keys are remembered
             return self.keys.tagged("cache", key)
+        if len(key) <= self._max_part and SAFE_STR.match(key):  # nothing to escape
+            return f"{self._entry_head}{key}}}"
         made = self._made.get(key)
         if made is None:
             made = self.keys.tagged("cache", key)
@@ -264,50 +278,88 @@ class CacheCore:
     def get_many(self, keys: Iterable[object]) -> Flow[dict[Any, Any]]:
         """Flow of ``cache.get_many``: one MGET (pipelined GETs on a cluster), then one round trip
         to check tag versions of the tagged entries, if any."""
+        many = self.many(keys)
+        if many is None:
+            return {}
+        return (yield from self.many_flow(many))
+
+    def many_flow(self, many: Many) -> Flow[dict[Any, Any]]:
+        """Flow of the reads of :meth:`many`'s keys."""
+        try:
+            if many.call is not None:
+                raws = yield Batch.one(many.call)
+            else:
+                raws = yield Batch(tuple(command("GET", k, bounded=True) for k in many.rkeys), list)
+        except RedkitConnectionError as exc:
+            raws = self.failed_open(exc)
+        found = self.read_many(many, raws)
+        if isinstance(found, Pending):
+            found = yield from found.flow
+        return found
+
+    def many(self, keys: Iterable[object]) -> Many | None:
+        """The keys of ``cache.get_many`` and their one MGET (sent by the executor's one-call
+        path; None on a cluster, where the entries' slots differ), or None for no keys."""
         wanted = _key_list(keys)
         if not wanted:
-            return {}
+            return None
         rkeys = [self.entry_key(k) for k in wanted]
-        try:
-            if self.cluster:
-                raws = yield Batch(tuple(command("GET", k, bounded=True) for k in rkeys), list)
+        return Many(wanted, rkeys, None if self.cluster else Call(("MGET", *rkeys)))
+
+    def read_many(self, many: Many, raws: Any) -> dict[Any, Any] | Pending:
+        """The entries found in ``raws`` (the MGET reply, or :data:`DOWN`: none), or a
+        :class:`Pending` whose flow checks the tag versions of the tagged ones."""
+        if raws is DOWN:
+            return {}
+        found: dict[Any, Any] = {}
+        checks: list[tuple[Any, Entry, int, int]] = []
+        calls: list[Call] = []
+        loads = self.serializer.loads
+        for user_key, rkey, raw in zip(many.wanted, many.rkeys, raws):
+            if raw is None:
+                continue
+            if raw[:1] == PLAIN:  # no metadata: decoded here, without an Entry
+                try:
+                    found[user_key] = loads(raw[1:])
+                except SerializationError as exc:
+                    self._unreadable(rkey, exc)
+                continue
+            entry = self._decode(rkey, raw)
+            if entry is None:
+                continue
+            if self._needs_check(entry):
+                more = self._check_calls(rkey, entry)
+                checks.append((user_key, entry, len(calls), len(calls) + len(more)))
+                calls.extend(more)
             else:
-                raws = yield Batch.one(command("MGET", *rkeys, bounded=True))
-            found: dict[Any, Any] = {}
-            checks: list[tuple[Any, Entry, int, int]] = []
-            calls: list[Call] = []
-            loads = self.serializer.loads
-            for user_key, rkey, raw in zip(wanted, rkeys, raws):
-                if raw is None:
-                    continue
-                if raw[:1] == PLAIN:  # no metadata: decoded here, without an Entry
-                    try:
-                        found[user_key] = loads(raw[1:])
-                    except SerializationError as exc:
-                        self._unreadable(rkey, exc)
-                    continue
-                entry = self._decode(rkey, raw)
-                if entry is None:
-                    continue
-                if self._needs_check(entry):
-                    more = self._check_calls(rkey, entry)
-                    checks.append((user_key, entry, len(calls), len(calls) + len(more)))
-                    calls.extend(more)
-                else:
-                    found[user_key] = entry.value
-            if calls:
-                replies = yield Batch(tuple(calls), list)
-                for user_key, entry, start, end in checks:
-                    if self._check_reply(entry, replies[start:end]):
-                        found[user_key] = entry.value
+                found[user_key] = entry.value
+        if calls:
+            return Pending(self._checked_many(many.wanted, found, checks, calls))
+        self._count_many(len(many.wanted), len(found))
+        return found
+
+    def _checked_many(
+        self,
+        wanted: list[object],
+        found: dict[Any, Any],
+        checks: list[tuple[Any, Entry, int, int]],
+        calls: list[Call],
+    ) -> Flow[dict[Any, Any]]:
+        try:
+            replies = yield Batch(tuple(calls), list)
         except RedkitConnectionError as exc:
             self.failed_open(exc)
             return {}
-        self.stats.incr("cache_hits", len(found))
-        self.stats.incr("cache_misses", len(wanted) - len(found))
-        if checks:  # keep the caller's order (the checked entries were found last)
-            return {k: found[k] for k in wanted if k in found}
-        return found
+        for user_key, entry, start, end in checks:
+            if self._check_reply(entry, replies[start:end]):
+                found[user_key] = entry.value
+        self._count_many(len(wanted), len(found))
+        # keep the caller's order (the checked entries were found last)
+        return {k: found[k] for k in wanted if k in found}
+
+    def _count_many(self, wanted: int, found: int) -> None:
+        self.stats.incr("cache_hits", found)
+        self.stats.incr("cache_misses", wanted - found)
 
     # -- writes ---------------------------------------------------------------------------------
     def _tag_versions(self, tags: Sequence[str], new: str) -> Batch[list[str]]:
