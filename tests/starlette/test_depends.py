@@ -113,9 +113,7 @@ def test_bad_limits_fail_when_the_dependency_is_made(make_rk: Callable[..., Redk
         rk.limit("10/minute", cost=0)
 
 
-async def test_redis_down_fails_open_or_closed_as_configured(
-    make_rk: Callable[..., Redkit],
-) -> None:
+async def test_redis_down_fails_open_or_closed_as_configured() -> None:
     for fail_open, expected in ((True, 200), (False, 503)):
         rk = Redkit(
             "redis://127.0.0.1:1/0",  # nothing listens there
@@ -140,3 +138,176 @@ def test_refused_carries_the_answer() -> None:
     assert exc.detail == "slow down"
     assert exc.headers == {"Retry-After": "3"}
     assert exc.answer is answer
+
+
+# -- Depends(rk.idempotency()) and Depends(rk.session) ------------------------------------------
+
+
+def _shop(rk: Redkit, **rule: Any) -> tuple[FastAPI, list[str | None]]:
+    app = FastAPI(lifespan=rk.lifespan, middleware=rk.middleware())
+    ran: list[str | None] = []
+
+    @app.post("/orders")
+    async def order(
+        item: dict[str, Any], key: str | None = Depends(rk.idempotency(**rule))
+    ) -> dict[str, Any]:
+        ran.append(key)
+        return {"order": len(ran), "item": item, "key": key}
+
+    router = APIRouter(dependencies=[Depends(rk.idempotency(required=True))])
+
+    @router.post("/api/pay")
+    async def pay(amount: int) -> dict[str, int]:
+        ran.append(None)
+        return {"paid": amount}
+
+    app.include_router(router)
+    return app, ran
+
+
+async def test_an_idempotency_dependency_replays_and_hands_the_endpoint_its_key(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    rk = make_rk()
+    app, ran = _shop(rk)
+    async with serve(app) as http:
+        first = await http.post("/orders", json={"sku": "tea"}, headers={"idempotency-key": "o-1"})
+        again = await http.post("/orders", json={"sku": "tea"}, headers={"idempotency-key": "o-1"})
+        assert first.status_code == again.status_code == 200
+        assert first.json() == again.json() == {"order": 1, "item": {"sku": "tea"}, "key": "o-1"}
+        assert again.headers["idempotent-replayed"] == "true"
+        assert ran == ["o-1"]
+        other = await http.post("/orders", json={"sku": "cake"}, headers={"idempotency-key": "o-1"})
+        assert other.status_code == 422  # the key was used for another request
+        # without a key (not required here) the endpoint runs each time, key None
+        assert (await http.post("/orders", json={"sku": "tea"})).json()["key"] is None
+        assert (await http.post("/orders", json={"sku": "tea"})).json()["order"] == 3
+        # a router's dependency: the key is required on every route of it
+        missing = await http.post("/api/pay", params={"amount": 5})
+        assert missing.status_code == 400, missing.text
+        paid = await http.post("/api/pay", params={"amount": 5}, headers={"idempotency-key": "p"})
+        replay = await http.post("/api/pay", params={"amount": 5}, headers={"idempotency-key": "p"})
+        assert paid.json() == replay.json() == {"paid": 5}
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert ran.count(None) == 3  # two keyless orders and one payment
+
+
+@pytest.mark.parametrize(
+    "key", ["", " ", "x" * 10_000, "caf\u00e9", "a\u0000b", "\ud800", "k\r\nset-cookie: a=b"]
+)
+async def test_hostile_keys_through_the_dependency_get_a_400_never_a_500(
+    make_rk: Callable[..., Redkit], key: str
+) -> None:
+    rk = make_rk()
+    app, ran = _shop(rk)
+    raw = key.encode("utf-8", "surrogatepass")
+    async with serve(app) as http:
+        got = await http.post("/orders", json={}, headers=[(b"idempotency-key", raw)])
+        assert got.status_code in (400, 200), got.text
+        if got.status_code == 200:  # an empty or blank field is no key at all
+            assert got.json()["key"] in (None, "")
+        else:
+            assert ran == []  # refused before the endpoint
+            assert got.headers["content-type"] == "application/problem+json"
+        assert "set-cookie" not in got.headers
+
+
+async def test_the_idempotency_dependency_documents_its_header_in_openapi(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    rk = make_rk()
+    app, _ = _shop(rk, required=False)
+    schema = app.openapi()
+    params = {p["name"]: p for p in schema["paths"]["/orders"]["post"].get("parameters", [])}
+    assert params["Idempotency-Key"]["in"] == "header"
+    assert params["Idempotency-Key"].get("required", False) is False
+    pay = {p["name"]: p for p in schema["paths"]["/api/pay"]["post"]["parameters"]}
+    assert pay["Idempotency-Key"]["required"] is True
+    assert pay["amount"]["in"] == "query"  # the endpoint's own parameters are kept
+
+
+async def test_dependencies_without_their_middleware_say_what_is_missing(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    rk = make_rk()
+    app = FastAPI(lifespan=rk.lifespan)  # no middleware
+
+    @app.post("/orders", dependencies=[Depends(rk.idempotency())])
+    async def order() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(session: Any = Depends(rk.session)) -> dict[str, Any]:
+        return dict(session)
+
+    async with serve(app) as http:
+        with pytest.raises(RuntimeError, match="IdempotencyMiddleware"):
+            await http.post("/orders")
+        with pytest.raises(RuntimeError, match="SessionMiddleware"):
+            await http.get("/me")
+
+
+async def test_a_session_dependency_reads_and_writes_the_server_side_session(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    from redkit.web import LazySession
+
+    rk = make_rk(sessions=True)
+    app = FastAPI(lifespan=rk.lifespan, middleware=rk.middleware())
+
+    @app.post("/cart/{sku}")
+    async def add(sku: str, session: LazySession = Depends(rk.session)) -> dict[str, Any]:
+        session["cart"] = [*session.get("cart", []), sku]
+        return {"cart": session["cart"]}
+
+    @app.get("/cart")
+    async def cart(session: LazySession = Depends(rk.session)) -> dict[str, Any]:
+        return {"cart": session.get("cart", [])}
+
+    async with serve(app) as http:
+        assert (await http.post("/cart/tea")).json() == {"cart": ["tea"]}
+        assert (await http.post("/cart/cake")).json() == {"cart": ["tea", "cake"]}
+        assert (await http.get("/cart")).json() == {"cart": ["tea", "cake"]}
+        cookie = http.cookies.get("session")
+        assert cookie is not None
+        assert "tea" not in cookie  # only the signed id travels
+        http.cookies.clear()
+        http.cookies.set("session", cookie[:-3] + "AAA")  # tampered: a new, empty session
+        assert (await http.get("/cart")).json() == {"cart": []}
+    schema = app.openapi()  # the dependency adds no parameter
+    assert "parameters" not in schema["paths"]["/cart"]["get"]
+
+
+async def test_decorated_endpoints_of_included_routers_keep_their_rules(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    # FastAPI includes routers lazily: the middleware must still find the endpoint reached
+    rk = make_rk()
+    app = FastAPI(lifespan=rk.lifespan, middleware=rk.middleware())
+    outer, inner = APIRouter(prefix="/v1"), APIRouter(prefix="/admin")
+
+    @outer.get("/search")
+    @rk.rate_limit("1/minute")
+    async def search() -> dict[str, bool]:
+        return {"ok": True}
+
+    @inner.get("/report/{n}")
+    @rk.rate_limit("1/minute")
+    async def report(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    @inner.get("/free")
+    @rk.exempt
+    async def free() -> dict[str, bool]:
+        return {"free": True}
+
+    outer.include_router(inner)
+    app.include_router(outer)
+    async with serve(app) as http:
+        assert (await http.get("/v1/admin/report/x")).status_code == 422  # counted, validated
+        assert (await http.get("/v1/admin/report/3")).status_code == 429
+        assert (await http.get("/v1/search")).status_code == 200
+        assert (await http.get("/v1/search")).status_code == 429
+        assert (await http.get("/v1/nothing")).status_code == 404
+        for _ in range(3):
+            assert (await http.get("/v1/admin/free")).status_code == 200

@@ -1,8 +1,12 @@
 """FastAPI dependencies over :mod:`redkit.web`: ``Depends(rk.limit("10/minute"))`` counts a
 request against a limit where the endpoint declares it (in its parameters, or a router's
 ``dependencies=``), with the limit's headers set on FastAPI's ``Response``; over the limit the
-dependency raises ``HTTPException(429)`` with ``Retry-After`` and those headers. Nothing is
-wrapped: the endpoint's signature, validation and OpenAPI schema stay as they are."""
+dependency raises ``HTTPException(429)`` with ``Retry-After`` and those headers.
+``Depends(rk.idempotency())`` makes the routes declaring it idempotent (the idempotency
+middleware, which sees the response, does the work) and hands the endpoint the key;
+``Depends(rk.session)`` is the request's server-side session. Nothing is wrapped: the
+endpoint's signature, validation and OpenAPI schema stay as they are (the idempotency
+dependency adds its ``Idempotency-Key`` header to the schema)."""
 
 from __future__ import annotations
 
@@ -18,11 +22,13 @@ from redkit import web
 from redkit.errors import RedkitConnectionError
 
 from ._asgi import describe
-from ._middleware import _caller, _user
+from ._middleware import DECLARED, IDEMPOTENCY, _caller, _user
 
 __all__ = ["Dependencies", "Refused"]
 
 Dependency = Callable[[Request, Response], Awaitable[None]]
+
+KEY_HEADER = "Idempotency-Key"
 
 
 class Refused(HTTPException):
@@ -90,3 +96,65 @@ class Dependencies:
                 response.headers[name] = value
 
         return rate_limited
+
+    def idempotency(
+        self,
+        *,
+        required: bool = False,
+        methods: Iterable[str] = ("POST", "PUT", "PATCH", "DELETE"),
+        scope: Callable[[Any], Any] | None = None,
+        store_server_errors: bool | None = None,
+        allow_headers: Iterable[str] = (),
+    ) -> Callable[..., Awaitable[str | None]]:
+        """A dependency making the routes that declare it idempotent, like ``@rk.idempotent``
+        (same arguments): ``key: Annotated[str | None, Depends(rk.idempotency())]`` in an
+        endpoint, or in a router's ``dependencies=``. Its value is the request's ``Idempotency-Key``
+        (``None`` without one); the schema documents the header (required with
+        ``required=True``). :class:`~redkit_starlette.IdempotencyMiddleware` does the work,
+        since only it sees the response: without it the dependency raises ``RuntimeError``."""
+        from fastapi import Header
+
+        rule = web.IdempotentRule.build(
+            required, methods, scope, store_server_errors, allow_headers
+        )
+        about = "a key unique to this operation: a retry with it gets the first answer"
+
+        if required:
+
+            async def idempotency_key(
+                request: Request, key: str = Header(alias=KEY_HEADER, description=about)
+            ) -> str | None:
+                return _checked(request, key)
+
+        else:
+
+            async def idempotency_key(  # type: ignore[misc]
+                request: Request,
+                key: str | None = Header(None, alias=KEY_HEADER, description=about),
+            ) -> str | None:
+                return _checked(request, key)
+
+        setattr(idempotency_key, DECLARED, rule)
+        return idempotency_key
+
+    @staticmethod
+    def session(request: Request) -> web.LazySession:
+        """A dependency giving the request's server-side session:
+        ``session: Annotated[LazySession, Depends(rk.session)]`` (a mapping; changes are saved
+        when the response leaves). Needs :class:`~redkit_starlette.SessionMiddleware`."""
+        session = request.scope.get("session")
+        if not isinstance(session, web.LazySession):
+            raise RuntimeError(
+                "Depends(rk.session) needs redkit_starlette.SessionMiddleware: pass "
+                "middleware=rk.middleware() with sessions=True"
+            )
+        return session
+
+
+def _checked(request: Request, key: str | None) -> str | None:
+    if not request.scope.get(IDEMPOTENCY):
+        raise RuntimeError(
+            "Depends(rk.idempotency()) needs redkit_starlette.IdempotencyMiddleware: pass "
+            "middleware=rk.middleware() to the application"
+        )
+    return key

@@ -10,6 +10,7 @@ gives the list in that order. Scopes other than HTTP pass straight through.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from ._asgi import Body, BodyTooLarge, Recorder, describe, route_of, send_answer
 from ._rules import rules_of
 
 __all__ = [
+    "IDEMPOTENCY",
     "SESSION_STATE",
     "VARY",
     "CacheMiddleware",
@@ -35,6 +37,8 @@ __all__ = [
 
 log = logging.getLogger("redkit.starlette")
 
+IDEMPOTENCY = "redkit.idempotency"
+"""Set by the idempotency middleware on every HTTP scope it sees (its dependency checks it)."""
 SESSION_STATE = "redkit.session_state"
 """Where the session middleware leaves ``(used, changed)`` of the request's session."""
 VARY = "redkit.vary"
@@ -111,12 +115,16 @@ class _Part(RedkitMiddleware):
         """The rules to run and whether rate limits count; ``None``: nothing to do."""
         raise NotImplementedError
 
+    def own(self, route: Any, endpoint: Any) -> web.ViewRules | None:
+        """The rules declared for ``route`` (its endpoint's decorators)."""
+        return rules_of(endpoint)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         found = route_of(scope)
-        chosen = None if found is None else self.select(scope, rules_of(found[1]))
+        chosen = None if found is None else self.select(scope, self.own(*found))
         if found is None or chosen is None:
             await self.app(scope, receive, send)
             return
@@ -240,6 +248,20 @@ class IdempotencyMiddleware(_Part):
         self.default = web.IdempotentRule.build(methods=methods)
         self.limit = redkit.settings.idempotency_max_bytes
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[IDEMPOTENCY] = True
+        await super().__call__(scope, receive, send)
+
+    def own(self, route: Any, endpoint: Any) -> web.ViewRules | None:
+        """The endpoint's ``@rk.idempotent``, else a ``Depends(rk.idempotency())`` of the
+        route (its own, its router's or the application's)."""
+        own = rules_of(endpoint)
+        if own is not None and own.idempotent is not None:
+            return own
+        declared = declared_rule(route)
+        return own if declared is None else web.ViewRules(idempotent=declared)
+
     def select(
         self, scope: Scope, own: web.ViewRules | None
     ) -> tuple[web.ViewRules | None, bool] | None:
@@ -247,3 +269,33 @@ class IdempotencyMiddleware(_Part):
         if scope.get("method") not in rule.methods:
             return None
         return web.ViewRules(idempotent=rule), False
+
+
+DECLARED = "_redkit_idempotent"
+"""The attribute of a ``Depends(rk.idempotency())`` callable holding its rule."""
+_NONE = web.IdempotentRule()
+
+
+def declared_rule(route: Any) -> web.IdempotentRule | None:
+    """The rule of the first ``rk.idempotency()`` dependency in ``route``'s FastAPI
+    dependency tree (remembered on the route), or ``None``."""
+    cached = getattr(route, DECLARED, None)
+    if cached is None:
+        cached = _walk(getattr(route, "dependant", None), 0, set()) or _NONE
+        with contextlib.suppress(AttributeError):  # a route class with __slots__
+            setattr(route, DECLARED, cached)
+    return None if cached is _NONE else cached
+
+
+def _walk(dependant: Any, depth: int, seen: set[int]) -> web.IdempotentRule | None:
+    if dependant is None or depth > 32 or id(dependant) in seen:
+        return None
+    seen.add(id(dependant))
+    rule = getattr(getattr(dependant, "call", None), DECLARED, None)
+    if isinstance(rule, web.IdempotentRule):
+        return rule
+    for sub in getattr(dependant, "dependencies", ()) or ():
+        found = _walk(sub, depth + 1, seen)
+        if found is not None:
+            return found
+    return None
