@@ -156,6 +156,19 @@ async def test_events_from_now_include_what_happens_after_the_call(kit: Any, mod
     assert [(e.event, e.job_id) for e in events] == [("added", job.id)]
 
 
+async def test_last_event_id_is_where_reading_after_it_starts(kit: Any) -> None:
+    q = kit.queue("events-last")
+    assert await call(q.last_event_id()) == "0-0"  # no event yet
+    first = await call(q.add("first", None))
+    mark = await call(q.last_event_id())
+    second = await call(q.add("second", None))
+    events = await read_events(q, lambda _: False, since=mark, timeout=0.2)
+    assert [(e.event, e.job_id) for e in events] == [("added", second.id)]
+    before = await read_events(q, lambda _: False, since="0", timeout=0.2)
+    assert [e.job_id for e in before] == [first.id, second.id]
+    assert before[0].id == mark
+
+
 async def test_an_idle_event_stream_ends_after_its_timeout(kit: Any, mode: str) -> None:
     q = kit.queue("idle")
     await call(q.add("x", None))

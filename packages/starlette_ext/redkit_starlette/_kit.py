@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from redkit import web
 from redkit.asyncio import Redkit as AsyncRedkit
@@ -24,6 +25,7 @@ from redkit.settings import Settings
 
 from ._depends import Dependencies
 from ._leases import AsyncLeaseKeeper
+from ._progress import EventHub, job_events
 from ._rules import RouteDecorators
 
 __all__ = ["STATE_NAME", "Redkit", "Running", "get_kit"]
@@ -65,6 +67,8 @@ class Running:
     """The web flows of the settings (application-wide idempotency is the middleware's)."""
     tasks: dict[Callable[..., Any], AsyncTask[Any, Any]] = field(default_factory=dict)
     workers: list[tuple[Worker, asyncio.Task[None]]] = field(default_factory=list)
+    hubs: dict[str, EventHub] = field(default_factory=dict)
+    """The job-event readers of :meth:`Redkit.job_events`, by queue."""
 
 
 def get_kit(conn: HTTPConnection) -> AsyncRedkit:
@@ -259,10 +263,55 @@ class Redkit(RouteDecorators, Dependencies):
         if running is None:
             return
         await self._stop_workers(running)
+        hubs, running.hubs = list(running.hubs.values()), {}
+        for hub in hubs:
+            await hub.aclose()
         await running.keeper.aclose()
         if getattr(app.state, STATE_NAME, None) is running.kit:
             delattr(app.state, STATE_NAME)
         await running.kit.aclose()
+
+    # -- job progress -------------------------------------------------------------------------
+    async def job_events(
+        self,
+        request: Request,
+        job_id: str,
+        *,
+        queue: str = "default",
+        result: bool = False,
+        errors: bool = False,
+        heartbeat: float = 15.0,
+        retry: float = 3.0,
+    ) -> Response:
+        """A ``text/event-stream`` response following job ``job_id`` of ``queue``: a ``state``
+        event (``state``, ``progress``, ``attempts``), then each of the job's events as it
+        happens (``active``, ``progress``, ``retried``, ``stalled``, ...) until the last one
+        (``completed``, ``failed`` for good, ``removed``), where the stream ends. ``404`` for
+        no such job, ``503`` when Redis is unreachable. The job's result and failure reason
+        are left out unless ``result=True`` / ``errors=True``: check that the caller may see
+        the job before answering with this. A comment every ``heartbeat`` seconds keeps
+        proxies from closing an idle stream; ``retry`` is the browser's reconnection delay.
+        All streams of a queue share one reader of its events."""
+        if not isinstance(queue, str) or not queue:
+            raise TypeError(f"queue must be a queue name, not {queue!r}")
+        for name, value in (("heartbeat", heartbeat), ("retry", retry)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+            if value > 86400:
+                raise ValueError(f"{name} must be at most a day, not {value!r}")
+        running = self.running(request)
+        hub = running.hubs.get(queue)
+        if hub is None:
+            hub = running.hubs[queue] = EventHub(running.kit.queue(queue))
+        return await job_events(
+            hub,
+            request,
+            job_id,
+            result=result,
+            errors=errors,
+            heartbeat=float(heartbeat),
+            retry_ms=int(retry * 1000),
+        )
 
     def running(self, where: Any) -> Running:
         """The started state of the application of ``where`` (a request, a scope's app, or

@@ -205,6 +205,11 @@ class Queue(_QueueBase[Job]):
         while (batch := reader.next()) is not None:
             yield from reader.seen(self._x.run(batch))
 
+    def last_event_id(self) -> str:
+        """The id of the newest event kept (``"0-0"`` for none), from Redis: as ``since`` of
+        :meth:`events`, every event after it."""
+        return self._x.run(self._core.last_event_id())
+
     def workers(self) -> list[tuple[str, float]]:
         """Workers seen on this queue: (worker id, last heartbeat in ms since the epoch)."""
         return self._x.run(self._core.workers_info())
@@ -272,6 +277,9 @@ class AsyncQueue(_QueueBase[AsyncJob]):
         while (batch := reader.next()) is not None:
             for event in reader.seen(await self._x.run(batch)):
                 yield event
+
+    async def last_event_id(self) -> str:
+        return await self._x.run(self._core.last_event_id())
 
     async def workers(self) -> list[tuple[str, float]]:
         return await self._x.run(self._core.workers_info())
