@@ -5,6 +5,7 @@ failure, on stdout or stderr."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -43,8 +44,8 @@ def test_the_tour_runs_on_memory_and_says_where_data_lives(tour: str) -> None:
     assert "a tour on memory://demo" in tour
     assert "memory:// lives in this process only" in tour
     assert "A real deployment sets REDKIT_URL" in tour
-    for number in range(1, 6):
-        assert f"\n== {number}/5 " in tour
+    for number in range(1, 7):
+        assert f"\n== {number}/6 " in tour
 
 
 @pytest.mark.parametrize(
@@ -127,20 +128,85 @@ def test_the_tour_runs_the_django_shop(expected: str, tour: str) -> None:
     assert expected in tour.split("a Django shop", 1)[1]
 
 
+FASTAPI_TOUR = [
+    "created: {'id': 1, 'name': 'Alice', 'email': 'alice@example.com'} at /users/1",
+    "after a rolled-back rename, the cached user: Alice\n",
+    "after a committed rename, the cached user: Alice Smith",
+    "the cookie carries only a signed id: True",
+    "new id after login: True",
+    "retry: 201, Idempotent-Replayed: true",
+    "same key, other body: 422",
+    "a rejected order: 422",
+    "the user's orders (cached, invalidated by the commit): [{'id': 1, 'total': 1250}]",
+    "receipts sent after commit: [1]\n",
+    "'progress', 'completed']\n",
+    "'result': {'user_id': 1, 'orders': 1, 'total': 1250}}\n",
+    "another browser (not logged in) asking for the job: 401",
+    "next five: [200, 200, 200, 200, 429]",
+]
+"""What the FastAPI shop's tour says, on any backend and database."""
+
+
+@pytest.mark.parametrize("expected", FASTAPI_TOUR)
+def test_the_tour_runs_the_fastapi_shop(expected: str, tour: str) -> None:
+    part = tour.split("a FastAPI shop", 1)[1].split("a Django shop", 1)[0]
+    assert expected in part
+
+
+def test_the_fastapi_example_serves_under_uvicorn() -> None:
+    """``uvicorn app:app`` in examples/fastapi_app, as its README says: it starts (tables,
+    workers), answers, and stops on SIGTERM."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+        cwd=ROOT / "examples" / "fastapi_app",
+        env={k: v for k, v in os.environ.items() if k not in ("REDKIT_URL", "REDIS_URL")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json") as got:
+                    schema = json.loads(got.read())
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        assert "/jobs/{job_id}/events" in schema["paths"]
+        orders = schema["paths"]["/orders"]["post"]["parameters"]
+        assert [p["name"] for p in orders] == ["Idempotency-Key"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output, output
+
+
 def test_part_runs_one_part_only() -> None:
     out = _run("-m", "redkit", "demo", "--part", "web")
     assert "memory:// lives in this process only" in out
-    assert "\n== 2/5 web primitives" in out
+    assert "\n== 2/6 web primitives" in out
     assert "attempt 2: REPLAY, 201" in out
-    assert "== 1/5" not in out
-    assert "== 3/5" not in out
+    assert "== 1/6" not in out
+    assert "== 3/6" not in out
 
 
 def test_an_example_file_runs_its_part() -> None:
     out = _run("examples/queue_demo.py")
-    assert "\n== 3/5 the job queue" in out
+    assert "\n== 3/6 the job queue" in out
     assert "order 41 charged on attempt 3" in out
-    assert "== 2/5" not in out
+    assert "== 2/6" not in out
 
 
 def test_the_shop_is_skipped_in_one_line_without_flask_sqlalchemy() -> None:
@@ -149,6 +215,6 @@ def test_the_shop_is_skipped_in_one_line_without_flask_sqlalchemy() -> None:
         "sys.exit(main(['--part', 'shop']))"
     )
     out = _run("-c", code)
-    tail = out.split("== 4/5", 1)[1].splitlines()
+    tail = out.split("== 4/6", 1)[1].splitlines()
     assert tail[2] == "skipped: this part needs flask_sqlalchemy: pip install 'redkit[all]'"
     assert tail[4].startswith("The tour took")

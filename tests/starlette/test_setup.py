@@ -156,3 +156,44 @@ async def test_an_app_started_twice_is_refused(make_rk: Callable[..., Redkit]) -
 def test_the_package_names_its_public_names() -> None:
     assert set(redkit_starlette.__all__) >= {"Redkit", "STATE_NAME", "get_kit"}
     assert redkit_starlette.STATE_NAME == "redkit"
+
+
+async def test_bind_sqlalchemy_binds_each_running_app_and_refuses_sync_targets(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    pytest.importorskip("aiosqlite")
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from redkit import sqlalchemy as rksa
+    from tests.core.test_sqlalchemy import Base, User
+
+    rk = make_rk()
+    with pytest.raises(TypeError, match="async_sessionmaker"):
+        rk.bind_sqlalchemy(sessionmaker(), {User: ["user:{id}"]})
+    engine = create_async_engine("sqlite+aiosqlite://")
+    Sessions = async_sessionmaker(engine, expire_on_commit=False)
+    rk.bind_sqlalchemy(Sessions, {User: ["user:{id}"]})
+    app = Starlette(lifespan=rk.lifespan)
+    try:
+        async with serve(app):
+            kit = app.state.redkit
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            await kit.cache.set("profile", "cached", tags=["user:1"])
+            async with Sessions() as db:
+                db.add(User(id=1, name="Ada"))
+                await db.rollback()  # nothing written: nothing invalidated
+            assert await kit.cache.get("profile") == "cached"
+            async with Sessions() as db:
+                db.add(User(id=1, name="Ada"))
+                await db.commit()  # returns once "user:1" is invalidated
+            assert await kit.cache.get("profile") is None
+            with pytest.raises(RuntimeError, match="before an application"):
+                rk.bind_sqlalchemy(Sessions, {User: ["user:{id}"]})
+        # the application stopped: its binding is gone with its kit
+        async with Sessions() as db:
+            with pytest.raises(RuntimeError, match="not bound"):
+                rksa.enqueue_after_commit(db, object())
+    finally:
+        await engine.dispose()

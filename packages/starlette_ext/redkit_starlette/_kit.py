@@ -11,7 +11,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -56,6 +56,13 @@ class _TaskSpec:
 
 
 @dataclass
+class _BindingSpec:
+    target: Any
+    rules: Mapping[type, Any]
+    tables: Mapping[Any, Any] | None
+
+
+@dataclass
 class Running:
     """What one started application holds: its kit, its web flows, its workers."""
 
@@ -69,6 +76,8 @@ class Running:
     workers: list[tuple[Worker, asyncio.Task[None]]] = field(default_factory=list)
     hubs: dict[str, EventHub] = field(default_factory=dict)
     """The job-event readers of :meth:`Redkit.job_events`, by queue."""
+    bindings: list[Any] = field(default_factory=list)
+    """The SQLAlchemy bindings of :meth:`Redkit.bind_sqlalchemy`, on this kit."""
 
 
 def get_kit(conn: HTTPConnection) -> AsyncRedkit:
@@ -125,6 +134,7 @@ class Redkit(RouteDecorators, Dependencies):
         self.user_loader = user_loader
         self._workers: list[_WorkerSpec] = []
         self._tasks: list[_TaskSpec] = []
+        self._bindings: list[_BindingSpec] = []
         self._running: weakref.WeakKeyDictionary[Any, Running] = weakref.WeakKeyDictionary()
         self._started = False
 
@@ -147,6 +157,12 @@ class Redkit(RouteDecorators, Dependencies):
         return made
 
     # -- workers and tasks -----------------------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(
+        self, fn: None = None, /, *, queue: str = ..., name: str | None = ..., **options: Any
+    ) -> Callable[[F], F]: ...
     def task(
         self,
         fn: F | None = None,
@@ -185,6 +201,38 @@ class Redkit(RouteDecorators, Dependencies):
         if self._started:
             raise RuntimeError("declare workers before an application using them starts")
         self._workers.append(_WorkerSpec(queue, dict(options)))
+
+    def bind_sqlalchemy(
+        self,
+        target: Any,
+        rules: Mapping[type, Any],
+        *,
+        tables: Mapping[Any, Any] | None = None,
+    ) -> None:
+        """Invalidate cache tags after commit for the sessions of ``target`` (an
+        ``async_sessionmaker``, ``AsyncSession`` class, ``async_scoped_session`` or
+        ``AsyncEngine``), as :func:`redkit.sqlalchemy.bind` does, on each application's kit
+        while it runs (bound at start-up, unbound at shutdown); ``enqueue_after_commit`` then
+        works for those sessions with the tasks of :meth:`task_for`. Declare it before an
+        application starts."""
+        if self._started:
+            raise RuntimeError("bind SQLAlchemy before an application using it starts")
+        from sqlalchemy.ext.asyncio import (
+            AsyncEngine,
+            AsyncSession,
+            async_scoped_session,
+            async_sessionmaker,
+        )
+
+        is_async = isinstance(
+            target, (async_sessionmaker, async_scoped_session, AsyncEngine, AsyncSession)
+        ) or (isinstance(target, type) and issubclass(target, AsyncSession))
+        if not is_async:
+            raise TypeError(
+                "bind an async_sessionmaker, AsyncSession, async_scoped_session or AsyncEngine: "
+                "the application's kit is an asyncio one"
+            )
+        self._bindings.append(_BindingSpec(target, dict(rules), tables))
 
     # -- the lifespan -----------------------------------------------------------------------------
     def lifespan(self, target: Any) -> Any:
@@ -236,6 +284,13 @@ class Redkit(RouteDecorators, Dependencies):
         for spec in self._tasks:
             queue = kit.queue(spec.queue)
             running.tasks[spec.fn] = queue.task(name=spec.name, **spec.options)(spec.fn)
+        if self._bindings:
+            from redkit.sqlalchemy import bind
+
+            for binding in self._bindings:
+                running.bindings.append(
+                    bind(binding.target, kit, binding.rules, tables=binding.tables)
+                )
         self._running[app] = running
         setattr(app.state, STATE_NAME, kit)
         return running
@@ -263,6 +318,9 @@ class Redkit(RouteDecorators, Dependencies):
         if running is None:
             return
         await self._stop_workers(running)
+        bindings, running.bindings = running.bindings, []
+        for binding in bindings:
+            binding.unbind()
         hubs, running.hubs = list(running.hubs.values()), {}
         for hub in hubs:
             await hub.aclose()

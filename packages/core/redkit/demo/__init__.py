@@ -1,6 +1,6 @@
 """``python -m redkit demo``: a tour of redkit on the embedded ``memory://`` backend (fakeredis),
-no server needed: the cache, the web primitives, the job queue with a worker, a Flask shop and
-a Django shop.
+no server needed: the cache, the web primitives, the job queue with a worker, a Flask shop, a
+FastAPI shop and a Django shop.
 
 Each part is a module of this package with a ``run(url)`` function, written to be read:
 :mod:`redkit.demo.cache`, :mod:`redkit.demo.web`, :mod:`redkit.demo.queue`, and
@@ -45,6 +45,12 @@ PARTS = {
         "a Flask shop: Flask-SQLAlchemy on SQLite, its worker in this process",
         "redkit.demo.shop_tour",
         ("flask", "flask_sqlalchemy"),
+    ),
+    "fastapi": Part(
+        "a FastAPI shop: the same shop on FastAPI and async SQLAlchemy, its workers in the "
+        "application's event loop",
+        "redkit.demo.fastapi_tour",
+        ("fastapi", "sqlalchemy", "aiosqlite"),
     ),
     "django": Part(
         "a Django shop: the same shop on Django and SQLite, with django.tasks, its workers in "
