@@ -63,7 +63,13 @@ def test_the_fastapi_shop_on_real_servers(which: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    # an ACL user without CONFIG (as in CI) makes the workers say they cannot check the policy
+    said = [
+        line
+        for line in (out + done.stderr).splitlines()
+        if "could not read Redis' maxmemory-policy" not in line
+    ]
     for alarm in ("Traceback", "ERROR", "WARNING"):
-        assert alarm not in out + done.stderr
+        assert not [line for line in said if alarm in line]
     for expected in FASTAPI_TOUR:
         assert expected in out, out
