@@ -236,7 +236,10 @@ async def test_many_streams_share_one_reader_and_leave_when_the_browser_goes(
             assert len(pool._in_use_connections) <= before + 1  # the reader's, at most
         gate.set()
         ended = await asyncio.wait_for(asyncio.gather(*opened), 10)
-        assert all(got[-1][0] == "completed" for got in ended)
+        # each ends at the job's end: its completed event, or a state read after it completed
+        assert all(
+            got[-1][0] == "completed" or got[-1][1].get("state") == "completed" for got in ended
+        )
 
 
 async def test_shutdown_ends_open_streams_and_stops_the_reader(
@@ -274,3 +277,25 @@ async def test_bad_arguments_fail_before_anything_is_read(make_rk: Callable[...,
         with pytest.raises(TypeError, match="queue"):
             await rk.job_events(request, "j", queue=None)  # type: ignore[arg-type]
         assert rk.running(app).hubs == {}
+
+
+async def test_redis_unreachable_is_a_503_and_leaves_no_follower() -> None:
+    rk = Redkit(
+        "redis://127.0.0.1:1/0",  # nothing listens there
+        socket_connect_timeout=0.2,
+        retry_attempts=0,
+    )
+
+    async def events(request: Request) -> Response:
+        return await rk.job_events(request, request.path_params["job_id"], queue="reports")
+
+    app = Starlette(routes=[Route("/jobs/{job_id}/events", events)], lifespan=rk.lifespan)
+    async with serve(app) as http:
+        for _ in range(2):  # the first one fails to connect, the next finds the breaker open
+            got = await http.get("/jobs/j-1/events")
+            assert got.status_code == 503, got.text
+            assert got.headers["content-type"] == "application/problem+json"
+            assert int(got.headers["retry-after"]) >= 1
+        hub = rk.running(app).hubs["reports"]
+        assert hub.followers == {}
+        assert not hub.running

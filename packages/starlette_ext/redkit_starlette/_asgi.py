@@ -185,25 +185,25 @@ def _match(routes: Any, scope: Scope, depth: int) -> tuple[Any, Any] | None:
         match, child = route.matches(scope)
         if match is not Match.FULL:
             continue
-        return _inside(route, {**scope, **child}, depth)
+        return _inside(route, scope, child, depth)
     return None
 
 
-def _inside(route: Any, scope: Scope, depth: int) -> tuple[Any, Any] | None:
-    """The route reached through ``route`` (which matched ``scope`` fully)."""
+def _inside(route: Any, scope: Scope, child: Scope, depth: int) -> tuple[Any, Any] | None:
+    """The route reached through ``route`` (which matched ``scope`` fully, giving ``child``)."""
     if depth >= 8:
         return route, getattr(route, "endpoint", None)
     if isinstance(route, Mount):
         inner = getattr(route, "routes", None)
         if inner:
-            return _match(inner, scope, depth + 1)
+            return _match(inner, {**scope, **child}, depth + 1)
     if hasattr(route, "original_router") and callable(getattr(route, "_match", None)):
         # a router included into a FastAPI application (FastAPI 0.16x): it matches its own
         # routes, each in an effective context holding the router's prefix and dependencies
-        match, child, inner, context = route._match(dict(scope))
+        match, more, inner, context = route._match({**scope, **child})
         if match is not Match.FULL or inner is None:
             return None
         if context is None:
-            return _inside(inner, {**scope, **child}, depth + 1)
+            return _inside(inner, {**scope, **child}, more, depth + 1)
         return context, getattr(context, "endpoint", None) or getattr(inner, "endpoint", None)
     return route, getattr(route, "endpoint", None)

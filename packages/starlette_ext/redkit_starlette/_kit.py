@@ -363,7 +363,6 @@ class Redkit(RouteDecorators, Dependencies):
             hub = running.hubs[queue] = EventHub(running.kit.queue(queue))
         return await job_events(
             hub,
-            request,
             job_id,
             result=result,
             errors=errors,

@@ -18,7 +18,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from redkit import web
@@ -157,7 +156,6 @@ def _event_data(event: Event, errors: bool) -> dict[str, Any]:
 
 async def job_events(
     hub: EventHub,
-    request: Request,
     job_id: Any,
     *,
     result: bool,
