@@ -143,6 +143,21 @@ async def test_a_huge_body_with_a_key_is_a_413_not_a_500(rk: Redkit) -> None:
         assert got.json()["status"] == 413
 
 
+async def test_the_body_cap_is_the_idempotency_max_body_setting(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    small = make_rk(idempotency_max_body=2048)
+    async with serve(build(small)) as http:
+        key = {"idempotency-key": "cap-1"}
+        assert (await http.post("/pay", content=b"x" * 2049, headers=key)).status_code == 413
+        fits = await http.post("/pay", content=b"x" * 2048, headers=key)  # the key was not taken
+        assert fits.status_code == 200, fits.text
+        again = await http.post("/pay", content=b"x" * 2048, headers=key)
+        assert again.headers["idempotent-replayed"] == "true"
+    with pytest.raises(ValueError, match="idempotency_max_body"):
+        make_rk(idempotency_max_body=10)
+
+
 async def test_a_cached_page_is_never_served_to_another_user(rk: Redkit) -> None:
     async with serve(build(rk)) as http:
         first = await http.get("/page", headers={"authorization": "Bearer alice"})

@@ -489,11 +489,11 @@ def _sentinel(settings: Settings, parts: Any, common: dict[str, Any], asyncio: b
     if asyncio:
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-        sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
+        sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
     else:
         from redis.sentinel import Sentinel
 
-        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
     client = sentinel.master_for(service, max_connections=settings.max_connections)
     checked_pool(client.connection_pool, asyncio)
     return client

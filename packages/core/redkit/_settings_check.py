@@ -80,6 +80,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "max_key_length": (64, MAX_VALUE_BYTES),
     "session_max_bytes": (1024, MAX_VALUE_BYTES),
     "idempotency_max_bytes": (1024, MAX_VALUE_BYTES),
+    "idempotency_max_body": (1024, MAX_VALUE_BYTES),
     "stream_maxlen": (1, INT64_MAX),
     "queue_max_bytes": (1024, MAX_VALUE_BYTES),
     "queue_max_stalled": (0, _MAX_QUEUE_EVENTS),

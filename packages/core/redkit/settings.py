@@ -143,6 +143,9 @@ class Settings:
     "in progress" (0 answers at once; formerly ``idempotency_wait``)."""
     idempotency_max_bytes: int = 256 * 1024
     """Largest stored response (status, headers and body); larger raises ``ResponseTooLarge``."""
+    idempotency_max_body: int = 1024 * 1024
+    """Largest request body the Starlette adapter reads for an idempotency key's fingerprint
+    (a larger one is answered ``413``); Flask and Django apply their own request limits."""
     idempotency_store_server_errors: bool = False
     """Whether 5xx responses are stored for replay (by default the key is released instead, so
     the client may retry)."""

@@ -11,6 +11,7 @@ gives the list in that order. Scopes other than HTTP pass straight through.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from typing import Any
 
@@ -26,6 +27,7 @@ from ._rules import rules_of
 
 __all__ = [
     "IDEMPOTENCY",
+    "OPENED",
     "SESSION_STATE",
     "VARY",
     "CacheMiddleware",
@@ -43,9 +45,9 @@ SESSION_STATE = "redkit.session_state"
 """Where the session middleware leaves ``(used, changed)`` of the request's session."""
 VARY = "redkit.vary"
 """Where it leaves the response's ``Vary`` before it added ``Cookie``."""
+OPENED = "redkit.session_opened"
+"""The session middleware whose session ``scope["session"]`` holds (opened early or by it)."""
 
-MAX_BODY = 1024 * 1024
-"""Largest request body an idempotency key's fingerprint reads (larger: 413)."""
 MAX_CACHED = 1024 * 1024
 """Largest response body the cache stores."""
 
@@ -75,23 +77,49 @@ class RedkitMiddleware:
         self.app = app
         self.rk = redkit
         check_order(self, app)
+        self.sessions = sessions_inside(redkit, app)
 
 
-def _caller(scope: Scope) -> Any:
+def sessions_inside(redkit: Any, app: Any) -> Any:
+    """The session middleware of ``redkit`` inside ``app`` (walking ``app.app``, ...), or
+    ``None``: hooks of an outer middleware may read ``request.session`` through it."""
+    inner, depth = app, 0
+    while inner is not None and depth < 64:
+        if getattr(inner, "opens_sessions", False) and getattr(inner, "rk", None) is redkit:
+            return inner
+        inner, depth = getattr(inner, "app", None), depth + 1
+    return None
+
+
+def _early(scope: Scope, sessions: Any, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; when the request's session is not open yet, a coroutine that opens it
+    first (the flows await what a hook returns), so the hook may read ``request.session``."""
+    if sessions is None or "session" in scope:
+        return fn(*args)
+
+    async def opened() -> Any:
+        await sessions.attach(scope)
+        result = fn(*args)
+        return await result if inspect.isawaitable(result) else result
+
+    return opened()
+
+
+def _caller(scope: Scope, sessions: Any = None) -> Any:
     request = Request(scope)  # hooks get the request; its body is never read through it
 
     def call(fn: Any) -> Any:
-        return fn(request)
+        return _early(scope, sessions, fn, request)
 
     return call
 
 
-def _user(rk: Any, scope: Scope) -> Any:
+def _user(rk: Any, scope: Scope, sessions: Any = None) -> Any:
     loader = rk.user_loader
 
     def read() -> Any:
         if loader is not None:
-            return loader(Request(scope))
+            return _early(scope, sessions, loader, Request(scope))
         user = scope.get("user")
         if user is not None and getattr(user, "is_authenticated", False):
             try:
@@ -119,6 +147,9 @@ class _Part(RedkitMiddleware):
         """The rules declared for ``route`` (its endpoint's decorators)."""
         return rules_of(endpoint)
 
+    async def prepare(self, scope: Scope, view: web.ViewRules | None) -> None:
+        """Called before the rules run (the cache opens the session for a sync ``unless``)."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -133,17 +164,21 @@ class _Part(RedkitMiddleware):
         route, endpoint = found
         name = getattr(endpoint, "__qualname__", None) or getattr(route, "path", "?")
         name = f"{getattr(endpoint, '__module__', '')}.{name}"
-        body = Body(receive, MAX_BODY)
-        req = describe(
-            scope, body.read, _user(self.rk, scope), lambda: _digest(scope), _caller(scope)
-        )
+        body = Body(receive, self.rk.settings.idempotency_max_body)
+        user, call = _user(self.rk, scope, self.sessions), _caller(scope, self.sessions)
+        req = describe(scope, body.read, user, lambda: _digest(scope), call)
         view, limited = chosen
         try:
+            await self.prepare(scope, view)
             got = await web.arun(rules.before(req, name, view, limited=limited), kit)
         except BodyTooLarge:
             await send_answer(
                 send, web.problem(413, "Content Too Large", "the request body is too large")
             )
+            return
+        except RedkitConnectionError as exc:  # a hook read the session, Redis is down
+            log.warning("redkit: answering 503, Redis is unreachable: %s", exc)
+            await send_answer(send, web.unavailable(rules.limits.retry_after, "this request"))
             return
         if isinstance(got, web.Answer):
             await send_answer(send, got)
@@ -231,14 +266,20 @@ class CacheMiddleware(_Part):
         rule = own.cache if own is not None and own.cache is not None else self.default
         return None if rule is None else (web.ViewRules(cache=rule), False)
 
+    async def prepare(self, scope: Scope, view: web.ViewRules | None) -> None:
+        rule = None if view is None else view.cache
+        unless = None if rule is None else rule.unless
+        if unless is not None and self.sessions is not None and "session" not in scope:
+            await self.sessions.attach(scope)
+
 
 class IdempotencyMiddleware(_Part):
     """``Idempotency-Key`` on every ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` (or the
     ``idempotency_methods`` setting), and the rules of ``@rk.idempotent``: a retry gets the
     stored response (``Idempotent-Replayed: true``), 409 while the first runs, 422 for another
     request under the key, 400 for a malformed key, 503 when Redis is down. The body is read
-    once (up to 1 MiB, else 413) and replayed to the endpoint; a streamed response is stored
-    up to ``idempotency_max_bytes``, else the key is released."""
+    once (up to ``idempotency_max_body``, else 413) and replayed to the endpoint; a streamed
+    response is stored up to ``idempotency_max_bytes``, else the key is released."""
 
     rank = 3
 

@@ -15,7 +15,7 @@ from redkit.errors import RedkitConnectionError
 from redkit.sessions import SessionData
 
 from ._asgi import cookies_of, send_answer
-from ._middleware import SESSION_STATE, VARY, RedkitMiddleware, log
+from ._middleware import OPENED, SESSION_STATE, VARY, RedkitMiddleware, log
 
 __all__ = ["SessionMiddleware", "regenerate_session"]
 
@@ -50,6 +50,7 @@ class SessionMiddleware(RedkitMiddleware):
     (sessions fail closed), one that does not is served."""
 
     rank = 4
+    opens_sessions = True
 
     def __init__(
         self,
@@ -65,12 +66,11 @@ class SessionMiddleware(RedkitMiddleware):
             web.CookieSigner(redkit.session_secrets), cookie, refresh_each_request
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        running = self.rk.running(scope["app"])
-        kit, retry_after = running.kit, running.web.limits.retry_after
+    async def attach(self, scope: Scope) -> web.LazySession:
+        """Open the request's session into ``scope["session"]`` (reading it from Redis when the
+        request carries a valid cookie): done here, or earlier by an outer middleware whose
+        hooks read ``request.session``; either way it is read once."""
+        kit = self.rk.running(scope["app"]).kit
         value = cookies_of(scope).get(self.cookies.attributes.name)
         sid = self.cookies.signer.session_id(value)
         found: SessionData | BaseException = SessionData()
@@ -78,9 +78,20 @@ class SessionMiddleware(RedkitMiddleware):
             try:
                 found = await kit.sessions.open(sid, SessionData)
             except RedkitConnectionError as exc:
-                found = exc
+                found = exc  # raised where the session is used: a 503 there
         session = self.cookies.open(value, _preloaded(found))
         scope["session"] = session
+        scope[OPENED] = self
+        return session
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        running = self.rk.running(scope["app"])
+        kit, retry_after = running.kit, running.web.limits.retry_after
+        opened = scope.get(OPENED) is self and isinstance(scope.get("session"), web.LazySession)
+        session = scope["session"] if opened else await self.attach(scope)
         state = {"started": False, "replaced": False}
 
         async def send_wrapper(message: Message) -> None:
