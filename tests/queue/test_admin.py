@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterator
@@ -128,9 +129,12 @@ async def test_an_evicting_redis_is_refused(evicting_redis: str, mode: str) -> N
     kit = _kit(mode, evicting_redis, queue_eviction_policy="refuse")
     try:
         w = kit.queue("jobs").worker()
+        task = asyncio.ensure_future(w.serve())
+        assert not await w.started()  # the start-up failed
         with pytest.raises(ConfigurationError, match="allkeys-lru"):
-            await w.serve()
+            await task
         assert w.processed == 0
+        assert not w.serving
     finally:
         await _close(kit)
 

@@ -574,6 +574,17 @@ async def test_a_job_that_ends_within_the_grace_completes(kit: Any) -> None:
 
 
 @REDIS_AND_MEMORY
+async def test_serving_is_true_from_set_up_until_the_worker_stopped(kit: Any) -> None:
+    running = await start_worker(kit.queue("serving"))
+    await eventually(lambda: running.worker.serving, what="the worker to serve")
+    if running.task is not None:  # asyncio: the loop serve() runs in
+        assert await running.worker.started()
+    await running.stop()
+    assert not running.worker.serving
+    assert not kit.queue("serving").worker().serving  # not started
+
+
+@REDIS_AND_MEMORY
 async def test_a_stop_right_after_serve_was_scheduled_is_not_lost(async_kit: Any) -> None:
     w = async_kit.queue("early-stop").worker()
     task = asyncio.create_task(w.serve())

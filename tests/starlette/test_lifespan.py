@@ -4,12 +4,13 @@ in process (asgi-lifespan) and in a real uvicorn process stopped with SIGTERM.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -18,9 +19,10 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 import redkit
+from redkit.errors import ConfigurationError
 from redkit_starlette import Redkit
 from tests.conftest import REAL_REDIS, REDIS_URL, new_prefix
-from tests.servers import free_port
+from tests.servers import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +68,37 @@ async def test_a_declared_worker_runs_jobs_and_stops_with_the_app(
         assert (await jobs[3].refresh()).result == 6
         await kit.clear()
     assert kit.closed
+
+
+async def test_a_worker_that_cannot_start_fails_the_start_up() -> None:
+    evicting = RedisProcess(None, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+    evicting.start()
+    try:
+        rk = Redkit(evicting.url, prefix=new_prefix(), queue_eviction_policy="refuse")
+
+        @rk.task(queue="work")
+        async def noop() -> None:
+            return None
+
+        rk.worker("work")
+        entered: list[bool] = []
+
+        @contextlib.asynccontextmanager
+        async def own(app: Starlette) -> AsyncIterator[None]:
+            entered.append(True)
+            try:
+                yield None
+            finally:
+                entered.append(False)
+
+        app = Starlette(lifespan=rk.lifespan(own))
+        with pytest.raises(ConfigurationError, match="maxmemory-policy"):
+            async with LifespanManager(app):
+                pytest.fail("the application must not start")
+        assert entered == [True, False]  # the application's own lifespan was exited
+        assert not hasattr(app.state, "redkit")  # the kit was closed and removed
+    finally:
+        evicting.cleanup()
 
 
 async def test_shutdown_lets_running_jobs_finish_and_gives_the_rest_back(url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import weakref
@@ -78,6 +79,16 @@ class Running:
     """The job-event readers of :meth:`Redkit.job_events`, by queue."""
     bindings: list[Any] = field(default_factory=list)
     """The SQLAlchemy bindings of :meth:`Redkit.bind_sqlalchemy`, on this kit."""
+
+
+def _ended(worker: Worker, task: asyncio.Task[None]) -> None:
+    """Log a worker that ended with an error, when it does (not at the application's stop)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "redkit: the worker of queue %r stopped with an error; its jobs wait for another",
+            worker.queue.name,
+            exc_info=task.exception(),
+        )
 
 
 def get_kit(conn: HTTPConnection) -> AsyncRedkit:
@@ -296,20 +307,27 @@ class Redkit(RouteDecorators, Dependencies):
         return running
 
     async def _start_workers(self, running: Running) -> None:
+        """Start the declared workers and wait until each serves: one that cannot start (its
+        kit closed, Redis evicting keys under ``queue_eviction_policy="refuse"``) stops the
+        others and fails the application's start-up with its error."""
         for spec in self._workers:
             worker = running.kit.queue(spec.queue).worker(**spec.options)
             task = asyncio.create_task(worker.serve(), name=f"redkit-worker-{spec.queue}")
             running.workers.append((worker, task))
+            if not await worker.started():
+                await asyncio.wait({task})
+                if task.exception() is not None:
+                    running.workers.pop()
+                    await self._stop_workers(running)
+                    raise task.exception()  # type: ignore[misc]
+            task.add_done_callback(functools.partial(_ended, worker))
 
     async def _stop_workers(self, running: Running) -> None:
         workers, running.workers = running.workers, []
         for worker, _ in workers:
             worker.stop(wait=False)
-        for worker, task in workers:
-            try:
-                await task
-            except Exception:
-                log.exception("redkit: the worker of queue %r failed", worker.queue.name)
+        # a worker that failed was logged when it did (``_ended``)
+        await asyncio.gather(*(task for _, task in workers), return_exceptions=True)
 
     async def stop(self, app: Any) -> None:
         """Stop ``app``'s workers gracefully and close its kit (what :attr:`lifespan` does

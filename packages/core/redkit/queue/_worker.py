@@ -159,6 +159,7 @@ class Worker(_Loop, _Lease):
         self._renew_stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._up = asyncio.Event()  # _started, for a coroutine in the loop of serve()
         self._finished = threading.Event()
         self._kit: Any = None
         self._sync_kit: Any = None
@@ -280,6 +281,19 @@ class Worker(_Loop, _Lease):
         """Jobs in flight right now."""
         return len(self._running)
 
+    @property
+    def serving(self) -> bool:
+        """Whether the worker is set up and taking jobs: from the end of its start-up (where
+        a failure makes :meth:`serve` raise instead) until it has stopped."""
+        return self._started.is_set() and not self._setup_failed and not self._finished.is_set()
+
+    async def started(self) -> bool:
+        """Wait, in the event loop :meth:`serve` runs in, until the worker's start-up is over:
+        ``True`` when it serves, ``False`` when the start-up failed (``serve()`` raises the
+        error) or the worker stopped before."""
+        await self._up.wait()
+        return self.serving
+
     async def serve(self) -> None:
         """Run in the current event loop until :meth:`stop` (or a signal under :meth:`run`)."""
         self._loop = asyncio.get_running_loop()
@@ -291,9 +305,11 @@ class Worker(_Loop, _Lease):
                 self._setup_failed = True
                 raise
             self._started.set()
+            self._up.set()
             await self._main()
         finally:
             self._started.set()
+            self._up.set()
             await self._teardown()
             self._finished.set()
 
