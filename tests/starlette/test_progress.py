@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import redkit.asyncio
 from redkit.queue import JobFailed, current_job
 from redkit_starlette import Redkit
 from tests.starlette.conftest import serve
@@ -172,29 +173,34 @@ async def test_unknown_or_hostile_job_ids_get_a_404(
 
 
 @contextlib.asynccontextmanager
-async def _uvicorn(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def _uvicorn(app: Starlette, graceful: float | None = 2) -> AsyncIterator[httpx.AsyncClient]:
     """``app`` served by uvicorn in this loop on a loopback port (streams are real here: a
-    client that goes away is seen as gone), and a client of it."""
+    client that goes away is seen as gone), and a client of it; ``graceful`` is uvicorn's
+    ``timeout_graceful_shutdown`` (``None``: it waits for every connection, its default)."""
     import uvicorn
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", timeout_graceful_shutdown=graceful
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
-        port = sock.getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+    port = sock.getsockname()[1]
+    # the client outlives the server: a stream open at shutdown is ended by the server
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        try:
+            while not server.started:
+                assert not serving.done(), "uvicorn did not start"
+                await asyncio.sleep(0.01)
+            settings = app.state.redkit.settings
             yield http
-            with contextlib.suppress(Exception):
-                await app.state.redkit.clear()
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
-        sock.close()
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, 20)
+            sock.close()
+    async with redkit.asyncio.Redkit(settings) as kit:  # the application's kit is closed
+        await kit.clear()
 
 
 def _readers() -> int:
@@ -266,6 +272,31 @@ async def test_shutdown_ends_open_streams_and_stops_the_reader(
     assert _readers() == 0
 
 
+async def test_a_stream_ends_after_its_lifetime_so_a_shutdown_does_not_wait_for_the_job(
+    make_rk: Callable[..., Redkit],
+) -> None:
+    rk = make_rk()
+    app = _app(rk, asyncio.Event(), lifetime=0.5, heartbeat=0.2)  # the job never finishes
+    async with _uvicorn(app, graceful=None) as http:  # uvicorn waits for open streams
+        job_id = (await http.post("/reports")).json()["id"]
+        cut: list[bool] = []
+        got = await asyncio.wait_for(_follow(http, job_id, cut=cut), 10)
+        assert got[0][0] == "state"
+        assert got[-1][0] in ("state", "active", "progress")  # not the job's end: its lifetime
+        assert cut == []  # ended by the server, cleanly
+        again = await asyncio.wait_for(_follow(http, job_id, until=1), 10)
+        assert again[0][0] == "state"  # the reconnecting browser is up to date at once
+        follower = asyncio.create_task(_follow(http, job_id, cut=cut))
+        hub = rk.running(app).hubs["reports"]
+        for _ in range(100):
+            if hub.followers:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.followers
+    await asyncio.wait_for(follower, 10)  # uvicorn shut down although the job still runs
+    assert cut == []
+
+
 async def test_bad_arguments_fail_before_anything_is_read(make_rk: Callable[..., Redkit]) -> None:
     rk = make_rk()
     app = _app(rk, asyncio.Event())
@@ -274,6 +305,8 @@ async def test_bad_arguments_fail_before_anything_is_read(make_rk: Callable[...,
         for bad in (0, -1, float("nan"), float("inf"), True, "5"):
             with pytest.raises(ValueError, match="heartbeat"):
                 await rk.job_events(request, "j", queue="reports", heartbeat=bad)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="lifetime"):
+                await rk.job_events(request, "j", queue="reports", lifetime=bad)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="queue"):
             await rk.job_events(request, "j", queue=None)  # type: ignore[arg-type]
         assert rk.running(app).hubs == {}

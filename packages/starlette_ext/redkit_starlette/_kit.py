@@ -358,6 +358,7 @@ class Redkit(RouteDecorators, Dependencies):
         errors: bool = False,
         heartbeat: float = 15.0,
         retry: float = 3.0,
+        lifetime: float = 30.0,
     ) -> Response:
         """A ``text/event-stream`` response following job ``job_id`` of ``queue``: a ``state``
         event (``state``, ``progress``, ``attempts``), then each of the job's events as it
@@ -367,10 +368,12 @@ class Redkit(RouteDecorators, Dependencies):
         are left out unless ``result=True`` / ``errors=True``: check that the caller may see
         the job before answering with this. A comment every ``heartbeat`` seconds keeps
         proxies from closing an idle stream; ``retry`` is the browser's reconnection delay.
+        A stream ends after ``lifetime`` seconds (the browser reconnects and gets the job's
+        state): a server shutting down gracefully waits for open streams at most that long.
         All streams of a queue share one reader of its events."""
         if not isinstance(queue, str) or not queue:
             raise TypeError(f"queue must be a queue name, not {queue!r}")
-        for name, value in (("heartbeat", heartbeat), ("retry", retry)):
+        for name, value in (("heartbeat", heartbeat), ("retry", retry), ("lifetime", lifetime)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
             if value > 86400:
@@ -386,6 +389,7 @@ class Redkit(RouteDecorators, Dependencies):
             errors=errors,
             heartbeat=float(heartbeat),
             retry_ms=int(retry * 1000),
+            lifetime=float(lifetime),
         )
 
     def running(self, where: Any) -> Running:

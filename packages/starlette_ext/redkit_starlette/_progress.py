@@ -162,6 +162,7 @@ async def job_events(
     errors: bool,
     heartbeat: float,
     retry_ms: int,
+    lifetime: float,
 ) -> Response:
     """The response of :meth:`redkit_starlette.Redkit.job_events`."""
     if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
@@ -191,13 +192,19 @@ async def job_events(
             yield _message("state", _state(job, result, errors))
             if job.state in FINAL_STATES:
                 return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + lifetime
             while True:
+                left = deadline - loop.time()
+                if left <= 0:  # the browser reconnects and gets the state (a shutdown ends)
+                    return
                 try:
-                    got = await asyncio.wait_for(inbox.get(), heartbeat)
+                    got = await asyncio.wait_for(inbox.get(), min(heartbeat, left))
                 except asyncio.TimeoutError:
                     if not hub.running:  # stopped (shutdown): end, the browser reconnects
                         return
-                    yield b": keep-alive\n\n"
+                    if loop.time() < deadline:
+                        yield b": keep-alive\n\n"
                     continue
                 if isinstance(got, _Overflow):
                     return
