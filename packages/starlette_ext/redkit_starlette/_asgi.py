@@ -5,7 +5,8 @@
 - :class:`Recorder` stands between the application and ``send``: it adds headers to the
   response start, keeps the body up to a cap, and runs a hook before the last message leaves;
 - :func:`send_answer` sends a flow's :class:`redkit.web.Answer`;
-- :func:`route_of` finds the route (and endpoint) a scope will reach, before the router runs.
+- :func:`route_of` finds the route (its endpoint, the mounts on the way) a scope will reach,
+  before the router runs.
 """
 
 from __future__ import annotations
@@ -169,34 +170,40 @@ class Recorder:
         await self._send(message)
 
 
-def route_of(scope: Scope) -> tuple[Any, Any] | None:
-    """``(route, endpoint)`` of the route the application's router will run for ``scope``,
-    following mounts; ``None`` when none matches fully (a 404 or 405)."""
+def route_of(scope: Scope) -> tuple[Any, Any, tuple[Any, ...]] | None:
+    """``(route, endpoint, mounts)`` of the route the application's router will run for
+    ``scope``, following mounts (``mounts``: those it went through, outermost first); ``None``
+    when none matches fully (a 404 or 405)."""
     app = scope.get("app")
     router = getattr(app, "router", None)
     routes = getattr(router, "routes", None)
     if routes is None:
         return None
-    return _match(routes, scope, 0)
+    return _match(routes, scope, 0, ())
 
 
-def _match(routes: Any, scope: Scope, depth: int) -> tuple[Any, Any] | None:
+def _match(
+    routes: Any, scope: Scope, depth: int, mounts: tuple[Any, ...]
+) -> tuple[Any, Any, tuple[Any, ...]] | None:
     for route in routes:
         match, child = route.matches(scope)
         if match is not Match.FULL:
             continue
-        return _inside(route, scope, child, depth)
+        return _inside(route, scope, child, depth, mounts)
     return None
 
 
-def _inside(route: Any, scope: Scope, child: Scope, depth: int) -> tuple[Any, Any] | None:
+def _inside(
+    route: Any, scope: Scope, child: Scope, depth: int, mounts: tuple[Any, ...]
+) -> tuple[Any, Any, tuple[Any, ...]] | None:
     """The route reached through ``route`` (which matched ``scope`` fully, giving ``child``)."""
     if depth >= 8:
-        return route, getattr(route, "endpoint", None)
+        return route, getattr(route, "endpoint", None), mounts
     if isinstance(route, Mount):
         inner = getattr(route, "routes", None)
         if inner:
-            return _match(inner, {**scope, **child}, depth + 1)
+            return _match(inner, {**scope, **child}, depth + 1, (*mounts, route))
+        return route, getattr(route, "endpoint", None), (*mounts, route)
     if hasattr(route, "original_router") and callable(getattr(route, "_match", None)):
         # a router included into a FastAPI application (FastAPI 0.16x): it matches its own
         # routes, each in an effective context holding the router's prefix and dependencies
@@ -204,6 +211,7 @@ def _inside(route: Any, scope: Scope, child: Scope, depth: int) -> tuple[Any, An
         if match is not Match.FULL or inner is None:
             return None
         if context is None:
-            return _inside(inner, {**scope, **child}, more, depth + 1)
-        return context, getattr(context, "endpoint", None) or getattr(inner, "endpoint", None)
-    return route, getattr(route, "endpoint", None)
+            return _inside(inner, {**scope, **child}, more, depth + 1, mounts)
+        endpoint = getattr(context, "endpoint", None) or getattr(inner, "endpoint", None)
+        return context, endpoint, mounts
+    return route, getattr(route, "endpoint", None), mounts

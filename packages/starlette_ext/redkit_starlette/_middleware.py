@@ -15,6 +15,7 @@ import inspect
 import logging
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -138,9 +139,10 @@ class _Part(RedkitMiddleware):
     limit = MAX_CACHED
 
     def select(
-        self, scope: Scope, own: web.ViewRules | None
+        self, scope: Scope, own: web.ViewRules | None, groups: list[web.ViewRules]
     ) -> tuple[web.ViewRules | None, bool] | None:
-        """The rules to run and whether rate limits count; ``None``: nothing to do."""
+        """The rules to run and whether rate limits count (``groups``: those of the mounts
+        on the way); ``None``: nothing to do."""
         raise NotImplementedError
 
     def own(self, route: Any, endpoint: Any) -> web.ViewRules | None:
@@ -155,13 +157,17 @@ class _Part(RedkitMiddleware):
             await self.app(scope, receive, send)
             return
         found = route_of(scope)
-        chosen = None if found is None else self.select(scope, self.own(*found))
-        if found is None or chosen is None:
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        route, endpoint, mounts = found
+        groups = [g for g in map(rules_of, mounts) if g is not None] if mounts else []
+        chosen = self.select(scope, self.own(route, endpoint), groups)
+        if chosen is None:
             await self.app(scope, receive, send)
             return
         running = self.rk.running(scope["app"])
         rules, kit = running.web, running.kit
-        route, endpoint = found
         name = getattr(endpoint, "__qualname__", None) or getattr(route, "path", "?")
         name = f"{getattr(endpoint, '__module__', '')}.{name}"
         body = Body(receive, self.rk.settings.idempotency_max_body)
@@ -170,7 +176,7 @@ class _Part(RedkitMiddleware):
         view, limited = chosen
         try:
             await self.prepare(scope, view)
-            got = await web.arun(rules.before(req, name, view, limited=limited), kit)
+            got = await web.arun(rules.before(req, name, view, groups, limited=limited), kit)
         except BodyTooLarge:
             await send_answer(
                 send, web.problem(413, "Content Too Large", "the request body is too large")
@@ -188,11 +194,13 @@ class _Part(RedkitMiddleware):
         async def finish(response: web.Response) -> None:
             if not pending.owes:
                 return
+            counted = pending.counted
+            sent = None if counted is None or not counted.deferred else Sent(response)
             flow = rules.finish(
                 req,
                 pending,
                 response,
-                None,
+                sent,
                 scope.get("path_params") or {},
                 scope.get(SESSION_STATE) or (False, False),
                 writes_pending(),
@@ -218,6 +226,23 @@ class _Part(RedkitMiddleware):
             await web.arun(rules.abort(pending), kit)
 
 
+class Sent:
+    """The response a ``deduct_when`` hook is given: its status and headers as sent."""
+
+    __slots__ = ("headers", "status_code")
+
+    def __init__(self, response: web.Response) -> None:
+        self.status_code = response.status
+        self.headers = Headers(raw=[(_latin(n.lower()), _latin(v)) for n, v in response.headers])
+
+    def __repr__(self) -> str:
+        return f"<response {self.status_code}>"
+
+
+def _latin(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
 async def _digest(scope: Scope) -> str | None:
     session = scope.get("session")
     if isinstance(session, web.LazySession):
@@ -234,13 +259,14 @@ class RateLimitMiddleware(_Part):
     rank = 1
 
     def select(
-        self, scope: Scope, own: web.ViewRules | None
+        self, scope: Scope, own: web.ViewRules | None, groups: list[web.ViewRules]
     ) -> tuple[web.ViewRules | None, bool] | None:
-        if own is not None and own.exempt:
+        if (own is not None and own.exempt) or any(g.exempt for g in groups):
             return None
         view = web.ViewRules(limits=list(own.limits)) if own is not None and own.limits else None
-        running = self.rk.running(scope["app"])
-        return (view, True) if view is not None or running.web.everywhere else None
+        if view is not None or any(g.limits for g in groups):
+            return view, True
+        return (None, True) if self.rk.running(scope["app"]).web.everywhere else None
 
 
 class CacheMiddleware(_Part):
@@ -259,7 +285,7 @@ class CacheMiddleware(_Part):
         self.limit = int(max_bytes)
 
     def select(
-        self, scope: Scope, own: web.ViewRules | None
+        self, scope: Scope, own: web.ViewRules | None, groups: list[web.ViewRules]
     ) -> tuple[web.ViewRules | None, bool] | None:
         if scope.get("method") not in ("GET", "HEAD"):
             return None
@@ -304,7 +330,7 @@ class IdempotencyMiddleware(_Part):
         return own if declared is None else web.ViewRules(idempotent=declared)
 
     def select(
-        self, scope: Scope, own: web.ViewRules | None
+        self, scope: Scope, own: web.ViewRules | None, groups: list[web.ViewRules]
     ) -> tuple[web.ViewRules | None, bool] | None:
         rule = own.idempotent if own is not None and own.idempotent is not None else self.default
         if scope.get("method") not in rule.methods:

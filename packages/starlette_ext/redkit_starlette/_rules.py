@@ -1,11 +1,15 @@
 """The decorators putting :mod:`redkit.web` rules on an endpoint: ``@rk.rate_limit``,
 ``@rk.exempt``, ``@rk.cached`` and ``@rk.idempotent``. Each returns the endpoint itself (its
-signature untouched, so FastAPI still sees its parameters); the middleware applies them."""
+signature untouched, so FastAPI still sees its parameters); the middleware applies them.
+``@rk.rate_limit`` and ``@rk.exempt`` also take a ``Mount``: the limit (or the exemption)
+then covers every route under it that has no limit of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
+
+from starlette.routing import Mount
 
 from redkit import web
 
@@ -27,8 +31,12 @@ def rules_of(endpoint: Any, create: bool = False) -> web.ViewRules | None:
     return rules
 
 
-def _put(change: Callable[[web.ViewRules], None]) -> Callable[[V], V]:
+def _put(change: Callable[[web.ViewRules], None], mounts: bool = False) -> Callable[[V], V]:
     def decorate(endpoint: V) -> V:
+        if isinstance(endpoint, Mount) and not mounts:
+            raise TypeError(
+                "only @rk.rate_limit and @rk.exempt apply to a Mount; decorate its endpoints"
+            )
         rules = rules_of(endpoint, create=True)
         assert rules is not None
         change(rules)
@@ -51,20 +59,29 @@ class RouteDecorators:
         cost: int | Callable[[Any], Any] = 1,
         exempt_when: Callable[[Any], Any] | None = None,
         algorithm: str | None = None,
+        deduct_when: Callable[[Any], Any] | None = None,
     ) -> Callable[[V], V]:
         """Limit an endpoint: ``@rk.rate_limit("10/second;100/minute")`` (per client address
         unless ``key(request)`` says who); over it, ``429`` with ``Retry-After`` and the
-        rate-limit headers. Needs :class:`~redkit_starlette.RateLimitMiddleware`."""
-        rule = web.LimitRule.build(limits, key, scope, methods, cost, exempt_when, algorithm)
-        return _put(lambda rules: rules.limits.append(rule))
+        rate-limit headers. ``deduct_when(response)`` (``response.status_code``,
+        ``response.headers``) counts only the responses it accepts: failed logins, say; the
+        request is charged before the endpoint runs and given back after it when the hook
+        refuses its response. ``rk.rate_limit(...)(Mount(...))`` gives the limit to each
+        route under the mount without limits of its own (one counter per route unless
+        ``scope`` names a shared one). Needs :class:`~redkit_starlette.RateLimitMiddleware`."""
+        rule = web.LimitRule.build(
+            limits, key, scope, methods, cost, exempt_when, algorithm, deduct_when
+        )
+        return _put(lambda rules: rules.limits.append(rule), mounts=True)
 
     def exempt(self, endpoint: V) -> V:
-        """Exempt an endpoint from every rate limit (its own, the default, the application's)."""
+        """Exempt an endpoint (or every route under a ``Mount``) from every rate limit: its
+        own, its mounts', the default and the application's."""
 
         def change(rules: web.ViewRules) -> None:
             rules.exempt = True
 
-        return _put(change)(endpoint)
+        return _put(change, mounts=True)(endpoint)
 
     def cached(
         self, ttl: Any = None, *, tags: Any = None, unless: Any = None, **policy: Any

@@ -104,6 +104,11 @@ def hook(req: Request, fn: Callable[..., Any]) -> Callable[[Any], Any]:
     return lambda kit: req.invoke(fn)
 
 
+def _accepts(fn: Callable[[Any], Any], response: Any) -> Callable[[Any], Any]:
+    """The operation that asks a ``deduct_when`` hook about ``response``."""
+    return lambda kit: fn(response)
+
+
 def charge(rule: LimitRule, name: str, cost: int, mode: str) -> Callable[[Any], Any]:
     """The operation that counts (``hit``) or tests (``test``) ``name`` against ``rule``."""
     return lambda kit: getattr(kit.limiter, mode)(name, rule.limits, cost, algorithm=rule.algorithm)
@@ -237,7 +242,7 @@ class RateLimits:
         accept the framework's ``response``."""
         for rule, name, cost in counted.deferred:
             assert rule.deduct_when is not None
-            if not rule.deduct_when(response):
+            if not (yield _accepts(rule.deduct_when, response)):  # an async hook is awaited
                 try:
                     yield charge(rule, name, cost, "refund")
                 except RedkitConnectionError:
