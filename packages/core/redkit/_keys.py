@@ -17,7 +17,6 @@ from .errors import InvalidKeyError
 
 __all__ = ["Keyspace", "escape_part"]
 
-_SAFE = re.compile(rb"[A-Za-z0-9_.\-:/@=+,!|]*\Z")
 SAFE_STR = re.compile(r"[A-Za-z0-9_.\-:/@=+,!|]+\Z")  # the same, for a str part as it is
 _SAFE_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-:/@=+,!|"
@@ -40,6 +39,14 @@ def _to_bytes(part: object) -> bytes:
     raise InvalidKeyError(f"key parts must be str, bytes or int, not {type(part).__name__}")
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-:/@=+,!|]")  # a byte outside _SAFE_BYTES, as latin-1
+_PERCENT = {b: f"%{b:02X}" for b in range(256) if b not in _SAFE_BYTES}
+
+
+def _percent(match: re.Match[str]) -> str:
+    return _PERCENT[ord(match.group())]
+
+
 def escape_part(part: object, max_length: int) -> str:
     """Escape one user-supplied key part (see the module docstring). Empty parts are rejected."""
     if type(part) is str and len(part) <= max_length and SAFE_STR.match(part):
@@ -47,10 +54,7 @@ def escape_part(part: object, max_length: int) -> str:
     raw = _to_bytes(part)
     if not raw:
         raise InvalidKeyError("key parts must not be empty")
-    if _SAFE.match(raw):
-        text = raw.decode("ascii")
-    else:
-        text = "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in raw)
+    text = _UNSAFE.sub(_percent, raw.decode("latin-1"))  # latin-1: one character per byte
     if len(text) <= max_length:
         return text
     digest = hashlib.sha256(raw).hexdigest()

@@ -138,7 +138,7 @@ class Dependencies:
         return idempotency_key
 
     @staticmethod
-    def session(request: Request) -> web.LazySession:
+    async def session(request: Request) -> web.LazySession:  # async: no thread-pool hop
         """A dependency giving the request's server-side session:
         ``session: Annotated[LazySession, Depends(rk.session)]`` (a mapping; changes are saved
         when the response leaves). Needs :class:`~redkit_starlette.SessionMiddleware`."""
