@@ -140,13 +140,15 @@ async def test_shutdown_lets_running_jobs_finish_and_gives_the_rest_back(url: st
 needs_redis = pytest.mark.skipif(not REAL_REDIS, reason=f"no Redis at {REDIS_URL}")
 
 
-def _uvicorn(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+def _uvicorn(
+    env: dict[str, str], port: int, app: str = "tests.starlette.served_app:app"
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "tests.starlette.served_app:app",
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -162,6 +164,64 @@ def _uvicorn(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     )
 
 
+async def _started(http: httpx.AsyncClient, server: subprocess.Popen[str], path: str) -> None:
+    """Wait until uvicorn answers ``path`` with a 200."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            if (await http.get(path)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, server.communicate()[0]
+        assert time.monotonic() < end, "uvicorn did not start"
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_stopped_while_uvicorn_serves_then_started_again() -> None:
+    redis_server = RedisProcess().start()
+    port = free_port()
+    env = {**os.environ, "RKTEST_URL": redis_server.url, "RKTEST_PREFIX": new_prefix()}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    server = _uvicorn(env, port, "tests.starlette.served_web:app")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            await _started(http, server, "/hello")
+            assert (await http.get("/counter")).json() == {"n": 1}
+            assert (await http.get("/counter")).json() == {"n": 2}  # the cookie came back
+            first = (await http.get("/page")).text
+            assert (await http.get("/page")).text == first  # cached
+            key = {"idempotency-key": "order-1"}
+            paid = (await http.post("/pay", headers=key)).json()
+            assert (await http.post("/pay", headers=key)).json() == paid  # replayed
+
+            redis_server.stop()  # while serving
+            down = await http.get("/counter")
+            assert down.status_code == 503
+            assert int(down.headers["retry-after"]) >= 1
+            assert down.headers["content-type"] == "application/problem+json"
+            assert (await http.post("/pay", headers=key)).status_code == 503  # not run twice
+            assert (await http.post("/pay")).status_code == 200  # no key: nothing to guard
+            assert (await http.get("/hello")).text == "hello"  # limits fail open
+            assert (await http.get("/page")).text != first  # the cached route runs
+            assert server.poll() is None
+
+            redis_server.start()  # back, empty (it keeps nothing on disk)
+            assert (await http.get("/counter")).json() == {"n": 1}  # a new session
+            again = (await http.get("/page")).text
+            assert (await http.get("/page")).text == again  # cached again
+            assert (await http.get("/hello")).headers["x-ratelimit-limit"] == "1000"
+        server.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(server.communicate, timeout=60)
+        assert server.returncode in (0, -signal.SIGTERM), output
+        assert "Traceback" not in output, output
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        redis_server.cleanup()
+
+
 @needs_redis
 async def test_sigterm_under_uvicorn_loses_no_job_and_closes_the_pools() -> None:
     prefix = new_prefix()
@@ -172,16 +232,7 @@ async def test_sigterm_under_uvicorn_loses_no_job_and_closes_the_pools() -> None
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            end = time.monotonic() + 30
-            while True:
-                try:
-                    if (await http.get("/ping")).json() == {"pong": True}:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None, server.communicate()[0]
-                assert time.monotonic() < end, "uvicorn did not start"
-                await asyncio.sleep(0.05)
+            await _started(http, server, "/ping")
             ids = [
                 (await http.get("/enqueue", params={"seconds": 0.3})).json()["id"] for _ in range(3)
             ]
