@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from redkit import web
 from redkit_starlette import CacheMiddleware, Redkit, SessionMiddleware, regenerate_session
 
 from .conftest import serve
@@ -192,6 +193,23 @@ async def test_sessions_persist_and_login_regenerates_the_id(rk: Redkit) -> None
         assert got.headers["vary"] == "Cookie"
         assert http.cookies["session"] != before
         assert (await http.get("/counter")).json() == {"n": 3}
+
+
+async def test_the_cookie_attributes_are_those_given(rk: Redkit) -> None:
+    attributes = web.CookieAttributes(
+        name="sid", path="/app", secure=True, samesite="None", partitioned=True
+    )
+    app = build(rk)
+    app.user_middleware = [
+        *rk.middleware()[:-1],
+        Middleware(SessionMiddleware, redkit=rk, cookie=attributes),
+    ]
+    async with serve(app) as http:
+        made = (await http.get("/counter")).headers["set-cookie"]
+        fields = [f.strip().lower() for f in made.split(";")]
+        assert fields[0].startswith("sid=")
+        for wanted in ("path=/app", "secure", "httponly", "samesite=none", "partitioned"):
+            assert wanted in fields, made
 
 
 async def test_rate_limits_answer_429_with_headers_and_exempt_routes_pass(rk: Redkit) -> None:

@@ -145,15 +145,9 @@ class SessionMiddleware(RedkitMiddleware):
         else:
             age = None if change.max_age is None else max(0, int(change.max_age))
             made.set_cookie(
-                a.name,
-                change.value,
-                age,
-                None,
-                a.path,
-                a.domain,
-                a.secure,
-                a.httponly,
-                samesite,
-                a.partitioned,
+                a.name, change.value, age, None, a.path, a.domain, a.secure, a.httponly, samesite
             )
-        return next(bytes(v).decode("latin-1") for n, v in made.raw_headers if n == b"set-cookie")
+        made_cookie = next(v for n, v in made.raw_headers if n == b"set-cookie")
+        cookie = bytes(made_cookie).decode("latin-1")
+        # added here: Starlette takes partitioned= only from 0.39, and only on Python 3.14+
+        return f"{cookie}; Partitioned" if a.partitioned else cookie
