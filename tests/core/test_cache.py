@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import redkit.cache._fill
 from redkit import InvalidKeyError, RedkitError, SerializationError
 from tests.conftest import Kits, call
 
@@ -461,12 +462,14 @@ async def test_tag_keys_are_extended_by_every_write(kit: Any) -> None:
     assert await call(kit.cache.get("k")) == 1
 
 
-async def test_fresh_value_is_served_while_another_caller_refreshes_early(make_kit: Kits) -> None:
+async def test_fresh_value_is_served_while_another_caller_refreshes_early(
+    make_kit: Kits, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kit = make_kit(cache_jitter=0)
     core = kit.cache._core
     await call(kit.cache.get_or_set("k", lambda: "v1", ttl=60))
     # force every read to choose an early refresh, while another caller already holds the lock
-    core._refresh_early = lambda entry, pttl, beta: True
+    monkeypatch.setattr(redkit.cache._fill, "_refresh_early", lambda entry, pttl, beta: True)
     await call(kit.client.set(core.lock_key("k"), "someone-else", px=5000))
     assert await call(kit.cache.get_or_set("k", lambda: "v2", ttl=60, early_refresh=1)) == "v1"
     snap = kit.stats.snapshot()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from redkit.cache import _core as core
+from redkit.cache import _fill as core
 from tests.conftest import call
 
 

@@ -17,11 +17,16 @@ from typing import Any
 from ..errors import SerializationError
 from ..serializers import Serializer
 
-__all__ = ["Entry", "decode", "encode"]
+__all__ = ["DOWN", "MISSING", "Entry", "decode", "encode"]
 
 PLAIN = b"\x00"
 WITH_META = b"\x01"
 _DIGITS = frozenset(b"-0123456789")
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+"""No value (a miss, or an argument not given)."""
+DOWN: Any = type("Down", (), {"__repr__": lambda self: "DOWN"})()
+"""The reply of a one-call operation that failed open (see ``CacheCore.failed_open``)."""
 
 _loads: Callable[[bytes], Any]
 try:  # pragma: no cover - depends on the environment
