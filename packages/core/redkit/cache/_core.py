@@ -501,14 +501,4 @@ class CacheCore:
         calls = tuple(command("SET", self.tag_key(t), new, "PX", tag_ms) for t in tag_list)
         return Batch(calls, len)
 
-    def get_or_set(
-        self,
-        key: object,
-        loader: Callable[[], Any],
-        ttl: Duration | None,
-        tags: Iterable[str] | None,
-        stale_ttl: Duration | None = None,
-        early_refresh: float | None = None,
-    ) -> Flow[Any]:
-        """Flow of ``cache.get_or_set`` (see :func:`redkit.cache._fill.get_or_set`)."""
-        return get_or_set(self, key, loader, ttl, tags, stale_ttl, early_refresh)
+    get_or_set = get_or_set  # the flow of cache.get_or_set, in _fill.py
