@@ -24,12 +24,15 @@ whole measurement (``asgi_lifespan.LifespanManager``): that is where redkit open
 application's kit, ``app.state.redkit``. Each redkit application has its own ``Redkit`` object
 (redkit's default settings, ``ratelimit_default`` where a row says so) and so its own pool.
 
-Three groups, each measured on its own (its slices alternate), the first row its baseline:
+Three serial groups (one request at a time) and the concurrent rate-limit groups, each measured
+on its own (its slices alternate), the first row its baseline:
 
 * ``starlette``: plain Starlette answering ``PlainTextResponse("ok")`` to a GET (the baseline)
   and to a POST that reads its 16-byte JSON body; redkit's ``SessionMiddleware`` alone, the
   request carrying the cookie of a session created beforehand, the endpoint reading
-  ``request.session.get("n")`` or not using the session at all, or no cookie at all;
+  ``request.session.get("n")`` or not using the session at all (the middleware reads the
+  session before the endpoint runs either way, ``request.session`` being a sync mapping: one
+  round trip), or no cookie at all;
   ``RateLimitMiddleware`` alone with ``ratelimit_default="1000000/minute"``; a cache hit of a
   ``@rk.cached(ttl=300)`` endpoint with ``CacheMiddleware`` alone (stored before the
   measurement, the endpoint never runs); an ``@rk.idempotent()`` POST endpoint with
@@ -54,14 +57,30 @@ Three groups, each measured on its own (its slices alternate), the first row its
   ``RateLimitExceeded`` handler and a ``Limiter(key_func=get_remote_address, storage_uri=url,
   key_prefix=...)`` whose ``limits`` storage gets a redis-py connection pool built from the URL
   with redis-py's defaults (``storage_options``). redkit sends its rate-limit headers (its
-  default), slowapi none (its default).
+  default), slowapi none (its default);
+* ``rate limit C=16``, ``rate limit C=64`` (``--concurrency``, default ``16,64``): the plain
+  row, redkit's ``@rk.rate_limit``, ``Depends(rk.limit)`` and ``RateLimitMiddleware`` default,
+  and slowapi's ``@limiter.limit``, ``SlowAPIMiddleware`` and ``SlowAPIASGIMiddleware``, the same
+  applications on the same Redis, with C requests in flight at once on the event loop, as a
+  server has with concurrent clients: a call is ``asyncio.gather`` of C ``await app(scope,
+  receive, send)``, each with its own task, scope, ``receive`` and ``send``. redkit awaits its
+  asyncio client, so the round trips of the C requests overlap; slowapi calls its sync
+  ``limits`` storage on the event loop, which blocks the loop for each round trip, so they
+  cannot. A group makes ``--ops // C`` calls per contender and round (about as many requests
+  as a serial group), in slices of ``--chunk // C``, after ``--warmup // C`` (at least one,
+  which opens the C connections); its figures are per request (a call's time over C). The pool
+  of a redkit application in these groups allows C connections at least: redkit's default
+  ``max_connections`` (64) when C is not larger, else ``max_connections=C``; slowapi's pool is
+  redis-py's ``ConnectionPool`` (not blocking; redis-py 8 caps it at 100), of which it only ever
+  uses one, since a blocking call never overlaps another.
 
 The limit is never reached and no key is replayed unless a row says so. Before the measurement
 every contender serves a request that must get the status it expects (200), and the cache and
 replay rows a second one that must come from Redis; afterwards the benchmark checks that every
 response had that status (and the replay header), that every session request found its session,
 every cache request hit, every rate-limit request was allowed and every new key stored its
-response, and that the cached endpoint never ran.
+response, and that the cached endpoint never ran; in the concurrent groups, for every request
+of every batch.
 
 Method: ``bench/harness.py`` (``--rounds`` rounds of ``--ops`` requests per contender, in
 slices of ``--chunk``, after ``--warmup`` requests), on asyncio's default event loop.
@@ -72,8 +91,10 @@ time of this process per request; ``+µs`` and ``+cpu`` the differences with the
 baseline; ``RTT/req`` the requests written to Redis per request, counted on the connections of
 each application's pool the same way for both libraries (for redkit it must also equal
 ``kit.stats``' ``round_trips``); ``ratio`` the median over the group's baseline. The
-rate-limit pairs set a redkit row against the slowapi row that does the same: ``ratio`` of the
-medians and ``+ratio`` of what each adds to the baseline (below 1, redkit is faster). The
+rate-limit pairs set a redkit row against the slowapi row that does the same, one table per
+rate-limit group: ``ratio`` of the medians and ``+ratio`` of what each adds to the baseline
+(below 1, redkit is faster). ``conns``: the connections the application's pool had made by the
+end of the group, counted from its start-up. The
 header gives the share of a CPU that other processes used during the run: figures from a busy
 machine are not comparable.
 
@@ -86,11 +107,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import secrets
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +132,7 @@ try:
     from starlette.types import ASGIApp, Message
 
     from redkit import web
+    from redkit.settings import Settings
     from redkit_starlette import (
         CacheMiddleware,
         IdempotencyMiddleware,
@@ -142,6 +165,25 @@ To compare, install it into a separate virtual environment and run the benchmark
 
 STARLETTE, FASTAPI, RATE_LIMIT = "starlette", "fastapi", "rate limit"
 GROUPS = (STARLETTE, FASTAPI, RATE_LIMIT)
+CONCURRENCY = (16, 64)
+"""Requests in flight at once in the concurrent rate-limit groups, by default."""
+CONCURRENT = (
+    "fastapi, request: Request",
+    "redkit @rk.rate_limit",
+    "redkit Depends(rk.limit)",
+    "redkit RateLimitMiddleware default",
+    "slowapi @limiter.limit",
+    "slowapi SlowAPIMiddleware",
+    "slowapi SlowAPIASGIMiddleware",
+)
+"""The rate-limit rows measured again with requests in flight at once, the baseline first."""
+DEFAULT_POOL = Settings.max_connections
+
+
+def concurrent_group(c: int) -> str:
+    """The name of the rate-limit group with ``c`` requests in flight at once."""
+    return f"rate limit C={c}"
+
 
 PAIRS = (
     ("per route", "redkit @rk.rate_limit", "slowapi @limiter.limit"),
@@ -299,6 +341,27 @@ class Served:
                 self.unexpected += 1
                 self.last_status = exchange.status
 
+    def batch(self, c: int) -> Callable[[Sequence[str]], Awaitable[None]]:
+        """An op serving, per key, ``c`` requests in flight at once on the event loop (each its
+        own task, scope, ``receive`` and ``send``), as a server does with concurrent clients."""
+        if self.keyed:
+            raise ValueError("a batch does not give each request its own key")
+        app, base, body, must = self.app, self._scope(), self.body, self.must
+        headers = base["headers"]
+
+        async def op(keys: Sequence[str]) -> None:
+            for _ in keys:
+                exchanges = [Exchange(body) for _ in range(c)]
+                await asyncio.gather(
+                    *(app({**base, "headers": list(headers)}, e.receive, e.send) for e in exchanges)
+                )
+                for e in exchanges:
+                    if e.status != 200 or (must is not None and must not in e.headers):
+                        self.unexpected += 1
+                        self.last_status = e.status
+
+        return op
+
     async def check(self, name: str, first: bool = False) -> None:
         """Serve one request and fail unless it got the expected answer (a broken set-up would
         make the benchmark measure error pages); ``first``: the request that stores what the
@@ -315,6 +378,22 @@ class Served:
             raise RuntimeError(
                 f"{name}: the set-up request was answered {self.last_status}, not {wanted}"
             )
+
+
+class Opened:
+    """Counts the connections that one redis-py connection pool (sync or asyncio) makes from
+    now on: attach it before the pool makes the connections to count."""
+
+    def __init__(self, pool: Any) -> None:
+        self.n = 0
+        base = pool.connection_class
+        opened = self
+
+        def __init__(conn: Any, *args: Any, **kwargs: Any) -> None:
+            opened.n += 1
+            base.__init__(conn, *args, **kwargs)
+
+        pool.connection_class = type(f"Opened{base.__name__}", (base,), {"__init__": __init__})
 
 
 class Calls:
@@ -350,6 +429,7 @@ class Setup:
     checks: dict[str, int] = field(default_factory=dict)
     """``kit.stats`` counters that must grow by this much per request."""
     wire: Wire | None = None
+    opened: Opened | None = None
     close: Callable[[], None] = lambda: None
 
     def kit(self) -> Any:
@@ -360,6 +440,7 @@ class Setup:
         kit = self.kit()
         if kit is not None:
             self.wire = Wire(kit.client.connection_pool)
+            self.opened = Opened(kit.client.connection_pool)
         if self.session == "cookie":
             assert self.rk is not None
             sid = await kit.sessions.create({"n": 1})
@@ -373,8 +454,11 @@ class Setup:
             if self.runs == 0 and self.calls.n != before:
                 raise RuntimeError(f"{self.name}: the second request was not served from Redis")
 
-    def contender(self, token: str) -> Contender:
+    def contender(self, token: str, concurrency: int = 1) -> Contender:
+        """The contender; ``concurrency`` > 1: each call is that many requests in flight at
+        once."""
         served, calls, wire, kit = self.served, self.calls, self.wire, self.kit()
+        opened = self.opened
         if served.keyed:
             tag = f"{token}-{secrets.token_hex(4)}"
 
@@ -392,13 +476,16 @@ class Setup:
             out = {"unexpected": served.unexpected, "calls": calls.n}
             if wire is not None:
                 out["round_trips"] = wire.writes
+            if opened is not None:
+                out["connections"] = opened.n
             if kit is not None:
                 out["kit_round_trips"] = kit.stats.get("round_trips")
                 for counter in checks:
                     out[counter] = kit.stats.get(counter)
             return out
 
-        return Contender(self.name, served.op, keys, counters)
+        op = served.op if concurrency == 1 else served.batch(concurrency)
+        return Contender(self.name, op, keys, counters)
 
 
 @dataclass
@@ -411,10 +498,25 @@ class Plan:
     chunk: int
     warmup: int
     token: str
+    concurrency: tuple[int, ...] = CONCURRENCY
     _n: int = 0
 
-    def measure(self) -> tuple[int, int, int, int]:
-        return self.rounds, self.ops, self.chunk, self.warmup
+    def measure(self, c: int = 1) -> tuple[int, int, int, int]:
+        """Rounds, calls per round, calls per slice and warm-up calls, a call being ``c``
+        requests: about as many requests as a serial group makes."""
+        return (
+            self.rounds,
+            max(1, self.ops // c),
+            max(1, self.chunk // c),
+            max(1, self.warmup // c),
+        )
+
+    def pool(self) -> dict[str, int]:
+        """The settings of a redkit application measured with requests in flight at once: a
+        pool of at least as many connections as requests (redkit's default when it is
+        enough)."""
+        most = max(self.concurrency, default=1)
+        return {} if most <= DEFAULT_POOL else {"max_connections": most}
 
     def prefix(self, kind: str = "") -> str:
         """A fresh prefix under ``rkbench-<token>`` for one application's keys."""
@@ -529,7 +631,7 @@ def starlette_setups(plan: Plan) -> list[Setup]:
     out = [_starlette_row("starlette"), _starlette_row("starlette POST, body read", post=True)]
     for name, read, cookie, rtt in (
         ("session, cookie, endpoint reads it", True, True, 1),
-        ("session, cookie, endpoint ignores it", False, True, 0),
+        ("session, cookie, endpoint ignores it", False, True, 1),
         ("session, no cookie, endpoint reads it", True, False, 0),
     ):
         rk = plan.redkit(sessions=True)
@@ -541,7 +643,7 @@ def starlette_setups(plan: Plan) -> list[Setup]:
                 read=read,
                 session="cookie" if cookie else None,
                 expected_rtt=rtt,
-                checks=FOUND if cookie and read else {},
+                checks=FOUND if cookie else {},
             )
         )
     rk = plan.redkit(ratelimit_default=LIMIT)
@@ -682,7 +784,7 @@ def _redkit_limit(plan: Plan, name: str, how: str, algorithm: str | None = None)
     """redkit limiting a rate-limit row: ``how`` is ``decorator``, ``dependency`` or
     ``default`` (``RateLimitMiddleware`` with ``ratelimit_default``)."""
     calls = Calls()
-    rk = plan.redkit(ratelimit_default=LIMIT if how == "default" else None)
+    rk = plan.redkit(ratelimit_default=LIMIT if how == "default" else None, **plan.pool())
     endpoint = _with_request(calls)
     if how == "decorator":
         endpoint = rk.rate_limit(LIMIT, algorithm=algorithm)(endpoint)
@@ -726,6 +828,7 @@ def _slowapi(plan: Plan, peer: Peer, name: str, how: str, strategy: str) -> Setu
     setup.app.state.limiter = limiter
     setup.app.add_exception_handler(peer.exceeded, peer.handler)
     setup.kind, setup.wire, setup.close = "slowapi", wire, pool.disconnect
+    setup.opened = Opened(pool)
     return setup
 
 
@@ -778,10 +881,32 @@ def _verify(results: Sequence[Result], by_name: Mapping[str, Setup]) -> None:
                 )
 
 
+def _per_request(result: Result, c: int) -> Result:
+    """A result of calls of ``c`` requests each, per request."""
+    return dataclasses.replace(
+        result,
+        wall_us=[x / c for x in result.wall_us],
+        cpu_us=[x / c for x in result.cpu_us],
+        calls=result.calls * c,
+    )
+
+
+def _pools(scenario: Scenario, by_name: Mapping[str, Setup]) -> dict[tuple[str, str], int]:
+    """(scenario, contender) -> how many connections the contender's pool has made so far."""
+    out = {}
+    for c in scenario.contenders:
+        opened = by_name[c.name].opened
+        if opened is not None:
+            out[scenario.name, c.name] = opened.n
+    return out
+
+
 async def _measure(
     plan: Plan, built: Sequence[Setup]
-) -> tuple[list[Result], dict[str, Any], float]:
-    """Start every application, check and measure the groups, stop them."""
+) -> tuple[list[Result], dict[tuple[str, str], int], dict[str, Any], float]:
+    """Start every application, check and measure the groups (the serial ones, then the
+    concurrent ones), stop them. Also returns how many connections each pool had made by the
+    end of each group."""
     async with contextlib.AsyncExitStack() as stack:
         for s in built:
             await stack.enter_async_context(LifespanManager(s.app))
@@ -798,15 +923,24 @@ async def _measure(
                 slowapi=_version("slowapi"),
                 limits=_version("limits"),
             )
+            by_name = {s.name: s for s in built}
             results: list[Result] = []
+            pools: dict[tuple[str, str], int] = {}
             for group in GROUPS:
                 members = [s.contender(plan.token) for s in built if s.group == group]
                 scenario = Scenario(group, "async", members)
                 results += await harness.run_async(scenario, *plan.measure())
+                pools.update(_pools(scenario, by_name))
+            for c in plan.concurrency:
+                members = [by_name[n].contender(plan.token, c) for n in CONCURRENT if n in by_name]
+                scenario = Scenario(concurrent_group(c), "async", members)
+                measured = await harness.run_async(scenario, *plan.measure(c))
+                results += [_per_request(res, c) for res in measured]
+                pools.update(_pools(scenario, by_name))
             seconds = watch.stop()
         finally:
             r.close()
-    return results, watch.info, seconds
+    return results, pools, watch.info, seconds
 
 
 def _version(name: str) -> str | None:
@@ -816,10 +950,13 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _row(result: Result, setup: Setup, base: Result) -> dict[str, Any]:
+def _row(
+    result: Result, setup: Setup, base: Result, concurrency: int, pools: Mapping[Any, int]
+) -> dict[str, Any]:
     row = result.as_dict(
-        {"group": setup.group, "kind": setup.kind},
+        {"group": result.scenario, "kind": setup.kind, "concurrency": concurrency},
         {
+            "pool_connections": pools.get((result.scenario, result.contender)),
             "kit_round_trips_per_op": result.per_call("kit_round_trips")
             if setup.kind == "redkit"
             else None,
@@ -833,8 +970,19 @@ def _row(result: Result, setup: Setup, base: Result) -> dict[str, Any]:
 
 
 def pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each redkit rate-limit row against the slowapi row that does the same."""
-    by_name = {r["contender"]: r for r in rows if r["group"] == RATE_LIMIT}
+    """Each redkit rate-limit row against the slowapi row that does the same, in the serial
+    rate-limit group and then in each concurrent one."""
+    groups = dict.fromkeys(
+        r["group"] for r in rows if r["group"] == RATE_LIMIT or r["concurrency"] > 1
+    )
+    out = []
+    for group in groups:
+        by_name = {r["contender"]: r for r in rows if r["group"] == group}
+        out += _pairs(group, by_name)
+    return out
+
+
+def _pairs(group: str, by_name: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for what, ours_name, theirs_name in PAIRS:
         ours, theirs = by_name.get(ours_name), by_name.get(theirs_name)
@@ -842,6 +990,8 @@ def pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             continue
         out.append(
             {
+                "group": group,
+                "concurrency": ours["concurrency"],
                 "what": what,
                 "redkit": ours_name,
                 "slowapi": theirs_name,
@@ -855,6 +1005,8 @@ def pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 else None,
                 "redkit_rtt": ours["round_trips_per_op"],
                 "peer_rtt": theirs["round_trips_per_op"],
+                "redkit_connections": ours["pool_connections"],
+                "peer_connections": theirs["pool_connections"],
             }
         )
     return out
@@ -881,14 +1033,23 @@ def targets(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(
-    url: str, rounds: int = 7, ops: int = 4000, chunk: int = 500, warmup: int = 1000
+    url: str,
+    rounds: int = 7,
+    ops: int = 4000,
+    chunk: int = 500,
+    warmup: int = 1000,
+    concurrency: Sequence[int] = CONCURRENCY,
 ) -> dict[str, Any]:
-    """Measure every contender against ``url``; returns the report (the ``--json`` document)."""
+    """Measure every contender against ``url``, the rate-limit rows also with ``concurrency``
+    requests in flight at once (one group per figure); returns the report (the ``--json``
+    document)."""
+    if any(c < 1 for c in concurrency) or len(set(concurrency)) != len(concurrency):
+        raise ValueError(f"concurrency must be distinct figures of at least 1: {concurrency}")
     peer, notes = load_peer()
     if peer is None:
         print(INSTALL, file=sys.stderr)
     token = secrets.token_hex(6)
-    plan = Plan(url, rounds, ops, chunk, warmup, token)
+    plan = Plan(url, rounds, ops, chunk, warmup, token, tuple(concurrency))
     r = redis.Redis.from_url(url)
     r.ping()  # fail here, before anything is written, when Redis does not answer
     built: list[Setup] = []
@@ -897,7 +1058,7 @@ def run(
         by_name = {s.name: s for s in built}
         if len(by_name) != len(built):
             raise RuntimeError("two contenders have the same name")
-        results, info, seconds = asyncio.run(_measure(plan, built))
+        results, pools, info, seconds = asyncio.run(_measure(plan, built))
         _verify(results, by_name)
     finally:
         for s in built:
@@ -908,9 +1069,32 @@ def run(
     if left:
         raise RuntimeError(f"{left} keys under rkbench-{token} were not deleted")
     bases = {res.scenario: res for res in results if res.baseline}
-    rows = [_row(res, by_name[res.contender], bases[res.scenario]) for res in results]
+    flight = {concurrent_group(c): c for c in plan.concurrency}
+    rows = [
+        _row(
+            res,
+            by_name[res.contender],
+            bases[res.scenario],
+            flight.get(res.scenario, 1),
+            pools,
+        )
+        for res in results
+    ]
     return {
-        "config": {**harness.config(url, rounds, ops, chunk, warmup), "limit": LIMIT},
+        "config": {
+            **harness.config(url, rounds, ops, chunk, warmup),
+            "limit": LIMIT,
+            "concurrency": [
+                {
+                    "in_flight": c,
+                    "batches": plan.measure(c)[1],
+                    "batches_per_slice": plan.measure(c)[2],
+                    "warmup_batches": plan.measure(c)[3],
+                }
+                for c in plan.concurrency
+            ],
+            "redkit_max_connections": plan.pool().get("max_connections", DEFAULT_POOL),
+        },
         "machine": info,
         "peer": {"library": "slowapi", "version": None if peer is None else peer.version},
         "notes": notes,
@@ -929,10 +1113,10 @@ def _line(head: tuple[str, ...], r: Mapping[str, Any]) -> str:
     (group,) = head
     span = f"{r['min_us']:.1f}-{r['max_us']:.1f}"
     return (
-        f"{group:<10} {r['contender']:<40} {r['median_us']:>7.1f} {span:>13} "
+        f"{group:<15} {r['contender']:<40} {r['median_us']:>7.1f} {span:>13} "
         f"{r['requests_per_second']:>6} {r['median_cpu_us']:>7.1f} {r['extra_us']:>7.1f} "
         f"{r['extra_cpu_us']:>6.1f} {fmt(r['round_trips_per_op'], '.2f'):>7} "
-        f"{r['ratio']:>5.2f}"
+        f"{r['ratio']:>5.2f} {fmt(r['pool_connections'], 'd'):>5}"
     )
 
 
@@ -942,6 +1126,24 @@ def _pair_line(p: Mapping[str, Any]) -> str:
         f"{p['redkit_extra_us']:>7.1f} {p['peer_extra_us']:>7.1f} "
         f"{fmt(p['extra_ratio'], '.2f'):>6}  {p['redkit']} / {p['slowapi']}"
     )
+
+
+def _pair_tables(report: Mapping[str, Any]) -> list[str]:
+    """One table of redkit-over-slowapi ratios per rate-limit group."""
+    limit = repr(report["config"]["limit"])
+    lines: list[str] = []
+    groups = dict.fromkeys((p["group"], p["concurrency"]) for p in report["pairs"])
+    for group, c in groups:
+        how = "one request at a time" if c == 1 else f"{c} requests in flight at once, per request"
+        lines += [
+            "",
+            f"{group}: {limit} per address, {how} (ratios: redkit over slowapi, "
+            "< 1: redkit faster)",
+            f"{'':<24} {'redkit':>7} {'slowapi':>8} {'ratio':>5} {'rk +µs':>7} {'sa +µs':>7} "
+            f"{'+ratio':>6}  rows",
+            *(_pair_line(p) for p in report["pairs"] if p["group"] == group),
+        ]
+    return lines
 
 
 def render(report: dict[str, Any]) -> str:
@@ -956,37 +1158,61 @@ def render(report: dict[str, Any]) -> str:
         + (f" (limits {m['limits']})" if m.get("limits") else ""),
         harness.load_line(m),
         *(f"note: {n}" for n in report["notes"] if n != INSTALL),
+    ]
+    for c in cfg["concurrency"]:
+        lines.append(
+            f"{concurrent_group(c['in_flight'])}: rounds of {c['batches']} batches of "
+            f"{c['in_flight']} requests in flight at once (asyncio.gather), slices of "
+            f"{c['batches_per_slice']}; figures per request; redkit pools of "
+            f"max_connections={cfg['redkit_max_connections']}"
+        )
+    lines += [
         "",
-        f"{'':<10} {'contender':<40} {'µs/req':>7} {'range':>13} {'req/s':>6} {'cpu µs':>7} "
-        f"{'+µs':>7} {'+cpu':>6} {'RTT/req':>7} {'ratio':>5}",
+        f"{'':<15} {'contender':<40} {'µs/req':>7} {'range':>13} {'req/s':>6} {'cpu µs':>7} "
+        f"{'+µs':>7} {'+cpu':>6} {'RTT/req':>7} {'ratio':>5} {'conns':>5}",
     ]
     lines += harness.table(report["results"], lambda r: (r["group"],), _line)
-    if report["pairs"]:
-        lines += [
-            "",
-            f"rate limit, {cfg['limit']!r} per address (ratios: redkit over slowapi, "
-            "< 1: redkit faster)",
-            f"{'':<24} {'redkit':>7} {'slowapi':>8} {'ratio':>5} {'rk +µs':>7} {'sa +µs':>7} "
-            f"{'+ratio':>6}  rows",
-            *(_pair_line(p) for p in report["pairs"]),
-        ]
+    lines += _pair_tables(report)
     lines += [
         "",
         "ratio, +µs, +cpu: over the group's baseline (its first row); RTT/req: requests written "
-        "to Redis per request",
+        "to Redis per request; conns: connections the application's pool had made by the end "
+        "of the group",
         "targets: the round trips each redkit contender must make",
         *harness.target_lines(report["targets"], 56),
     ]
     return "\n".join(lines)
 
 
+def _concurrency(text: str) -> tuple[int, ...]:
+    """``--concurrency``: comma-separated figures of at least 1 (empty: no concurrent group)."""
+    try:
+        out = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if any(c < 1 for c in out) or len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"figures must be distinct and at least 1: {text!r}")
+    return out
+
+
+def _more(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=CONCURRENCY,
+        help="requests in flight at once in the concurrent rate-limit groups, comma-separated "
+        f"(default {','.join(map(str, CONCURRENCY))}; empty: none)",
+    )
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    return run(args.url, args.rounds, args.ops, args.chunk, args.warmup)
+    return run(args.url, args.rounds, args.ops, args.chunk, args.warmup, args.concurrency)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python bench/asgi_overhead.py [--url URL] [--json] [--check] ...``."""
-    return harness.cli(DESCRIPTION, argv, _run, render)
+    """Command line: ``python bench/asgi_overhead.py [--url URL] [--concurrency 16,64]
+    [--json] [--check] ...``."""
+    return harness.cli(DESCRIPTION, argv, _run, render, more=_more)
 
 
 if __name__ == "__main__":
