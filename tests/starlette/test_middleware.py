@@ -212,6 +212,25 @@ async def test_the_cookie_attributes_are_those_given(rk: Redkit) -> None:
             assert wanted in fields, made
 
 
+async def test_a_path_rewritten_between_the_middleware_is_matched_again(rk: Redkit) -> None:
+    class Alias:  # an application's middleware between the rate limit and the cache
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope.get("path") == "/alias":
+                scope = {**scope, "path": "/page"}
+            await self.app(scope, receive, send)
+
+    app = build(rk)
+    made = rk.middleware()
+    app.user_middleware = [made[0], Middleware(Alias), *made[1:]]
+    async with serve(app) as http:
+        first = await http.get("/alias")
+        assert first.text.startswith("page ")
+        assert (await http.get("/alias")).text == first.text  # the cache found /page
+
+
 async def test_rate_limits_answer_429_with_headers_and_exempt_routes_pass(rk: Redkit) -> None:
     async with serve(build(rk)) as http:
         assert (await http.get("/limited")).headers["x-ratelimit-limit"] == "2"

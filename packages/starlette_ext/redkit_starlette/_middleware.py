@@ -29,6 +29,7 @@ from ._rules import rules_of
 __all__ = [
     "IDEMPOTENCY",
     "OPENED",
+    "ROUTE",
     "SESSION_STATE",
     "VARY",
     "CacheMiddleware",
@@ -156,7 +157,7 @@ class _Part(RedkitMiddleware):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = route_of(scope)
+        found = _route(scope)
         if found is None:
             await self.app(scope, receive, send)
             return
@@ -241,6 +242,22 @@ class Sent:
 
 def _latin(text: str) -> bytes:
     return text.encode("latin-1", "replace")
+
+
+ROUTE = "redkit.route"
+"""Where the first middleware leaves the route it found, for the others (matched once)."""
+
+
+def _route(scope: Scope) -> Any:
+    """:func:`route_of` the scope, matched once for all of redkit's middleware (again when an
+    application's middleware between them changed the path or the method)."""
+    where = (scope.get("path"), scope.get("root_path"), scope.get("method"), id(scope.get("app")))
+    known = scope.get(ROUTE)
+    if known is not None and known[0] == where:
+        return known[1]
+    found = route_of(scope)
+    scope[ROUTE] = (where, found)
+    return found
 
 
 async def _digest(scope: Scope) -> str | None:
