@@ -995,16 +995,7 @@ def _pairs(group: str, by_name: Mapping[str, Mapping[str, Any]]) -> list[dict[st
                 "what": what,
                 "redkit": ours_name,
                 "slowapi": theirs_name,
-                "redkit_us": ours["median_us"],
-                "peer_us": theirs["median_us"],
-                "ratio": round(ours["median_us"] / theirs["median_us"], 3),
-                "redkit_extra_us": ours["extra_us"],
-                "peer_extra_us": theirs["extra_us"],
-                "extra_ratio": round(ours["extra_us"] / theirs["extra_us"], 3)
-                if theirs["extra_us"] > 0
-                else None,
-                "redkit_rtt": ours["round_trips_per_op"],
-                "peer_rtt": theirs["round_trips_per_op"],
+                **harness.versus(ours, theirs),
                 "redkit_connections": ours["pool_connections"],
                 "peer_connections": theirs["pool_connections"],
             }
@@ -1014,22 +1005,13 @@ def _pairs(group: str, by_name: Mapping[str, Mapping[str, Any]]) -> list[dict[st
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per redkit row: the round trips it should make, on the wire and by ``kit.stats``."""
-    out = []
-    for row in rows:
-        if row["kind"] != "redkit":
-            continue
-        rtt, counted = row["round_trips_per_op"], row["kit_round_trips_per_op"]
-        expected = row["expected_round_trips"]
-        out.append(
-            {
-                "what": f"{row['group']}: {row['contender']}",
-                "measure": "round trips",
-                "value": round(rtt, 3),
-                "limit": expected,
-                "ok": rtt == expected and counted == expected,
-            }
+    return [
+        harness.round_trip_target(
+            f"{row['group']}: {row['contender']}", row, row["expected_round_trips"]
         )
-    return out
+        for row in rows
+        if row["kind"] == "redkit"
+    ]
 
 
 def run(

@@ -483,18 +483,9 @@ def pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             {
                 "algorithm": algorithm,
                 "strategy": strategy,
-                "redkit_us": ours["median_us"],
-                "peer_us": theirs["median_us"],
-                "ratio": round(ours["median_us"] / theirs["median_us"], 3),
-                "redkit_extra_us": ours["extra_us"],
-                "peer_extra_us": theirs["extra_us"],
-                "extra_ratio": round(ours["extra_us"] / theirs["extra_us"], 3)
-                if theirs["extra_us"] > 0
-                else None,
+                **harness.versus(ours, theirs),
                 "redkit_extra_cpu_us": ours["extra_cpu_us"],
                 "peer_extra_cpu_us": theirs["extra_cpu_us"],
-                "redkit_rtt": ours["round_trips_per_op"],
-                "peer_rtt": theirs["round_trips_per_op"],
             }
         )
     return out
@@ -502,22 +493,11 @@ def pairs(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per redkit row: the round trips it should make, on the wire and by ``kit.stats``."""
-    out = []
-    for row in rows:
-        if row["group"] != "redkit":
-            continue
-        rtt, counted = row["round_trips_per_op"], row["kit_round_trips_per_op"]
-        expected = row["expected_round_trips"]
-        out.append(
-            {
-                "what": row["contender"],
-                "measure": "round trips",
-                "value": round(rtt, 3),
-                "limit": expected,
-                "ok": rtt == expected and counted == expected,
-            }
-        )
-    return out
+    return [
+        harness.round_trip_target(row["contender"], row, row["expected_round_trips"])
+        for row in rows
+        if row["group"] == "redkit"
+    ]
 
 
 def run(

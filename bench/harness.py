@@ -57,10 +57,12 @@ __all__ = [
     "load_line",
     "machine",
     "machine_line",
+    "round_trip_target",
     "run_async",
     "run_sync",
     "table",
     "target_lines",
+    "versus",
 ]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/15"
@@ -357,6 +359,36 @@ class Watch:
 def config(url: str, rounds: int, ops: int, chunk: int, warmup: int) -> dict[str, Any]:
     """The common part of a report's ``config`` (the URL without its password)."""
     return {"url": redact_url(url), "rounds": rounds, "ops": ops, "chunk": chunk, "warmup": warmup}
+
+
+def versus(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
+    """A redkit row against the peer's row doing the same: both times, redkit's over the
+    peer's, the same for what each adds over the baseline, and the round trips of each."""
+    return {
+        "redkit_us": ours["median_us"],
+        "peer_us": theirs["median_us"],
+        "ratio": round(ours["median_us"] / theirs["median_us"], 3),
+        "redkit_extra_us": ours["extra_us"],
+        "peer_extra_us": theirs["extra_us"],
+        "extra_ratio": round(ours["extra_us"] / theirs["extra_us"], 3)
+        if theirs["extra_us"] > 0
+        else None,
+        "redkit_rtt": ours["round_trips_per_op"],
+        "peer_rtt": theirs["round_trips_per_op"],
+    }
+
+
+def round_trip_target(what: str, row: Mapping[str, Any], expected: float) -> dict[str, Any]:
+    """The target of a redkit row: ``expected`` round trips per op, on the wire and by the
+    kit's own counters."""
+    rtt, counted = row["round_trips_per_op"], row["kit_round_trips_per_op"]
+    return {
+        "what": what,
+        "measure": "round trips",
+        "value": round(rtt, 3),
+        "limit": expected,
+        "ok": rtt == expected and counted == expected,
+    }
 
 
 def fmt(value: Any, spec: str) -> str:

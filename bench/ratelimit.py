@@ -473,16 +473,7 @@ def targets(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if row["library"] != "redkit":
             continue
         what = f"{row['algorithm']} {row['mode']}"
-        rtt, counted = row["round_trips_per_op"], row["kit_round_trips_per_op"]
-        out.append(
-            {
-                "what": what,
-                "measure": "round trips",
-                "value": round(rtt, 3),
-                "limit": 1,
-                "ok": rtt == 1 and counted == 1,
-            }
-        )
+        out.append(harness.round_trip_target(what, row, 1))
         if row["ratio"] is not None:
             out.append(
                 {
