@@ -148,7 +148,7 @@ async def test_events_from_now_include_what_happens_after_the_call(kit: Any, mod
     q = kit.queue("events-now")
     await call(q.add("before", None))
     if mode == "async":
-        # the async stream starts by this host's clock, at millisecond resolution
+        # the async stream starts at the call's millisecond by Redis' clock
         await asyncio.sleep(0.005)
     stream = q.events(timeout=0.5)  # from now on: "before" is not part of it
     job = await call(q.add("after", None))

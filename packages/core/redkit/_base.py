@@ -119,17 +119,30 @@ class KitBase:
         return [subscriptions, *clients]
 
     def _queue(self, cls: Any, name: object, options: dict[str, Any]) -> Any:
-        """``kit.queue(name, ...)``: the first queue made for a name is kept and returned for
-        later plain calls, so the tasks registered on it are what a worker of it runs; a call
-        with options makes a new queue (the first one is kept)."""
-        queues: dict[str, Any] = self.__dict__.setdefault("_queues", {})
+        """``kit.queue(name, ...)``: one queue object per name per client, so the tasks
+        registered on it are what a worker of it runs whichever call made it. The first call
+        fixes the queue's options; a later call gives the same object when the options it passes
+        are the first call's (or none), and raises ``ValueError`` when one differs."""
+        queues: dict[str, tuple[Any, dict[str, Any]]] = self.__dict__.setdefault("_queues", {})
         if not isinstance(name, str):  # checked by the queue, before a lookup could hash it
             return cls(self, name, **options)
-        if any(v is not None for v in options.values()) or name not in queues:
+        given = {k: v for k, v in options.items() if v is not None}
+        found = queues.get(name)
+        if found is None:
             q = cls(self, name, **options)
-            queues.setdefault(name, q)
+            queues[name] = (q, given)
             return q
-        return queues[name]
+        q, fixed = found
+        if any(fixed.get(k) != v for k, v in given.items()):
+            shown = ", ".join(f"{k}={v!r}" for k, v in sorted(fixed.items())) or "no options"
+            asked = ", ".join(f"{k}={v!r}" for k, v in sorted(given.items()))
+            raise ValueError(
+                f"queue {name!r} was made on this client with {shown}; asking for it again with "
+                f"{asked} would make a second queue object that knows none of its tasks. Pass "
+                "the same options or none (one kit.queue(...) call per queue, imported where "
+                "it is needed)"
+            )
+        return q
 
     def __repr__(self) -> str:
         return (

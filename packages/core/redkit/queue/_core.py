@@ -355,6 +355,18 @@ class QueueCore:
 
         return Batch.one(command("XREVRANGE", self.events, "+", "-", "COUNT", 1), parse)
 
+    def since_moment(self, called: float) -> Batch[str]:
+        """The stream position of a moment passed (``called``, by ``time.monotonic()``) by
+        Redis' clock: Redis' time now less the time since then, as the last possible entry id
+        of the millisecond before."""
+
+        def parse(reply: Any) -> str:
+            seconds, micros = int(reply[0]), int(reply[1])
+            ms = seconds * 1000 + micros // 1000 - int((time.monotonic() - called) * 1000)
+            return f"{max(0, ms - 1)}-{2**64 - 1}"
+
+        return Batch.one(command("TIME"), parse)
+
     def workers_info(self) -> Batch[list[tuple[str, float]]]:
         return Batch.one(
             command("ZRANGE", self.workers, 0, -1, "WITHSCORES"),
@@ -413,14 +425,15 @@ def check_since(since: object) -> str:
 
 class EventReader:
     """The reading of ``queue.events()``: :meth:`next` is the next read (``None``: ``timeout``
-    seconds passed without an event), :meth:`seen` moves past the events it gave."""
+    seconds passed without an event), :meth:`seen` moves past the events it gave; ``last`` is
+    the id read after (``"$"`` until the async iterator has asked Redis where it starts)."""
 
-    __slots__ = ("_core", "_deadline", "_last", "_timeout")
+    __slots__ = ("_core", "_deadline", "_timeout", "last")
 
     def __init__(self, core: QueueCore, last: str, timeout: Duration | None) -> None:
         timeout = durations.optional_seconds("timeout", timeout, zero=True)
         self._core = core
-        self._last = last
+        self.last = last
         self._timeout = timeout
         self._deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -430,12 +443,12 @@ class EventReader:
             wait = min(wait, self._deadline - time.monotonic())
             if wait <= 0:
                 return None
-        return self._core.read_events(self._last, to_ms(wait))
+        return self._core.read_events(self.last, to_ms(wait))
 
     def seen(self, events: list[Event]) -> Iterable[Event]:
         """The events read, each passed before the next; the timeout restarts after the last."""
         for event in events:
-            self._last = event.id
+            self.last = event.id
             yield event
         if events and self._deadline is not None:
             self._deadline = time.monotonic() + (self._timeout or 0)

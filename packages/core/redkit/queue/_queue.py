@@ -194,9 +194,9 @@ class Queue(_QueueBase[Job]):
         return self._x.drive(self._core.drain_all(delayed))
 
     def events(self, since: str = "$", timeout: Duration | None = None) -> Iterator[Event]:
-        """The queue's events as they come: from the moment of this call (``since="$"``), from
-        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
-        event (None: never)."""
+        """The queue's events as they come: after Redis' newest event at the moment of this
+        call (``since="$"``), from the oldest kept (``"0"``) or after an event id. Ends after
+        ``timeout`` seconds without an event (None: never)."""
         since = check_since(since)
         last = since if since != "$" else self._x.run(self._core.last_event_id())
         return self._events(EventReader(self._core, last, timeout))
@@ -265,15 +265,16 @@ class AsyncQueue(_QueueBase[AsyncJob]):
 
     def events(self, since: str = "$", timeout: Duration | None = None) -> AsyncIterator[Event]:
         """The queue's events as they come (``async for``): from the moment of this call
-        (``since="$"``, by this host's clock: nothing is sent before the first iteration), from
-        the oldest kept (``"0"``) or after an event id. Ends after ``timeout`` seconds without an
-        event (None: never)."""
-        since = check_since(since)
-        # every entry from this millisecond on: the last possible id of the one before
-        last = since if since != "$" else f"{int(time.time() * 1000) - 1}-{2**64 - 1}"
-        return self._events(EventReader(self._core, last, timeout))
+        (``since="$"``, by Redis' clock: nothing is sent before the first iteration, which asks
+        Redis its time and goes back by the time passed since the call), from the oldest kept
+        (``"0"``) or after an event id. Ends after ``timeout`` seconds without an event (None:
+        never)."""
+        reader = EventReader(self._core, check_since(since), timeout)
+        return self._events(reader, time.monotonic())
 
-    async def _events(self, reader: EventReader) -> AsyncIterator[Event]:
+    async def _events(self, reader: EventReader, called: float) -> AsyncIterator[Event]:
+        if reader.last == "$":
+            reader.last = await self._x.run(self._core.since_moment(called))
         while (batch := reader.next()) is not None:
             for event in reader.seen(await self._x.run(batch)):
                 yield event
