@@ -56,6 +56,29 @@ def redis_cluster() -> Iterator[str]:
     cluster.cleanup()
 
 
+def proxied_url(port: int) -> str:
+    """:data:`REDIS_URL` (credentials and database kept) through a proxy on loopback ``port``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(REDIS_URL)
+    auth, at, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{auth}{at}127.0.0.1:{port}"))
+
+
+@pytest.fixture
+def proxy() -> Iterator[Any]:
+    """A :class:`~tests.servers.ReplyDroppingProxy` in front of the real Redis."""
+    from urllib.parse import urlsplit
+
+    from tests.servers import ReplyDroppingProxy
+
+    backend_url("redis")  # skips (or fails in CI) without a real Redis
+    parts = urlsplit(REDIS_URL)
+    p = ReplyDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    yield p
+    p.close()
+
+
 def new_prefix() -> str:
     return f"rktest-{uuid.uuid4().hex[:12]}"
 

@@ -180,10 +180,9 @@ def accept_each(sock: socket.socket, handle: Any) -> None:
         handle(client)
 
 
-class ReplyDroppingProxy:
-    """A TCP proxy in front of a real Redis. ``drop_next_reply()`` makes it forward the next
-    command, then close the client's connection instead of passing the reply back: the command
-    ran, but the client never hears so (what a connection reset at the wrong moment does)."""
+class _Proxy:
+    """A TCP proxy on a loopback port of its own in front of ``upstream``: each accepted
+    connection is handed to ``_connect`` (defined by the subclass); :meth:`close` ends them all."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         import threading
@@ -194,27 +193,54 @@ class ReplyDroppingProxy:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = int(self.sock.getsockname()[1])
-        self._armed = 0
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
         self._open: list[socket.socket] = []
+        threading.Thread(target=accept_each, args=(self.sock, self._connect), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+        for s in self._open:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+class ReplyDroppingProxy(_Proxy):
+    """A TCP proxy in front of a real Redis. ``drop_next_reply()`` makes it forward the next
+    command, then close the client's connection instead of passing the reply back: the command
+    ran, but the client never hears so (what a connection reset at the wrong moment does).
+    ``drop_reply_of(pattern)`` does so for the next command whose bytes hold ``pattern``."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        import threading
+
+        self._armed = 0
+        self._patterns: list[bytes] = []
+        self._lock = threading.Lock()
         self.dropped = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_host, upstream_port)
 
     def drop_next_reply(self, count: int = 1) -> None:
         with self._lock:
             self._armed += count
 
-    def _take_armed(self) -> bool:
+    def drop_reply_of(self, pattern: bytes, count: int = 1) -> None:
         with self._lock:
+            self._patterns += [pattern] * count
+
+    def _take_armed(self, data: bytes) -> bool:
+        with self._lock:
+            for i, pattern in enumerate(self._patterns):
+                if pattern in data:
+                    del self._patterns[i]
+                    self.dropped += 1
+                    return True
             if self._armed:
                 self._armed -= 1
                 self.dropped += 1
                 return True
             return False
-
-    def _accept(self) -> None:
-        accept_each(self.sock, self._connect)
 
     def _connect(self, client: socket.socket) -> None:
         import threading
@@ -229,7 +255,7 @@ class ReplyDroppingProxy:
                 data = client.recv(65536)
                 if not data:
                     break
-                drop = self._take_armed()
+                drop = self._take_armed(data)
                 upstream.sendall(data)
                 reply = upstream.recv(65536)
                 if drop:
@@ -242,11 +268,48 @@ class ReplyDroppingProxy:
                 with contextlib.suppress(OSError):
                     s.close()
 
-    def close(self) -> None:
-        self.sock.close()
-        for s in self._open:
-            with contextlib.suppress(OSError):
-                s.close()
+
+class BlackholeProxy(_Proxy):
+    """A TCP proxy in front of a real Redis that can cut the network without closing anything:
+    between :meth:`cut` and :meth:`heal` every byte either way is thrown away, connections stay
+    open and new ones are accepted (what a partition or a dead switch port does: calls hang until
+    their timeout, nobody hears a reset)."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.is_cut = False
+        self.swallowed = 0  # bytes thrown away
+        super().__init__(upstream_host, upstream_port)
+
+    def cut(self) -> None:
+        self.is_cut = True
+
+    def heal(self) -> None:
+        self.is_cut = False
+
+    def _connect(self, client: socket.socket) -> None:
+        import threading
+
+        upstream = socket.create_connection(self.upstream)
+        self._open += [client, upstream]
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if self.is_cut:
+                    self.swallowed += len(data)
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
 
 
 class OldRedis:

@@ -8,9 +8,8 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -27,7 +26,7 @@ from redkit import (
 from redkit._ops import Batch, script
 from redkit.lock import AsyncLock, LockCore
 from redkit.lock._core import ACQUIRE, EXTEND, RELEASE
-from tests.conftest import REDIS_URL, Kits, backend_url, call, new_prefix
+from tests.conftest import Kits, call, new_prefix, proxied_url
 from tests.servers import ReplyDroppingProxy
 
 # -- helpers: one test body for the sync and the async client -----------------------------------
@@ -531,26 +530,10 @@ async def test_scripts_reject_bad_arguments_before_writing(kit: Any) -> None:
 
 
 @pytest.fixture
-def proxy() -> Iterator[ReplyDroppingProxy]:
-    backend_url("redis")  # skips (or fails in CI) without a real Redis
-    parts = urlsplit(REDIS_URL)
-    p = ReplyDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    yield p
-    p.close()
-
-
-def proxy_url(proxy: ReplyDroppingProxy) -> str:
-    parts = urlsplit(REDIS_URL)
-    netloc = parts.netloc.rpartition("@")
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if netloc[1] else host))
-
-
-@pytest.fixture
 async def proxied(proxy: ReplyDroppingProxy, mode: str) -> AsyncIterator[Any]:
     """A client (of the test's mode) that talks to the real Redis through ``proxy``."""
     cls = redkit.Redkit if mode == "sync" else redkit.asyncio.Redkit
-    kit: Any = cls.from_url(proxy_url(proxy), prefix=new_prefix(), max_connections=4)
+    kit: Any = cls.from_url(proxied_url(proxy.port), prefix=new_prefix(), max_connections=4)
     # load the scripts first, so the dropped reply is the one of the call under test
     async with holding(kit.lock("warm-up")):
         pass
@@ -602,7 +585,9 @@ async def test_renewal_rides_out_a_connection_error(
 ) -> None:
     # with no retries, a renewal whose reply is lost fails: it tries again on the next tick
     cls = type(proxied)
-    kit: Any = cls.from_url(proxy_url(proxy), prefix=proxied.settings.prefix, retry_attempts=0)
+    kit: Any = cls.from_url(
+        proxied_url(proxy.port), prefix=proxied.settings.prefix, retry_attempts=0
+    )
     try:
         lock = kit.lock("job", ttl=0.6, auto_renew=True)
         async with holding(lock):

@@ -7,10 +7,9 @@ import datetime
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -23,7 +22,7 @@ from redkit import (
     SessionTooLarge,
 )
 from redkit.sessions import SID_LENGTH, SessionData, valid_sid
-from tests.conftest import REDIS_URL, Kits, backend_url, call, new_prefix
+from tests.conftest import Kits, call, new_prefix, proxied_url
 from tests.servers import ReplyDroppingProxy, free_port
 
 USER = {"user_id": 42, "name": "Ada", "roles": ["admin"], "prefs": {"dark": True}, "x": None}
@@ -513,23 +512,11 @@ async def test_fails_closed_when_redis_is_unreachable(mode: str) -> None:
         await call(kit.close() if mode == "sync" else kit.aclose())
 
 
-@pytest.fixture
-def proxy() -> Iterator[ReplyDroppingProxy]:
-    backend_url("redis")  # skips (or fails in CI) without a real Redis
-    parts = urlsplit(REDIS_URL)
-    p = ReplyDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    yield p
-    p.close()
-
-
 async def test_writes_whose_reply_is_lost_are_resent_safely(
     proxy: ReplyDroppingProxy, mode: str
 ) -> None:
-    parts = urlsplit(REDIS_URL)
-    user, at, _ = parts.netloc.rpartition("@")
-    url = urlunsplit(parts._replace(netloc=f"{user}{at}127.0.0.1:{proxy.port}"))
     cls = redkit.Redkit if mode == "sync" else redkit.asyncio.Redkit
-    kit: Any = cls.from_url(url, prefix=new_prefix(), max_connections=4)
+    kit: Any = cls.from_url(proxied_url(proxy.port), prefix=new_prefix(), max_connections=4)
     try:
         warm = await call(kit.sessions.create({"a": 1}))  # scripts loaded, connection open
         await call(kit.sessions.destroy(warm))

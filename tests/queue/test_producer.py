@@ -3,17 +3,15 @@ listings, and a lost reply of the add script."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 import redkit
 import redkit.asyncio
 from redkit.queue import STATES, Keep
-from tests.conftest import REDIS_URL, backend_url, call, new_prefix
+from tests.conftest import call, new_prefix, proxied_url
 from tests.queue.conftest import all_events, keys, of_job
 from tests.servers import ReplyDroppingProxy
 
@@ -163,21 +161,9 @@ async def test_add_bulk_validates_every_job_before_sending_any(kit: Any) -> None
 
 # -- a lost reply ---------------------------------------------------------------------------------
 @pytest.fixture
-def proxy() -> Iterator[ReplyDroppingProxy]:
-    backend_url("redis")  # skips (or fails in CI) without a real Redis
-    parts = urlsplit(REDIS_URL)
-    p = ReplyDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    yield p
-    p.close()
-
-
-@pytest.fixture
 async def proxied_kit(proxy: ReplyDroppingProxy, mode: str) -> Any:
-    parts = urlsplit(REDIS_URL)
-    auth, at, _ = parts.netloc.rpartition("@")
-    netloc = f"{auth}{at}127.0.0.1:{proxy.port}"
     cls = redkit.Redkit if mode == "sync" else redkit.asyncio.Redkit
-    kit = cls.from_url(urlunsplit(parts._replace(netloc=netloc)), prefix=new_prefix())
+    kit = cls.from_url(proxied_url(proxy.port), prefix=new_prefix())
     yield kit
     await call(kit.clear())
     await call(kit.close() if mode == "sync" else kit.aclose())

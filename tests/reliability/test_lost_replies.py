@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 import redkit
 import redkit.asyncio
 from redkit import RedkitConnectionError
-from tests.conftest import REDIS_URL, backend_url, call, new_prefix
+from tests.conftest import call, new_prefix, proxied_url
 from tests.servers import ReplyDroppingProxy
 
 
-@pytest.fixture
-def proxy() -> Iterator[ReplyDroppingProxy]:
-    backend_url("redis")  # skips (or fails in CI) without a real Redis
-    parts = urlsplit(REDIS_URL)
-    p = ReplyDroppingProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    yield p
-    p.close()
-
-
 def _kit(mode: str, proxy: ReplyDroppingProxy, **options: Any) -> Any:
-    parts = urlsplit(REDIS_URL)
-    netloc = parts.netloc.rpartition("@")
-    host = f"127.0.0.1:{proxy.port}"
-    url = urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if netloc[1] else host))
+    url = proxied_url(proxy.port)
     cls = redkit.Redkit if mode == "sync" else redkit.asyncio.Redkit
     return cls.from_url(url, prefix=new_prefix(), max_connections=4, **options)
 

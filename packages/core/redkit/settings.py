@@ -205,7 +205,7 @@ class Settings:
     """Largest encoded job payload, result or progress value; larger raises
     ``PayloadTooLarge`` before anything is sent. Stored tracebacks are cut to this size."""
     queue_lock_ttl: float = 30.0
-    """Lifetime of an active job's lock. The worker renews it every third of this; a job whose
+    """Lifetime of an active job's lock. The worker renews it every sixth of this; a job whose
     lock expires (its worker died or froze) is stalled and goes back to the queue."""
     queue_max_stalled: int = 1
     """How many times a job may stall and be run again before it fails as stalled."""

@@ -125,9 +125,15 @@ class Harness:
     """One test's queue: its prefix, settings, client, processes and run records."""
 
     def __init__(
-        self, tmp_path: Path, base_url: str = REDIS_URL, queue: str = "jobs", **settings: Any
+        self,
+        tmp_path: Path,
+        base_url: str = REDIS_URL,
+        queue: str = "jobs",
+        env: dict[str, str] | None = None,
+        **settings: Any,
     ) -> None:
         self.tmp_path = tmp_path
+        self.extra_env = env or {}
         self.prefix = new_prefix()
         self.queue_name = queue
         self.url = settings_url(base_url, prefix=self.prefix, **settings)
@@ -143,6 +149,7 @@ class Harness:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (APPS_PATH, env.get("PYTHONPATH", "")) if p)
         env["RKQ_URL"] = self.url
         env["RKQ_QUEUE"] = self.queue_name
+        env.update(self.extra_env)
         env.pop("PYTHONFAULTHANDLER", None)
         return env
 

@@ -1,9 +1,11 @@
 """A worker app for the reliability tests, configured by the environment.
 
 ``RKQ_URL`` is the Redis URL with the settings in its query (``?prefix=...&queue_lock_ttl=1``),
-``RKQ_QUEUE`` the queue's name. Every task records its runs in Redis, under the test's prefix:
-``<prefix>:starts`` and ``<prefix>:ends`` are lists of ``"<index>:<pid>"`` entries pushed when a
-run begins and when its work is done, so a test can count how many times each job ran and where.
+``RKQ_QUEUE`` the queue's name, ``RKQ_DEAD`` (optional) its dead-letter queue and
+``RKQ_KEEP_FAILED`` (optional) how many failed jobs it keeps. Every task records its runs in
+Redis, under the test's prefix: ``<prefix>:starts`` and ``<prefix>:ends`` are lists of
+``"<index>:<pid>"`` entries pushed when a run begins and when its work is done, so a test can count
+how many times each job ran and where.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from typing import Any
 import redis
 
 import redkit
+from redkit.queue import Keep, Unrecoverable
 
 kit = redkit.Redkit.from_url(os.environ["RKQ_URL"])
-queue = kit.queue(os.environ.get("RKQ_QUEUE", "jobs"))
+queue = kit.queue(
+    os.environ.get("RKQ_QUEUE", "jobs"),
+    dead_letter=os.environ.get("RKQ_DEAD") or None,
+    keep=Keep(failed=int(os.environ["RKQ_KEEP_FAILED"]))
+    if "RKQ_KEEP_FAILED" in os.environ
+    else None,
+)
 STARTS = kit.keyspace.key("starts")
 ENDS = kit.keyspace.key("ends")
 
@@ -54,6 +63,13 @@ async def arecord(index: int, sleep: float = 0.0) -> dict[str, Any]:
         await asyncio.sleep(sleep)
     note(ENDS, index)
     return {"index": index, "pid": os.getpid()}
+
+
+@queue.task(name="refuse")
+def refuse(index: int, sleep: float = 0.0) -> None:
+    """Fails for good, at once."""
+    note(STARTS, index)
+    raise Unrecoverable(f"job {index} is refused")
 
 
 @queue.task(name="exit")

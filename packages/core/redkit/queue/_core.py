@@ -9,8 +9,8 @@ order number followed by the id, so that jobs with the same score keep the order
 in), ``:active`` (sorted set: id -> lock expiry in ms), ``:completed`` / ``:failed`` (sorted sets:
 id -> finish time), ``:events`` (capped stream), ``:meta`` (hash), ``:marker`` (sorted set that idle
 workers block on), ``:limiter`` (rate-limit counter with a TTL), ``:workers`` (sorted set of
-heartbeats), ``:w:<worker id>`` (worker description, with a TTL) and ``:j:<job id>`` (one hash per
-job).
+heartbeats), ``:w:<worker id>`` (worker description, with a TTL), ``:letters`` (stream of dead
+letters not sent on yet) and ``:j:<job id>`` (one hash per job).
 """
 
 from __future__ import annotations
@@ -80,11 +80,13 @@ class QueueCore:
         self.active, self.completed, self.failed = f"{b}:active", f"{b}:completed", f"{b}:failed"
         self.meta, self.events, self.marker = f"{b}:meta", f"{b}:events", f"{b}:marker"
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
+        self.letters = f"{b}:letters"
         # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
         self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
         self.add_keys += [self.events, self.marker]
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
+        self.step_keys.append(self.letters)
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -361,8 +363,8 @@ class QueueCore:
         of the millisecond before."""
 
         def parse(reply: Any) -> str:
-            seconds, micros = int(reply[0]), int(reply[1])
-            ms = seconds * 1000 + micros // 1000 - int((time.monotonic() - called) * 1000)
+            micros = int(reply[0]) * 1_000_000 + int(reply[1])
+            ms = (micros - int((time.monotonic() - called) * 1_000_000)) // 1000
             return f"{max(0, ms - 1)}-{2**64 - 1}"
 
         return Batch.one(command("TIME"), parse)

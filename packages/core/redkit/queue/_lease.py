@@ -22,14 +22,21 @@ class _Lease(_WorkerState):
     """Lock renewal (a part of the worker), run on the renewer thread."""
 
     def _renew_loop(self) -> None:
-        interval = max(0.02, self.lock_ttl / 3)
-        while not self._renew_stop.wait(interval):
-            self._renew_once()
+        interval = max(0.02, self.lock_ttl / 6)
+        wait = interval
+        while not self._renew_stop.wait(wait):
+            # after a failure, again soon: the locks must be renewed as soon as Redis answers
+            wait = interval if self._renew_once() else min(interval, 0.5)
 
-    def _renew_once(self) -> None:
+    def _renew_once(self) -> bool:
+        """Renew the locks of the running jobs and of those finished but not reported yet (an
+        outage holds their report back; their locks must not run out meanwhile). False when
+        Redis could not be reached."""
         running = dict(self._running)
         pairs: list[Any] = []
         for a in running.values():
+            pairs += (a.id, a.token)
+        for a, _ in [*self._reporting, *self._done]:
             pairs += (a.id, a.token)
         core = self._core
         info = json.dumps(
@@ -48,6 +55,9 @@ class _Lease(_WorkerState):
             EXTEND,
             [core.active, core.workers, f"{core.base}:w:{self.id}"],
             [core.job_prefix, self.lock_ms, self.id, info, max(self.lock_ms * 2, 60_000), *pairs],
+            # sent once per attempt: the loop above tries again sooner than a client's retries
+            # (each waiting out a socket timeout) would
+            idempotent=False,
         )
         try:
             reply = self._sync_kit._executor.run(Batch.one(call))
@@ -61,7 +71,7 @@ class _Lease(_WorkerState):
             )
         except RedkitError as exc:
             log.debug("redkit worker %s: lock renewal failed: %s", self.id, exc)
-            return
+            return False
         for a, ok in zip(running.values(), reply):
             if not int(ok) and not a.lost:
                 a.lost = True
@@ -70,3 +80,4 @@ class _Lease(_WorkerState):
                     self.id,
                     a.id,
                 )
+        return True

@@ -22,7 +22,7 @@ _MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
 
 
 class _Reply:
-    __slots__ = ("codes", "jobs", "limit_wait", "next_due", "stalled_failed", "status")
+    __slots__ = ("codes", "jobs", "letters", "limit_wait", "next_due", "stalled_failed", "status")
 
     def __init__(self, raw: list[Any]) -> None:
         self.status = int(raw[0])
@@ -31,6 +31,7 @@ class _Reply:
         self.codes = [int(c) for c in raw[3]]
         self.jobs = raw[4]
         self.stalled_failed = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[5]]
+        self.letters = int(raw[6])
 
 
 class _Loop(_Jobs, _DeadLetters):
@@ -50,6 +51,7 @@ class _Loop(_Jobs, _DeadLetters):
                     if self._deadline is not None and time.monotonic() >= self._deadline:
                         break
                 finishes, self._done = self._done, []
+                self._reporting = finishes  # renewed while the step is on its way
                 want = (
                     0 if self._stopping else min(self.concurrency - len(self._running), self.batch)
                 )
@@ -66,6 +68,7 @@ class _Loop(_Jobs, _DeadLetters):
                 try:
                     reply = await self._exec.run(self._step(finishes, want))
                 except RedkitError as exc:
+                    self._reporting = []
                     # unreachable, or refusing (out of memory, a failover's READONLY, ...): keep
                     # what finished, wait, try again; the worker never gives up by itself
                     self._done = finishes + self._done
@@ -94,14 +97,18 @@ class _Loop(_Jobs, _DeadLetters):
                     )
                     down_since = None
                     pause = 0.05
-                self._finished_jobs(finishes, reply)
-                if reply.stalled_failed and self._dlq_core is not None:
-                    await self._collect_dead(reply.stalled_failed)
-                if self._dead:
-                    await self._send_dead()
+                self._reporting = []
                 jobs = reply.jobs
-                for i in range(0, len(jobs), 7):
-                    self._launch(jobs, i)
+                try:
+                    self._finished_jobs(finishes, reply)
+                    for i in range(0, len(jobs), 7):
+                        self._launch(jobs, i)
+                    if reply.letters:
+                        await self._send_letters()
+                except Exception:
+                    # a bug of redkit's, never a job's: the worker logs it and goes on
+                    log.exception("redkit worker %s: unexpected error, going on", self.id)
+                    await asyncio.sleep(0.05)
                 if jobs or want <= 0 or self._done:
                     continue
                 if self.burst and not self._running and reply.status != 2:
@@ -165,6 +172,7 @@ class _Loop(_Jobs, _DeadLetters):
             self.limit_max,
             self.limit_ms,
             *core.keep_args,
+            "1" if self._dlq_core is not None else "0",
             len(finishes),
         ]
         for f in finishes:
@@ -179,10 +187,8 @@ class _Loop(_Jobs, _DeadLetters):
                     "redkit worker %s: job %s was taken over after its lock expired; this "
                     "worker's outcome was discarded",
                     self.id,
-                    finish[0],
+                    finish[0].id,
                 )
-            elif code == 3 and self._dlq_core is not None and finish[2] is not None:
-                self._dead.append((finish[0], finish[2]))
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> None:

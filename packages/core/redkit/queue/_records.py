@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..errors import SerializationError
 from ._options import decode
 
 __all__ = ["STATES", "Event", "JobRecord"]
@@ -65,6 +66,15 @@ def _ms_time(raw: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(int(raw) / 1000, timezone.utc)
 
 
+def _lenient(raw: bytes | None) -> Any:
+    """A stored JSON value; one that is no JSON (written by something else than redkit) reads
+    as its text, so that the job can still be looked at, retried or removed."""
+    try:
+        return decode(raw)
+    except SerializationError:
+        return _text(raw)
+
+
 @dataclass
 class JobRecord:
     """What Redis holds about one job, decoded."""
@@ -95,15 +105,15 @@ class JobRecord:
         return cls(
             id=job_id,
             name=_text(raw.get(b"n")) or "",
-            data=decode(raw.get(b"d")),
+            data=_lenient(raw.get(b"d")),
             state=_text(raw.get(b"st")) or "unknown",
-            options=decode(opts) if opts else {},
+            options=_lenient(opts) if opts else {},
             priority=int(raw.get(b"p", 0)),
             attempts_made=int(raw.get(b"atm", 0)),
             attempts_started=int(raw.get(b"ats", 0)),
             stalls=int(raw.get(b"stc", 0)),
-            progress=decode(raw.get(b"prg")),
-            result=decode(raw.get(b"rv")),
+            progress=_lenient(raw.get(b"prg")),
+            result=_lenient(raw.get(b"rv")),
             failed_reason=_text(raw.get(b"err")),
             stacktrace=_text(raw.get(b"stk")) or None,
             created_at=_ms_time(raw.get(b"ts")),

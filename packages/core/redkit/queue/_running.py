@@ -46,8 +46,14 @@ class _Jobs(_WorkerState):
         spec = self.queue.tasks.get(a.name)
         opts: dict[str, Any] = {}
         try:
-            opts = json.loads(a.opts) if a.opts else {}
-            data = decode(a.data)
+            try:
+                opts = json.loads(a.opts) if a.opts else {}
+                data = decode(a.data)
+                if type(opts) is not dict:
+                    raise TypeError(f"the options are a {type(opts).__name__}, not an object")
+            except (ValueError, TypeError, SerializationError) as exc:
+                opts = {}
+                raise Unrecoverable(f"job {a.id!r} cannot be read: {exc}") from exc
             timeout = opts.get("t")
             result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
             if result is None:
@@ -65,7 +71,11 @@ class _Jobs(_WorkerState):
                 return  # given back to the queue by the shutdown
             raise
         except BaseException as exc:
-            self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
+            try:
+                self._fail(a, opts, spec, exc, final=isinstance(exc, Unrecoverable))
+            except Exception as error:  # options that break the retry policy: fail for good
+                log.exception("redkit worker %s: could not judge job %s's failure", self.id, a.id)
+                self._fail(a, {}, None, error, final=True)
 
     def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Awaitable[Any]:
         """Start the job's task: the awaitable of its outcome (a coroutine on this loop, or the
@@ -159,8 +169,7 @@ class _Jobs(_WorkerState):
                 made,
                 reason,
             )
-            dead = {"name": a.name, "data": a.data, "reason": reason, "attempts": made}
-            self._finish(a, [f"f{a.ats}:{a.id}", reason, stack], dead)
+            self._finish(a, [f"f{a.ats}:{a.id}", reason, stack])
             return
         delay = self._backoff(spec, opts, made, exc)
         log.warning(
@@ -196,9 +205,9 @@ class _Jobs(_WorkerState):
                 return 0.0
         return 0.0
 
-    def _finish(self, a: _Active, args: list[Any], dead: dict[str, Any] | None = None) -> None:
+    def _finish(self, a: _Active, args: list[Any]) -> None:
         self._running.pop(a.id, None)
-        self._done.append((a.id, args, dead))
+        self._done.append((a, args))
         if self._wake is not None:
             self._wake.set()
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._api import AsyncJob, Job
 from ._core import QueueCore
+from ._threads import TaskThreads
 
 if TYPE_CHECKING:
     from ._running import _Jobs
 
-Finish = tuple[str, list[Any], "dict[str, Any] | None"]
-"""A finished job not reported yet: its id, the step's arguments, and what a dead-letter queue
-receives if it failed for good."""
+Finish = tuple["_Active", list[Any]]
+"""A finished job not reported yet: the job, and the step's arguments that report it."""
 
 
 class _Active:
@@ -92,13 +91,13 @@ class _WorkerState:
     _host: str
     _running: dict[str, _Active]
     _done: list[Finish]
-    _dead: list[tuple[str, dict[str, Any]]]
+    _reporting: list[Finish]
     _stopping: bool
     _hard: bool
     _deadline: float | None
     _loop: asyncio.AbstractEventLoop | None
     _wake: asyncio.Event | None
-    _threads: ThreadPoolExecutor | None
+    _threads: TaskThreads | None
     _renew_stop: threading.Event
     _kit: Any
     _sync_kit: Any

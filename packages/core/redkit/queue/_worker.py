@@ -24,7 +24,6 @@ import socket
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _durations as durations
@@ -43,6 +42,7 @@ from ._lease import _Lease
 from ._loop import _Loop
 from ._options import check_name
 from ._state import Finish, _Active, _text
+from ._threads import TaskThreads
 
 __all__ = ["Worker"]
 
@@ -145,16 +145,16 @@ class Worker(_Loop, _Lease):
         self.lost = 0
         """Results rejected because the job's lock had been lost (it ran again elsewhere)."""
         self._running: dict[str, _Active] = {}
-        # finished jobs not reported yet: (job id, the step's arguments, what a dead-letter
-        # queue receives if the job failed for good)
+        # finished jobs not reported yet (and those of the step on its way): (job, the step's
+        # arguments); their locks are renewed until the report lands
         self._done: list[Finish] = []
-        self._dead: list[tuple[str, dict[str, Any]]] = []
+        self._reporting: list[Finish] = []
         self._stopping = False
         self._hard = False
         self._deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: TaskThreads | None = None
         self._renewer: threading.Thread | None = None
         self._renew_stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -167,6 +167,7 @@ class Worker(_Loop, _Lease):
         self._dlq_core: QueueCore | None = None
         self._signals = 0
         self._error: BaseException | None = None
+        self._loop_error: BaseException | None = None  # what ended the loop, once serving
         self._setup_failed = False
         self._last_signal = 0.0
 
@@ -239,6 +240,18 @@ class Worker(_Loop, _Lease):
                 raise self._error
         return self
 
+    def join(self, timeout: Duration | None = None) -> None:
+        """Wait until the worker started by :meth:`start` has stopped (at most ``timeout``
+        seconds); raises what ended its loop, if an error did (it was logged as it happened)."""
+        wait = durations.optional_seconds("timeout", timeout, zero=True)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(wait)
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._loop_error is not None and self._finished.is_set():
+            raise self._loop_error
+
     @property
     def shutdown_grace(self) -> float:
         """Deprecated name of :attr:`shutdown_timeout`."""
@@ -264,6 +277,8 @@ class Worker(_Loop, _Lease):
                 loop.call_soon_threadsafe(self._begin_stop, False)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        if wait:
+            self._raise_error()
 
     def _begin_stop(self, hard: bool = False) -> None:
         now = time.monotonic()
@@ -306,7 +321,18 @@ class Worker(_Loop, _Lease):
                 raise
             self._started.set()
             self._up.set()
-            await self._main()
+            try:
+                await self._main()
+            except BaseException as exc:
+                if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                    self._loop_error = exc
+                    log.error(
+                        "redkit worker %s: its loop ended by an error, the worker stops (jobs "
+                        "it ran go back to the queue)",
+                        self.id,
+                        exc_info=exc,
+                    )
+                raise
         finally:
             self._started.set()
             self._up.set()
@@ -324,17 +350,19 @@ class Worker(_Loop, _Lease):
             )
         me = weakref.ref(self)
         kit.on_close(lambda: _stop_with_client(me))  # closing the client stops its workers
-        self._kit = AsyncRedkit(self.settings)
-        self._sync_kit = Redkit(self.settings)
+        # no circuit breaker: the loop paces its own retries, and a breaker's cool-down would
+        # hold up its first step and lock renewal after an outage, past the locks' expiry
+        settings = self.settings.replace(breaker_threshold=0)
+        self._kit = AsyncRedkit(settings)
+        self._sync_kit = Redkit(settings)
         self._exec = self._kit._executor
         # room beyond `concurrency` for threads still inside a sync task that timed out: its job
         # is done with, so it no longer counts, and the next job must not wait for its thread
-        self._threads = ThreadPoolExecutor(
-            self.concurrency * 2 + 32, thread_name_prefix="redkit-task"
-        )
+        self._threads = TaskThreads(self.concurrency * 2 + 32, thread_name_prefix="redkit-task")
         if self._core.dead_letter:
             self._dlq_core = QueueCore(self._kit, self._core.dead_letter)
         await self._check_eviction()
+        await self._send_letters()  # those a worker that died left
         self._renew_once()  # register before the first job
         self._renewer = threading.Thread(
             target=self._renew_loop, name=f"redkit-renew-{self.queue.name}", daemon=True
@@ -411,8 +439,9 @@ class Worker(_Loop, _Lease):
                     finishes, self._done = self._done, []
                     reply = await self._exec.run(self._step(finishes, 0))
                     self._finished_jobs(finishes, reply)
-                if self._dead:
-                    await self._send_dead()
+                    if reply.letters:
+                        self._letters_after = 0.0
+                        await self._send_letters()
                 released = await self._exec.run(
                     Batch.one(
                         script(

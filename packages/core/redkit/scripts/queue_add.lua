@@ -41,6 +41,17 @@ if at ~= #ARGV + 1 then
   return redis.error_reply('ERR queue_add: bad argument count')
 end
 
+-- a key of the wrong type would fail a write halfway, after the job's hash was written: that
+-- job would then exist nowhere a worker looks, and a re-sent add would take it as added
+local kinds = {'list', 'zset', 'zset', 'hash', 'stream', 'zset'}
+for k = 1, 6 do
+  local kind = redis.call('TYPE', KEYS[k])['ok']
+  if kind ~= 'none' and kind ~= kinds[k] then
+    return redis.error_reply('WRONGTYPE queue_add: ' .. KEYS[k] .. ' holds a ' .. kind ..
+      ', not a ' .. kinds[k] .. ': nothing was added')
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix = ARGV[1]

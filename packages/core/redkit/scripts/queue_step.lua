@@ -1,11 +1,12 @@
 -- A worker's round trip: finish the jobs it ran, recover stalled jobs, promote delayed jobs that
 -- are due, then take up to `count` jobs, locking each with a fresh token.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
---       9 marker, 10 rate limiter
+--       9 marker, 10 rate limiter, 11 dead letters to send (stream)
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
---       12 keep failed age ms (0: none), 13 number of finishes m, then the m finishes, each a
+--       12 keep failed age ms (0: none), 13 '1' when the queue has a dead-letter queue,
+--       14 number of finishes m, then the m finishes, each a
 --       head '<kind><attempts started>:<job id>' (the job's token is '<worker id>:<attempts
 --       started>') followed by the kind's own arguments:
 --         n  completed with a null result (none)
@@ -15,7 +16,10 @@
 -- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
 --   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
 --   id, attempts started, name, data, options, attempts made, created ms},
---   {ids of stalled jobs that failed}}
+--   {ids of stalled jobs that failed}, dead letters waiting to be sent}
+-- A job that fails for good, on a queue with a dead-letter queue, leaves its letter in KEYS[11]
+-- (id, attempt, name, data, reason, attempts made) in the same transition: the worker sends it
+-- on under an id made from the queue, the job and the entry, so a re-sent letter is one letter.
 -- Finish codes: 1 completed, 3 failed, 4 will retry, 2 already finished with this token (a re-sent
 -- call), 0 rejected (the token is not the job's: its lock was lost), -1 no such job.
 local SIZE = {n = 1, c = 2, f = 3, r = 4}
@@ -25,7 +29,8 @@ local count = tonumber(ARGV[5])
 local max_stalled = tonumber(ARGV[6])
 local lmax, lperiod = tonumber(ARGV[7]), tonumber(ARGV[8])
 local keep = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])}
-local m = tonumber(ARGV[13])
+local letters = ARGV[13] == '1'
+local m = tonumber(ARGV[14])
 if not (maxlen and lock_ms and lock_ms > 0 and count and count >= 0 and max_stalled and lmax
     and lperiod and keep[1] and keep[2] and keep[3] and keep[4] and m and m >= 0)
     or ARGV[3] == '' then
@@ -33,14 +38,14 @@ if not (maxlen and lock_ms and lock_ms > 0 and count and count >= 0 and max_stal
 end
 -- every finish is parsed before the first write
 local finishes = {}
-local at = 14
+local at = 15
 for i = 1, m do
   local kind, ats, id = string.match(ARGV[at] or '', '^([ncfr])(%d+):(.+)$')
   local size = SIZE[kind]
   if not size or at + size - 1 > #ARGV or (kind == 'r' and not tonumber(ARGV[at + 3])) then
     return redis.error_reply('ERR queue_step: bad finish')
   end
-  finishes[i] = {kind, ARGV[3] .. ':' .. ats, id, at}
+  finishes[i] = {kind, ARGV[3] .. ':' .. ats, id, at, ats}
   at = at + size
 end
 if at ~= #ARGV + 1 then
@@ -97,10 +102,16 @@ local function trim(set, c, a)
   end
 end
 
--- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs
-local function fail(key, id, reason, stack, atm, kf, kfa)
-  redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now,
-    'atm', (tonumber(atm) or 0) + 1)
+-- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs;
+-- ats: the attempt that failed
+local function fail(key, id, reason, stack, atm, kf, kfa, ats)
+  local made = (tonumber(atm) or 0) + 1
+  redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
+  if letters then
+    local n, d = unpack(redis.call('HMGET', key, 'n', 'd'))
+    redis.call('XADD', KEYS[11], '*', 'id', id, 'ats', ats or '0', 'n', n or '', 'd', d or 'null',
+      'err', reason, 'atm', made)
+  end
   if retain(KEYS[6], kf, kfa, keep[3], keep[4]) == 0 then
     redis.call('DEL', key)
   else
@@ -112,7 +123,7 @@ end
 -- 1. finishes
 local codes = {}
 for i = 1, m do
-  local kind, token, id, b = unpack(finishes[i])
+  local kind, token, id, b, ats = unpack(finishes[i])
   local key = prefix .. id
   local st, tok, atm, kc, ka, kf, kfa = unpack(redis.call('HMGET', key, 'st', 'tok', 'atm', 'kc',
     'ka', 'kf', 'kfa'))
@@ -136,7 +147,7 @@ for i = 1, m do
       event('completed', 'id', id)
       codes[i] = 1
     elseif kind == 'f' then
-      fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa)
+      fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa, ats)
       codes[i] = 3
     else
       redis.call('HSET', key, 'err', ARGV[b + 1], 'stk', ARGV[b + 2], 'atm', (tonumber(atm) or 0) + 1)
@@ -166,7 +177,8 @@ if #stale > 0 then
     local id = stale[i]
     local key = prefix .. id
     redis.call('ZREM', active, id)
-    local st, stc, atm, kf, kfa = unpack(redis.call('HMGET', key, 'st', 'stc', 'atm', 'kf', 'kfa'))
+    local st, stc, atm, kf, kfa, ats = unpack(redis.call('HMGET', key, 'st', 'stc', 'atm', 'kf',
+      'kfa', 'ats'))
     if st then
       stc = (tonumber(stc) or 0) + 1
       redis.call('HSET', key, 'stc', stc)
@@ -174,7 +186,8 @@ if #stale > 0 then
       event('stalled', 'id', id, 'count', stc)
       if stc > max_stalled then
         fail(key, id, 'stalled ' .. stc .. ' times (max_stalled is ' .. max_stalled ..
-          '): its worker stopped renewing its lock (killed, crashed or frozen)', '', atm, kf, kfa)
+          '): its worker stopped renewing its lock (killed, crashed or frozen)', '', atm, kf, kfa,
+          ats)
         stalled_failed[#stalled_failed + 1] = id
       else
         requeue(wait, prio, KEYS[7], key, id, true)
@@ -263,4 +276,5 @@ local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if first[2] then
   next_due = math.max(0, tonumber(first[2]) - now)
 end
-return {status, limit_wait, next_due, codes, jobs, stalled_failed}
+return {status, limit_wait, next_due, codes, jobs, stalled_failed,
+  letters and redis.call('XLEN', KEYS[11]) or 0}
