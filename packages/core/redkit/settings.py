@@ -207,6 +207,8 @@ class Settings:
     queue_lock_ttl: float = 30.0
     """Lifetime of an active job's lock. The worker renews it every sixth of this; a job whose
     lock expires (its worker died or froze) is stalled and goes back to the queue."""
+    queue_max_logs: int = 1_000
+    """How many lines of ``current_job().log(...)`` a job keeps (the latest ones)."""
     queue_max_stalled: int = 1
     """How many times a job may stall and be run again before it fails as stalled."""
     queue_events_maxlen: int = 10_000

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from .._durations import Duration
 from .._ops import Batch, Flow
-from ._core import QueueCore, then
+from ._core import QueueCore, log_line, then
 from ._options import JobOptions, decode, to_delay
 from ._records import JobRecord
 
@@ -114,6 +114,20 @@ class _JobBase:
 
         return then(self._core.progress(self.id, self._token, value), parse)
 
+    def _logged(self, line: object) -> Batch[bool]:
+        if self._token is None:
+            raise RuntimeError("log() is for the task running the job")
+        kept = log_line(line)  # checked before anything is sent
+
+        def parse(ok: bool) -> bool:
+            if ok and self._record is not None:
+                self._record.logs.append(kept)
+            return bool(ok)
+
+        batch = self._core.log(self.id, self._token, kept)
+
+        return then(batch, parse)
+
     def _removed(self) -> Batch[bool]:
         def parse(code: int) -> bool:
             if code == -1:
@@ -143,6 +157,11 @@ class _JobBase:
     @property
     def progress(self) -> Any:
         return self._field("progress")
+
+    @property
+    def logs(self) -> list[str]:
+        """The lines the task logged (``log()``), oldest first, as last read."""
+        return list(self._field("logs") or [])
 
     @property
     def result(self) -> Any:
@@ -202,6 +221,12 @@ class Job(_JobBase):
         emit a ``progress`` event. False when the job's lock was lost."""
         return self._x.run(self._progressed(value))
 
+    def log(self, line: str) -> bool:
+        """From inside the task running this job: append ``line`` to the job's log (the latest
+        ``queue_max_logs`` lines are kept, each cut to 4,000 characters). False when the job's
+        lock was lost."""
+        return self._x.run(self._logged(line))
+
     def remove(self) -> bool:
         """Delete the job unless it is running (``ValueError`` then). False when absent."""
         return self._x.run(self._removed())
@@ -226,6 +251,9 @@ class AsyncJob(_JobBase):
 
     async def update_progress(self, value: Any) -> bool:
         return await self._x.run(self._progressed(value))
+
+    async def log(self, line: str) -> bool:
+        return await self._x.run(self._logged(line))
 
     async def remove(self) -> bool:
         return await self._x.run(self._removed())

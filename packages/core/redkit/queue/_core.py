@@ -50,6 +50,8 @@ PAUSE = Script.load("queue_pause")
 RETRY = Script.load("queue_retry")
 REMOVE = Script.load("queue_remove")
 DRAIN = Script.load("queue_drain")
+LOG = Script.load("queue_log")
+MAX_LOG_LINE = 4000  # characters of one log line kept
 BULK_CHUNK = 1000  # jobs per add script call
 REGISTRY_TTL_MS = 30 * 86400 * 1000
 
@@ -341,6 +343,13 @@ class QueueCore:
             lambda r: int(r) == 1,
         )
 
+    def log(self, job_id: str, token: str, line: str) -> Batch[bool]:
+        """Append ``line`` (checked by :func:`log_line`) to the job's log."""
+        return Batch.one(
+            script(LOG, [self.job_key(job_id)], [token, line, self.settings.queue_max_logs]),
+            lambda r: int(r) == 1,
+        )
+
     def read_events(self, since: str, block_ms: int | None, count: int = 100) -> Batch[list[Event]]:
         args: list[Any] = ["XREAD", "COUNT", count]
         if block_ms is not None:
@@ -418,6 +427,15 @@ def then(batch: Batch[T], fn: Callable[[T], U]) -> Batch[U]:
     """``batch`` with its parsed reply passed through ``fn`` (still one round trip)."""
     parse = batch.parse
     return Batch(batch.calls, lambda replies: fn(parse(replies)))
+
+
+def log_line(line: object) -> str:
+    """A job's log line: a str, cut to :data:`MAX_LOG_LINE` characters."""
+    if not isinstance(line, str):
+        raise TypeError(f"a job's log line is a str, not {type(line).__name__}")
+    if len(line) > MAX_LOG_LINE:
+        return line[: MAX_LOG_LINE - 1] + "\u2026"
+    return line
 
 
 def check_since(since: object) -> str:

@@ -7,7 +7,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -66,6 +66,14 @@ def _ms_time(raw: bytes | None) -> datetime | None:
     return datetime.fromtimestamp(int(raw) / 1000, timezone.utc)
 
 
+def _logs(raw: Mapping[bytes, bytes]) -> list[str]:
+    lines = []
+    for name, line in raw.items():
+        if name.startswith(b"lg:") and name[3:].isdigit():
+            lines.append((int(name[3:]), line.decode("utf-8", "replace")))
+    return [line for _, line in sorted(lines)]
+
+
 def _lenient(raw: bytes | None) -> Any:
     """A stored JSON value; one that is no JSON (written by something else than redkit) reads
     as its text, so that the job can still be looked at, retried or removed."""
@@ -98,6 +106,9 @@ class JobRecord:
     worker_id: str | None = None
     """The id of the worker that holds the job's lock, or held it last (``None`` before the job
     first ran, and after a stall until a worker takes it again)."""
+    logs: list[str] = field(default_factory=list)
+    """The lines the task logged with ``current_job().log(...)``, oldest first (the latest
+    ``queue_max_logs`` of them)."""
 
     @classmethod
     def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
@@ -120,6 +131,7 @@ class JobRecord:
             processed_at=_ms_time(raw.get(b"pon")),
             finished_at=_ms_time(raw.get(b"fon")),
             worker_id=_worker_id(raw.get(b"tok")),
+            logs=_logs(raw),
         )
 
 
