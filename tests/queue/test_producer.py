@@ -10,6 +10,7 @@ import pytest
 
 import redkit
 import redkit.asyncio
+from redkit.errors import ResponseError
 from redkit.queue import STATES, Keep
 from tests.conftest import call, new_prefix, proxied_url
 from tests.queue.conftest import all_events, keys, of_job
@@ -201,3 +202,16 @@ async def test_a_bulk_add_whose_reply_is_lost_adds_each_job_once(
     assert await call(q.counts()) == {**ZERO, "waiting": 201}
     added = [e.job_id for e in await all_events(q) if e.event == "added"]
     assert len(added) == len(set(added)) == 201
+
+
+@pytest.mark.parametrize("which", ["wait", "events", "delayed"])
+async def test_an_add_on_a_key_of_the_wrong_type_writes_nothing(kit: Any, which: str) -> None:
+    q = kit.queue("wrong-type")
+    await call(kit.client.set(getattr(q._core, which), "not mine"))
+    opts = {"delay": 60} if which == "delayed" else {}
+    with pytest.raises(ResponseError, match="WRONGTYPE queue_add"):
+        await call(q.add("send", {"to": "a"}, job_id="one", **opts))
+    assert await call(kit.client.exists(q._core.job_key("one"))) == 0
+    await call(kit.client.delete(getattr(q._core, which)))
+    job = await call(q.add("send", {"to": "a"}, job_id="one", **opts))  # not taken as existing
+    assert job.state == ("delayed" if which == "delayed" else "waiting")

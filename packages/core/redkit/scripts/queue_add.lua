@@ -13,6 +13,7 @@ if not n or n < 1 or not maxlen then
 end
 -- every job is checked before the first write; starts[i] is the index of job i's id
 local starts = {}
+local sets = false -- whether a job goes to the prioritized or delayed set
 local at = 4
 for i = 1, n do
   local size = tonumber(ARGV[at])
@@ -33,6 +34,9 @@ for i = 1, n do
         return redis.error_reply('ERR queue_add: bad retention')
       end
     end
+    if prio > 0 or delay > 0 then
+      sets = true
+    end
   end
   starts[i] = b
   at = b + size
@@ -41,10 +45,13 @@ if at ~= #ARGV + 1 then
   return redis.error_reply('ERR queue_add: bad argument count')
 end
 
--- a key of the wrong type would fail a write halfway, after the job's hash was written: that
--- job would then exist nowhere a worker looks, and a re-sent add would take it as added
-local kinds = {'list', 'zset', 'zset', 'hash', 'stream', 'zset'}
-for k = 1, 6 do
+-- a key of the wrong type would fail a write halfway, after a job's hash was written: that job
+-- would then exist nowhere a worker looks, and a re-sent add would take it as added. Checked:
+-- the keys written after a hash (wait, events) and, when a job is delayed or prioritized, those
+-- written before the next job's (prioritized, delayed, meta); the marker is written last.
+local kinds = {'list', 'zset', 'zset', 'hash', 'stream'}
+local checked = sets and {1, 2, 3, 4, 5} or {1, 5}
+for _, k in ipairs(checked) do
   local kind = redis.call('TYPE', KEYS[k])['ok']
   if kind ~= 'none' and kind ~= kinds[k] then
     return redis.error_reply('WRONGTYPE queue_add: ' .. KEYS[k] .. ' holds a ' .. kind ..
