@@ -402,6 +402,40 @@ async def test_retry_failed_and_drain(
     assert q.counts() == ZERO
 
 
+@on_redis
+async def test_schedules_lists_and_removes_job_schedulers(
+    cli_kit: redkit.Redkit, url: str, prefix: str, tmp_path: Path
+) -> None:
+    q = cli_kit.queue("jobs")
+    q.schedule("nightly", "report", cron="30 2 * * *", tz="Europe/Paris")
+    q.schedule("often", "poll", every=90, limit=10)
+
+    def run(*argv: str) -> Any:
+        return redkit_command(tmp_path, *argv, "--url", url, "--prefix", prefix)
+
+    listed = run("schedules", "jobs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    report = {item["id"]: item for item in json.loads(listed.stdout)}
+    assert report["nightly"]["cron"] == "30 2 * * *"
+    assert report["nightly"]["tz"] == "Europe/Paris"
+    assert report["nightly"]["next_run"] == q.get_schedule("nightly").next_run.isoformat()
+    assert (report["often"]["every_seconds"], report["often"]["runs"]) == (90.0, 1)
+    text = run("schedules", "jobs").stdout
+    assert "nightly: report cron '30 2 * * *' (Europe/Paris), next " in text
+    assert ":30:00+0" in text  # shown in its own time zone
+    assert "often: poll every 0:01:30, next " in text
+    removed = run("schedules", "jobs", "--remove", "often")
+    assert (
+        removed.stdout
+        == "job scheduler 'often' of 'jobs' removed (a run already started goes on)\n"
+    )
+    assert [s.id for s in q.schedules()] == ["nightly"]
+    unknown = run("schedules", "jobs", "--remove", "often")
+    assert unknown.returncode == 2
+    assert "queue 'jobs' has no job scheduler 'often'" in unknown.stderr
+    assert run("schedules", "empty").stdout == "queue 'empty' has no job schedulers\n"
+
+
 @NEEDS_REDIS
 def test_the_worker_serves_with_every_option_and_stops_on_sigterm(
     project: Path, prefix: str

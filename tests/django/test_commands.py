@@ -128,6 +128,24 @@ def test_info_retry_failed_and_drain(project: Any) -> None:
     assert q.counts()["delayed"] == 0
 
 
+def test_schedules(project: Any) -> None:
+    kit, _env = project
+    env = _env
+    q = kit.queue("default")
+    q.schedule("cleanup", "tests.django.testapp.tasks.exits", every=3600)
+    listed = manage(env, "redkit_schedules", "default")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(
+        "cleanup: tests.django.testapp.tasks.exits every 1:00:00, next "
+    )
+    removed = manage(env, "redkit_schedules", "default", "--remove", "cleanup")
+    assert "job scheduler 'cleanup' of 'default' removed" in removed.stdout
+    missing = manage(env, "redkit_schedules", "default", "--remove", "cleanup")
+    assert missing.returncode == 2
+    assert "has no job scheduler 'cleanup'" in missing.stderr
+    assert q.schedules() == []
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -211,6 +211,17 @@ async def test_info_retry_failed_and_drain_use_the_apps_client(
     assert sum(q.counts().values()) == 0
 
 
+def test_schedules_on_the_apps_client(project: Path, prefix: str, app_kit: redkit.Redkit) -> None:
+    q = app_kit.queue("mail")
+    q.schedule("digest", "send-digest", cron="0 8 * * MON")
+    listed = run(project, flask_argv("schedules", "mail", "--json"), prefix)
+    assert listed.returncode == 0, listed.stderr
+    assert [(s["id"], s["cron"]) for s in json.loads(listed.stdout)] == [("digest", "0 8 * * MON")]
+    removed = run(project, flask_argv("schedules", "mail", "--remove", "digest"), prefix)
+    assert "job scheduler 'digest' of 'mail' removed" in removed.stdout
+    assert q.schedules() == []
+
+
 def test_an_unreachable_redis_is_one_line_and_exit_1(project: Path, prefix: str) -> None:
     from tests.servers import free_port
 

@@ -45,6 +45,14 @@ ON_CLUSTER: dict[str, frozenset[str]] = {
             "test_unrecoverable_fails_at_once",
         }
     ),
+    "test_schedules": frozenset(
+        {
+            "test_a_limit_makes_that_many_runs_then_the_scheduler_is_over",
+            "test_a_retried_run_and_a_deleted_one_make_no_extra_run",
+            "test_runs_missed_while_no_worker_ran",
+            "test_three_workers_run_each_slot_once_and_none_is_skipped",
+        }
+    ),
     "test_tasks": frozenset({"test_a_processor_handles_jobs_that_are_no_task"}),
     "test_worker": frozenset(
         {

@@ -161,4 +161,12 @@ def cli_group(ext: Any) -> click.Group:
         """Delete the waiting jobs of QUEUE."""
         click.echo(_call(cli.drain, kit(), queue, delayed))
 
+    @group.command("schedules")
+    @click.argument("queue")
+    @click.option("--remove", metavar="ID", help="Remove this job scheduler.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    def schedules(queue: str, remove: str | None, as_json: bool) -> None:
+        """The job schedulers of QUEUE and their next runs (or remove one)."""
+        click.echo(_call(cli.schedules, kit(), queue, remove=remove, as_json=as_json))
+
     return group

@@ -5,7 +5,8 @@
 ``RKQ_KEEP_FAILED`` (optional) how many failed jobs it keeps. Every task records its runs in
 Redis, under the test's prefix: ``<prefix>:starts`` and ``<prefix>:ends`` are lists of
 ``"<index>:<pid>"`` entries pushed when a run begins and when its work is done, so a test can count
-how many times each job ran and where.
+how many times each job ran and where. ``RKQ_LEDGER`` (optional) is a file outside Redis where the
+``slot`` task appends one line per run of a job scheduler: ``<job id> <pid>``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import redis
 
 import redkit
-from redkit.queue import Keep, Unrecoverable
+from redkit.queue import Keep, Unrecoverable, current_job
 
 kit = redkit.Redkit.from_url(os.environ["RKQ_URL"])
 queue = kit.queue(
@@ -84,3 +85,14 @@ def segfault(index: int) -> None:
     """A poison job: a read at address 0 kills the process with SIGSEGV, every time."""
     note(STARTS, index)
     ctypes.string_at(0)
+
+
+@queue.task(name="slot")
+def slot() -> None:
+    """A job scheduler's run: one line in the ledger file, written before the job completes."""
+    line = f"{current_job().id} {os.getpid()}\n".encode()
+    fd = os.open(os.environ["RKQ_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)  # one write of a short line with O_APPEND: lines never interleave
+    finally:
+        os.close(fd)

@@ -1,4 +1,5 @@
-"""The ``redkit`` command: ``worker``, ``info``, ``retry-failed``, ``drain`` and ``demo``.
+"""The ``redkit`` command: ``worker``, ``info``, ``retry-failed``, ``drain``, ``schedules`` and
+``demo``.
 
 ``redkit worker myapp.jobs:queue`` imports ``myapp.jobs`` and serves its ``queue`` (several
 ``module:attribute`` arguments serve several queues in one process); ``--processes N`` runs N such
@@ -13,7 +14,7 @@ operator commands are shared with the framework adapters' commands (``flask redk
 
 from __future__ import annotations
 
-from ._operator import drain, info, queue_named, retry_failed
+from ._operator import drain, info, queue_named, retry_failed, schedules
 from ._options import (
     DEFAULT_CONCURRENCY,
     LOOPS,
@@ -47,6 +48,7 @@ __all__ = [
     "refuse_memory",
     "retry_failed",
     "run_workers",
+    "schedules",
     "supervise",
     "version",
 ]

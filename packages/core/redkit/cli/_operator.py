@@ -1,5 +1,5 @@
-"""The operator commands ``info``, ``retry-failed`` and ``drain`` (their reports are shared with
-the framework adapters' commands), and ``demo``."""
+"""The operator commands ``info``, ``retry-failed``, ``drain`` and ``schedules`` (their reports
+are shared with the framework adapters' commands), and ``demo``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ._options import UsageError, check_limit, refuse_memory
 
@@ -80,6 +81,54 @@ def drain(kit: Any, name: str, delayed: bool = False) -> str:
     return f"{removed} waiting job(s) of {name!r} deleted"
 
 
+def schedules(kit: Any, name: str, *, remove: str | None = None, as_json: bool = False) -> str:
+    """The report of ``schedules``: queue ``name``'s job schedulers with their next runs (or,
+    with ``remove``, the removal of that one), as text or JSON."""
+    q = queue_named(kit, name)
+    if remove is not None:
+        try:
+            removed = q.unschedule(remove)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        if not removed:
+            raise UsageError(f"queue {name!r} has no job scheduler {remove!r}")
+        return f"job scheduler {remove!r} of {name!r} removed (a run already started goes on)"
+    found = []
+    for start in range(0, 10**9, 500):  # every scheduler, 500 per read
+        page = q.schedules(start, start + 499)
+        found += page
+        if len(page) < 500:
+            break
+
+    def when(moment: Any) -> str | None:
+        return None if moment is None else moment.isoformat()
+
+    report = [
+        {
+            "id": s.id,
+            "task": s.name,
+            "cron": s.cron,
+            "every_seconds": None if s.every is None else s.every.total_seconds(),
+            "tz": s.tz,
+            "missed": s.missed,
+            "next_run": when(s.next_run),
+            "last_run": when(s.last_run),
+            "runs": s.runs,
+        }
+        for s in found
+    ]
+    if as_json:
+        return json.dumps(report, indent=2)
+    if not report:
+        return f"queue {name!r} has no job schedulers"
+    lines = []
+    for item, s in zip(report, found):
+        rule = f"cron {s.cron!r} ({s.tz})" if s.cron else f"every {s.every}"
+        nxt = "none (over)" if s.next_run is None else s.next_run.astimezone(ZoneInfo(s.tz))
+        lines.append(f"{item['id']}: {item['task']} {rule}, next {nxt}, {s.runs} run(s)")
+    return "\n".join(lines)
+
+
 def _kit(args: argparse.Namespace) -> Any:
     from .._client import Redkit
     from ..errors import ConfigurationError
@@ -115,6 +164,12 @@ def cmd_retry_failed(args: argparse.Namespace) -> int:
 def cmd_drain(args: argparse.Namespace) -> int:
     with _kit(args) as kit:
         print(drain(kit, args.name, args.delayed))
+    return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    with _kit(args) as kit:
+        print(schedules(kit, args.name, remove=args.remove, as_json=args.json))
     return 0
 
 

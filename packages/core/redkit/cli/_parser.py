@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ._operator import cmd_demo, cmd_drain, cmd_info, cmd_retry_failed
+from ._operator import cmd_demo, cmd_drain, cmd_info, cmd_retry_failed, cmd_schedules
 from ._options import UsageError, _one_line, add_worker_options, configure_logging, version
 from ._serve import cmd_worker
 
@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     connection(d)
     d.set_defaults(func=cmd_drain, parser=d)
 
+    s = sub.add_parser("schedules", help="a queue's job schedulers and their next runs")
+    s.add_argument("name", metavar="queue")
+    s.add_argument("--remove", metavar="ID", help="remove this job scheduler")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    connection(s)
+    s.set_defaults(func=cmd_schedules, parser=s)
+
     m = sub.add_parser("demo", help="a tour of redkit on the embedded memory:// backend")
     m.add_argument("--part", help="run one part only: cache, web, queue or shop")
     m.add_argument("--url", help="run on this Redis URL instead of memory://")
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("info", "retry-failed", "drain"):
+    if args.command in ("info", "retry-failed", "drain", "schedules"):
         configure_logging("ERROR")  # what goes wrong is the one line printed below
     elif args.command != "worker":
         configure_logging("WARNING")

@@ -10,6 +10,7 @@ from ._api import AsyncJob, AsyncTask, Job, Task, current_job
 from ._options import Backoff, Keep
 from ._queue import AsyncQueue, Queue
 from ._records import STATES, Event, JobRecord
+from ._schedules import Schedule
 from ._worker import Worker
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Keep",
     "PayloadTooLarge",
     "Queue",
+    "Schedule",
     "Task",
     "Unrecoverable",
     "Worker",

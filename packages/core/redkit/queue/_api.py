@@ -42,6 +42,7 @@ class _AsyncRuns(Protocol):
     async def drive(self, flow: Flow[T], /) -> T: ...
 
 
+_WHEN = ("cron", "every", "tz", "start", "end", "limit", "missed", "grace")
 _current: contextvars.ContextVar[Any] = contextvars.ContextVar("redkit_current_job", default=None)
 
 
@@ -311,6 +312,19 @@ class _TaskBase(Generic[P, R]):
         opts = JobOptions.build(**{**self._bound, **extra}, defaults=self.spec.options)
         return self.name, {"args": list(args), "kwargs": kwargs}, opts
 
+    def _schedule_flow(
+        self,
+        schedule_id: str,
+        args: Any,
+        kwargs: Mapping[str, Any] | None,
+        options: dict[str, Any],
+    ) -> Any:
+        """The flow of ``task.schedule``: the queue's, with this task's name, call and options."""
+        when = {k: options.pop(k) for k in _WHEN if k in options}
+        data = {"args": list(args), "kwargs": dict(kwargs or {})}
+        opts = {**self._bound, **options}
+        return self.queue._scheduled(schedule_id, self.name, data, when, opts, self.spec.options)
+
     def _bind(self, options: dict[str, Any]) -> dict[str, Any]:
         return {**self._bound, **_options(options)}
 
@@ -336,6 +350,18 @@ class Task(_TaskBase[P, R]):
         """Like :meth:`enqueue`, run no sooner than ``when`` (a timezone-aware datetime)."""
         return self.queue._add_one(*self._job(args, kwargs, _at(when)))
 
+    def schedule(
+        self,
+        schedule_id: str,
+        *,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` on a schedule: :meth:`Queue.schedule` with this task (its
+        options, then ``options``: ``cron`` or ``every``, ``tz``, ``missed``, job options)."""
+        return self.queue._x.drive(self._schedule_flow(schedule_id, args, kwargs, options))
+
     def options(self, **options: Any) -> Task[P, R]:
         """This task with job options bound (``job_id``, ``priority``, ``attempts``, ...)."""
         return Task(self.queue, self.spec, self._bind(options))
@@ -354,6 +380,16 @@ class AsyncTask(_TaskBase[P, R]):
 
     async def enqueue_at(self, when: datetime, /, *args: P.args, **kwargs: P.kwargs) -> AsyncJob:
         return await self.queue._add_one(*self._job(args, kwargs, _at(when)))
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        *,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        return await self.queue._x.drive(self._schedule_flow(schedule_id, args, kwargs, options))
 
     def options(self, **options: Any) -> AsyncTask[P, R]:
         return AsyncTask(self.queue, self.spec, self._bind(options))

@@ -10,7 +10,8 @@ in), ``:active`` (sorted set: id -> lock expiry in ms), ``:completed`` / ``:fail
 id -> finish time), ``:events`` (capped stream), ``:meta`` (hash), ``:marker`` (sorted set that idle
 workers block on), ``:limiter`` (rate-limit counter with a TTL), ``:workers`` (sorted set of
 heartbeats), ``:w:<worker id>`` (worker description, with a TTL), ``:letters`` (stream of dead
-letters not sent on yet) and ``:j:<job id>`` (one hash per job).
+letters not sent on yet), ``:schedulers`` (sorted set: job scheduler id -> its next run) with
+``:schedulers:<id>`` (one hash per scheduler) and ``:j:<job id>`` (one hash per job).
 """
 
 from __future__ import annotations
@@ -82,13 +83,13 @@ class QueueCore:
         self.active, self.completed, self.failed = f"{b}:active", f"{b}:completed", f"{b}:failed"
         self.meta, self.events, self.marker = f"{b}:meta", f"{b}:events", f"{b}:marker"
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
-        self.letters = f"{b}:letters"
+        self.letters, self.schedulers = f"{b}:letters", f"{b}:schedulers"
         # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
         self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
         self.add_keys += [self.events, self.marker]
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
-        self.step_keys.append(self.letters)
+        self.step_keys += [self.letters, self.schedulers]
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -129,6 +130,9 @@ class QueueCore:
         ]
         self._default_tail = _tail(self.defaults)
         self.registered = False
+        from ._schedules import Schedules
+
+        self.sched = Schedules(self)
 
     def job_key(self, job_id: str) -> str:
         return self.job_prefix + job_id
@@ -318,6 +322,8 @@ class QueueCore:
                     self.completed,
                     self.failed,
                     self.events,
+                    self.schedulers,
+                    self.meta,
                 ],
                 [self.job_key(job_id), self.maxlen, job_id],
             ),

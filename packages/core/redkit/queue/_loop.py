@@ -15,14 +15,24 @@ from ..errors import RedkitConnectionError, RedkitError
 from ._core import STEP
 from ._dead import _DeadLetters
 from ._running import _Jobs
-from ._state import Finish
+from ._schedules import _Scheduling
+from ._state import Finish, _text
 
 log = logging.getLogger("redkit.worker")
 _MAX_PAUSE = 5.0  # longest pause between attempts to reach Redis
 
 
 class _Reply:
-    __slots__ = ("codes", "jobs", "letters", "limit_wait", "next_due", "stalled_failed", "status")
+    __slots__ = (
+        "codes",
+        "jobs",
+        "letters",
+        "limit_wait",
+        "next_due",
+        "refill",
+        "stalled_failed",
+        "status",
+    )
 
     def __init__(self, raw: list[Any]) -> None:
         self.status = int(raw[0])
@@ -32,9 +42,10 @@ class _Reply:
         self.jobs = raw[4]
         self.stalled_failed = [i.decode() if isinstance(i, bytes) else str(i) for i in raw[5]]
         self.letters = int(raw[6])
+        self.refill = [_text(i) for i in raw[7]] if raw[7] else ()
 
 
-class _Loop(_Jobs, _DeadLetters):
+class _Loop(_Jobs, _DeadLetters, _Scheduling):
     """The worker's loop (a part of the worker)."""
 
     async def _main(self) -> None:
@@ -105,6 +116,9 @@ class _Loop(_Jobs, _DeadLetters):
                         self._launch(jobs, i)
                     if reply.letters:
                         await self._send_letters()
+                    if reply.refill:
+                        await self._refill(reply.refill)
+                    await self._sweep()
                 except Exception:
                     # a bug of redkit's, never a job's: the worker logs it and goes on
                     log.exception("redkit worker %s: unexpected error, going on", self.id)
@@ -125,9 +139,13 @@ class _Loop(_Jobs, _DeadLetters):
                 if timeout <= 0:
                     continue
                 if marker is None or marker.done():
-                    marker = asyncio.ensure_future(self._wait_marker(timeout))
+                    # blocks for the whole slice: Redis ends a blocking call's timeout only at
+                    # its next cron tick (up to 100 ms late), so a due job is waited for here
+                    marker = asyncio.ensure_future(self._wait_marker(self._core.block_slice))
                 waiter = asyncio.ensure_future(wake.wait())
-                await asyncio.wait((marker, waiter), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    (marker, waiter), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not waiter.done():
                     waiter.cancel()
                 wake.clear()

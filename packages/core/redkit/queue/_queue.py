@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 from .._checks import shown
@@ -28,6 +29,7 @@ from ._api import (
 from ._core import EventReader, QueueCore, check_since, then
 from ._options import Backoff, JobOptions, check_backoff, check_name
 from ._records import Event, JobRecord
+from ._schedules import Schedule, ScheduleSpec
 
 __all__ = ["AsyncQueue", "Queue"]
 
@@ -113,6 +115,25 @@ class _QueueBase(Generic[J]):
         spec = TaskSpec(fn, task_name, opts, fn_backoff)
         self.tasks[task_name] = spec
         return spec
+
+    def _scheduled(
+        self,
+        schedule_id: object,
+        name: object,
+        data: Any,
+        when: dict[str, Any],
+        options: Mapping[str, Any],
+        task_defaults: JobOptions | None = None,
+    ) -> Flow[Schedule]:
+        """Flow of ``schedule`` (and ``task.schedule``): everything checked before a send."""
+        if isinstance(name, (Task, AsyncTask)):  # q.schedule(id, task): its name and options
+            task_defaults = task_defaults or name.spec.options
+            name = name.name
+        if data is None and name in self.tasks:  # a task called with no argument
+            data = {"args": [], "kwargs": {}}
+        spec = ScheduleSpec.build(**when)
+        opts = JobOptions.build(**_options(options), defaults=task_defaults or self._core.defaults)
+        return self._core.sched.upsert(schedule_id, name, data, spec, opts)
 
     def register(self, spec: TaskSpec) -> None:
         """Register a task spec made elsewhere (framework adapters)."""
@@ -214,6 +235,53 @@ class Queue(_QueueBase[Job]):
         """Workers seen on this queue: (worker id, last heartbeat in ms since the epoch)."""
         return self._x.run(self._core.workers_info())
 
+    def schedule(
+        self,
+        schedule_id: str,
+        name: str,
+        data: Any = None,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        missed: str = "run_once",
+        grace: Duration = 60,
+        **options: Any,
+    ) -> Schedule:
+        """Create or change the job scheduler ``schedule_id``: a job ``name`` with ``data`` on
+        every slot of ``cron`` (in time zone ``tz``) or ``every`` interval (aligned on the epoch,
+        or on ``start``), from ``start`` to ``end``, at most ``limit`` runs. ``missed``: a run
+        that comes due more than ``grace`` late (no worker ran) runs once (``"run_once"``) or is
+        skipped (``"skip"``). Job options: ``priority``, ``attempts``, ``backoff``, ``timeout``,
+        ``keep``. Calling it again with the same definition changes nothing (call it at every
+        start-up); a different one replaces the pending run."""
+        return self._x.drive(
+            self._scheduled(
+                schedule_id,
+                name,
+                data,
+                _when(cron, every, tz, start, end, limit, missed, grace),
+                options,
+            )
+        )
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        """The job scheduler with this id; None when there is none."""
+        return self._x.run(self._core.sched.get(schedule_id))
+
+    def schedules(self, start: int = 0, stop: int = 99) -> list[Schedule]:
+        """The queue's job schedulers, the next to run first (those that are over last), by
+        position (``stop`` inclusive)."""
+        return self._x.drive(self._core.sched.listed(start, stop))
+
+    def unschedule(self, schedule_id: str) -> bool:
+        """Remove a job scheduler and its pending run (a run already started goes on). True
+        when there was one."""
+        return self._x.run(self._core.sched.remove(schedule_id))
+
 
 class AsyncQueue(_QueueBase[AsyncJob]):
     """A job queue over an asyncio client: ``kit.queue("emails")`` on ``redkit.asyncio.Redkit``."""
@@ -284,6 +352,47 @@ class AsyncQueue(_QueueBase[AsyncJob]):
 
     async def workers(self) -> list[tuple[str, float]]:
         return await self._x.run(self._core.workers_info())
+
+    async def schedule(
+        self,
+        schedule_id: str,
+        name: str,
+        data: Any = None,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        missed: str = "run_once",
+        grace: Duration = 60,
+        **options: Any,
+    ) -> Schedule:
+        return await self._x.drive(
+            self._scheduled(
+                schedule_id,
+                name,
+                data,
+                _when(cron, every, tz, start, end, limit, missed, grace),
+                options,
+            )
+        )
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        return await self._x.run(self._core.sched.get(schedule_id))
+
+    async def schedules(self, start: int = 0, stop: int = 99) -> list[Schedule]:
+        return await self._x.drive(self._core.sched.listed(start, stop))
+
+    async def unschedule(self, schedule_id: str) -> bool:
+        return await self._x.run(self._core.sched.remove(schedule_id))
+
+
+def _when(*values: Any) -> dict[str, Any]:
+    """The schedule's parameters of ``schedule(...)``, by name."""
+    names = ("cron", "every", "tz", "start", "end", "limit", "missed", "grace")
+    return dict(zip(names, values))
 
 
 def _first(flow: Flow[list[J]]) -> Flow[J]:

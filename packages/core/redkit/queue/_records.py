@@ -109,6 +109,10 @@ class JobRecord:
     logs: list[str] = field(default_factory=list)
     """The lines the task logged with ``current_job().log(...)``, oldest first (the latest
     ``queue_max_logs`` of them)."""
+    schedule_id: str | None = None
+    """The job scheduler that made this job (``None``: added by hand)."""
+    scheduled_for: datetime | None = None
+    """The slot of its scheduler this job is the run of."""
 
     @classmethod
     def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
@@ -132,6 +136,8 @@ class JobRecord:
             finished_at=_ms_time(raw.get(b"fon")),
             worker_id=_worker_id(raw.get(b"tok")),
             logs=_logs(raw),
+            schedule_id=_text(raw.get(b"sch")),
+            scheduled_for=_ms_time(raw.get(b"slot")),
         )
 
 
@@ -139,7 +145,8 @@ class JobRecord:
 class Event:
     """One entry of a queue's events stream: ``event`` is ``added``, ``active``, ``progress``,
     ``completed``, ``failed``, ``retried``, ``stalled``, ``released``, ``removed``, ``waiting``,
-    ``paused``, ``resumed`` or ``drained``."""
+    ``paused``, ``resumed``, ``drained`` or ``skipped`` (a scheduler's run that came due too
+    late under ``missed="skip"``)."""
 
     id: str
     event: str

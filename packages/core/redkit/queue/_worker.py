@@ -363,6 +363,7 @@ class Worker(_Loop, _Lease):
             self._dlq_core = QueueCore(self._kit, self._core.dead_letter)
         await self._check_eviction()
         await self._send_letters()  # those a worker that died left
+        await self._sweep()  # job schedulers whose next run is missing
         self._renew_once()  # register before the first job
         self._renewer = threading.Thread(
             target=self._renew_loop, name=f"redkit-renew-{self.queue.name}", daemon=True

@@ -1,4 +1,5 @@
--- Delete up to `limit` jobs that wait (and, when asked, delayed ones); run again while it
+-- Delete up to `limit` jobs that wait (and, when asked, delayed ones, but for the pending
+-- runs of job schedulers: unscheduling stops those); run again while it removes jobs and
 -- reports jobs left.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events
 -- ARGV: 1 job key prefix, 2 events maxlen, 3 '1' to include delayed jobs, 4 limit
@@ -20,8 +21,15 @@ if removed < limit then
 end
 if ARGV[3] == '1' and removed < limit then
   local later = redis.call('ZRANGE', KEYS[3], 0, limit - removed - 1)
-  for i = 1, #later do drop(string.sub(later[i], 17)) end
-  if #later > 0 then redis.call('ZREM', KEYS[3], unpack(later)) end
+  local gone = {}
+  for i = 1, #later do
+    local id = string.sub(later[i], 17)
+    if not redis.call('HGET', ARGV[1] .. id, 'sch') then
+      drop(id)
+      gone[#gone + 1] = later[i]
+    end
+  end
+  if #gone > 0 then redis.call('ZREM', KEYS[3], unpack(gone)) end
 end
 local left = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 if ARGV[3] == '1' then left = left + redis.call('ZCARD', KEYS[3]) end

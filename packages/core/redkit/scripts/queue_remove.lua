@@ -1,11 +1,24 @@
--- Delete one job that is not running.
--- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 completed, 5 failed, 6 events
+-- Delete one job that is not running. A job scheduler whose pending run it is goes on to its
+-- next slot.
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 completed, 5 failed, 6 events, 7 job schedulers,
+--       8 meta
 -- ARGV: 1 job key, 2 events maxlen, 3 job id
 -- Returns 1 removed, 0 no such job, -1 the job is active (not removed).
 local maxlen = tonumber(ARGV[2])
-if not maxlen then
+if not maxlen or #ARGV[3] == 0 or string.sub(ARGV[1], -#ARGV[3]) ~= ARGV[3] then
   return redis.error_reply('ERR queue_remove: bad arguments')
 end
+local prefix = string.sub(ARGV[1], 1, #ARGV[1] - #ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function event(...)
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'event', ...)
+  end
+end
+
+-- include: queue_iterate
+
 local st, ord = unpack(redis.call('HMGET', ARGV[1], 'st', 'ord'))
 if not st then
   return 0
@@ -20,13 +33,12 @@ elseif st == 'prioritized' then
   redis.call('ZREM', KEYS[2], (ord or '') .. id)
 elseif st == 'delayed' then
   redis.call('ZREM', KEYS[3], (ord or '') .. id)
+  moved_on(ARGV[1], KEYS[7], KEYS[3], KEYS[8])
 elseif st == 'completed' then
   redis.call('ZREM', KEYS[4], id)
 elseif st == 'failed' then
   redis.call('ZREM', KEYS[5], id)
 end
 redis.call('DEL', ARGV[1])
-if maxlen > 0 then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'event', 'removed', 'id', id)
-end
+event('removed', 'id', id)
 return 1

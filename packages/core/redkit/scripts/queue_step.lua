@@ -1,7 +1,8 @@
 -- A worker's round trip: finish the jobs it ran, recover stalled jobs, promote delayed jobs that
 -- are due, then take up to `count` jobs, locking each with a fresh token.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
---       9 marker, 10 rate limiter, 11 dead letters to send (stream)
+--       9 marker, 10 rate limiter, 11 dead letters to send (stream), 12 job schedulers
+--       (sorted set; each scheduler's hash is this key, ':' and its id)
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
@@ -16,7 +17,10 @@
 -- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
 --   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
 --   id, attempts started, name, data, options, attempts made, created ms},
---   {ids of stalled jobs that failed}, dead letters waiting to be sent}
+--   {ids of stalled jobs that failed}, dead letters waiting to be sent, {ids of the job
+--   schedulers whose upcoming slots run low}}
+-- A scheduler's run that comes due creates the scheduler's next run in the same transition
+-- (see queue_iterate.lua); a late one under the 'skip' policy is deleted instead of run.
 -- A job that fails for good, on a queue with a dead-letter queue, leaves its letter in KEYS[11]
 -- (id, attempt, name, data, reason, attempts made) in the same transition: the worker sends it
 -- on under an id made from the queue, the job and the entry, so a re-sent letter is one letter.
@@ -68,6 +72,7 @@ local function new_ord()
 end
 
 -- include: queue_requeue
+-- include: queue_iterate
 
 -- retention: what the last job finished into each set asked for, or the queue's default
 -- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
@@ -200,12 +205,31 @@ if #stale > 0 then
 end
 
 -- 3. delayed jobs that are due
+local refill = {}
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 if #due > 0 then
   for i = 1, #due do
     local id = string.sub(due[i], 17)
     local key = prefix .. id
-    if redis.call('EXISTS', key) == 1 then
+    local st, sch, slot = unpack(redis.call('HMGET', key, 'st', 'sch', 'slot'))
+    if st and sch then
+      -- a scheduler's run: when it is the pending one (not a retry), its successor is made now
+      local skey = KEYS[12] .. ':' .. sch
+      local pend, mis, grace = unpack(redis.call('HMGET', skey, 'pend', 'mis', 'grace'))
+      if pend == slot then
+        redis.call('HSET', skey, 'ran', slot)
+        local late = now - tonumber(slot)
+        if mis == 'skip' and late > (tonumber(grace) or 0) then
+          st = nil
+          redis.call('DEL', key)
+          event('skipped', 'id', id, 'late', late)
+        end
+        if next_run(sch, skey, KEYS[12], delayed, KEYS[7]) == 1 then
+          refill[#refill + 1] = sch
+        end
+      end
+    end
+    if st then
       requeue(wait, prio, KEYS[7], key, id, false)
     end
   end
@@ -277,4 +301,4 @@ if first[2] then
   next_due = math.max(0, tonumber(first[2]) - now)
 end
 return {status, limit_wait, next_due, codes, jobs, stalled_failed,
-  letters and redis.call('XLEN', KEYS[11]) or 0}
+  letters and redis.call('XLEN', KEYS[11]) or 0, refill}
