@@ -338,7 +338,8 @@ def test_cron_aliases_seconds_and_weekdays() -> None:
         ({"every": 60, "missed": "later"}, ValueError, "run_once"),
         ({"every": 60, "limit": 0}, ValueError, "limit"),
         ({"every": 60, "job_id": "x"}, TypeError, "no job_id"),
-        ({"every": 60, "delay": 5}, TypeError, "no job_id or delay"),
+        ({"every": 60, "dedup": "d"}, TypeError, "delay or dedup"),
+        ({"every": 60, "delay": 5}, TypeError, "no job_id, delay or dedup"),
         ({"every": 60, "colour": "red"}, TypeError, "unknown job option"),
     ],
 )

@@ -156,6 +156,23 @@ async def test_errors_true_streams_the_failure_reason(make_rk: Callable[..., Red
     assert "secret internal detail" in got[-1][1]["reason"]
 
 
+async def test_a_cancelled_job_ends_its_stream(make_rk: Callable[..., Redkit]) -> None:
+    rk = make_rk()
+    gate = asyncio.Event()  # never set: the job runs until it is cancelled
+    app = _app(rk, gate)
+    async with serve(app) as http:
+        job_id = (await http.post("/reports")).json()["id"]
+        follower = asyncio.create_task(_follow(http, job_id))
+        reports = app.state.redkit.queue("reports")
+        await asyncio.sleep(0.3)
+        assert await (await reports.get_job(job_id)).cancel("no longer wanted") is True
+        got = await asyncio.wait_for(follower, 10)  # ends by itself at the cancel
+        finished = await asyncio.wait_for(_follow(http, job_id), 5)
+    assert [k for k, _ in got][-2:] == ["cancelling", "cancelled"]
+    assert "no longer wanted" not in json.dumps(got[-1])  # errors=False: no reason
+    assert [(k, d["state"]) for k, d in finished] == [("state", "cancelled")]
+
+
 @pytest.mark.parametrize(
     "job_id", ["nope", "x" * 300, "{reports}", "*", "%00", "a%09set-cookie:%20a=b", "%F0%9F%90%8D"]
 )

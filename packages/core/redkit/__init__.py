@@ -18,6 +18,7 @@ from .errors import (
     IdempotencyKeyError,
     InvalidKeyError,
     InvalidRateLimit,
+    JobCancelled,
     JobError,
     JobFailed,
     JobNotFound,
@@ -42,7 +43,18 @@ from .errors import (
 from .idempotency import AsyncIdempotency, Idempotency
 from .lock import AsyncLock, Lock
 from .messaging import AsyncPubSub, AsyncStream, PubSub, Stream
-from .queue import AsyncJob, AsyncQueue, AsyncTask, Backoff, Job, Keep, Queue, Task, Worker
+from .queue import (
+    AsyncJob,
+    AsyncQueue,
+    AsyncTask,
+    Backoff,
+    Dedup,
+    Job,
+    Keep,
+    Queue,
+    Task,
+    Worker,
+)
 from .ratelimit import AsyncLimiter, Limit, Limiter
 from .sessions import AsyncSessions, Sessions
 from .settings import Settings
@@ -69,11 +81,13 @@ __all__ = [
     "CircuitOpenError",
     "ClientClosedError",
     "ConfigurationError",
+    "Dedup",
     "Idempotency",
     "IdempotencyKeyError",
     "InvalidKeyError",
     "InvalidRateLimit",
     "Job",
+    "JobCancelled",
     "JobError",
     "JobFailed",
     "JobNotFound",

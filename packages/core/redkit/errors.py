@@ -16,6 +16,7 @@ __all__ = [
     "IdempotencyKeyError",
     "InvalidKeyError",
     "InvalidRateLimit",
+    "JobCancelled",
     "JobError",
     "JobFailed",
     "JobNotFound",
@@ -165,6 +166,10 @@ class JobFailed(JobError):
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class JobCancelled(JobFailed):
+    """``job.wait()``: the job was cancelled (``job.cancel()``); ``reason`` is the cancel's."""
 
 
 class JobTimeout(JobError, TimeoutError):

@@ -67,6 +67,7 @@ STATUS = {
     "active": "RUNNING",
     "completed": "SUCCESSFUL",
     "failed": "FAILED",
+    "cancelled": "FAILED",  # django.tasks has no cancelled status: it did not succeed
 }
 """The status of a ``django.tasks`` result for each state of its job."""
 
@@ -282,7 +283,9 @@ def _read_back(result_id: str, queue: str, job: Any, backend: Any) -> Any:
         data,
         enqueued_at=record.created_at,
         started_at=record.processed_at,
-        finished_at=record.finished_at if record.state in ("completed", "failed") else None,
+        finished_at=record.finished_at
+        if record.state in ("completed", "failed", "cancelled")
+        else None,
         errors=errors,
         worker_ids=[record.worker_id] if record.worker_id else [],
     )

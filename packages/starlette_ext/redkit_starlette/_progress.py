@@ -28,9 +28,9 @@ __all__ = ["FINAL_EVENTS", "EventHub", "job_events"]
 
 log = logging.getLogger("redkit.starlette")
 
-FINAL_EVENTS = frozenset({"completed", "failed", "removed"})
+FINAL_EVENTS = frozenset({"completed", "failed", "cancelled", "removed"})
 """The events after which a job has nothing more to say (``failed``: for good)."""
-FINAL_STATES = frozenset({"completed", "failed"})
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 MAX_JOB_ID = 256
 """Longest job id a stream is opened for (longer ones are no job: 404)."""
 BACKLOG = 1000
@@ -140,7 +140,7 @@ def _state(job: AsyncJob, result: bool, errors: bool) -> dict[str, Any]:
     }
     if result and job.state == "completed":
         data["result"] = job.result
-    if errors and job.state == "failed":
+    if errors and job.state in ("failed", "cancelled"):
         data["reason"] = job.failed_reason
     return data
 

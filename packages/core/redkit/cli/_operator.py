@@ -58,7 +58,7 @@ def info(kit: Any, names: Sequence[str] = (), *, as_json: bool = False) -> str:
     for item in report:
         paused = " (paused)" if item["paused"] else ""
         lines.append(f"queue {item['queue']}{paused}")
-        states = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
+        states = ("waiting", "prioritized", "delayed", "active", "completed", "failed", "cancelled")
         lines.append("  " + "  ".join(f"{s}={item[s]}" for s in states))
         lines.extend(
             f"  worker {w['id']}: running {w.get('running', '?')}, processed "

@@ -5,9 +5,16 @@ See ``docs/queue.md`` for the model and its guarantees and ``docs/worker.md`` fo
 
 from __future__ import annotations
 
-from ..errors import JobFailed, JobNotFound, JobTimeout, PayloadTooLarge, Unrecoverable
+from ..errors import (
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    PayloadTooLarge,
+    Unrecoverable,
+)
 from ._api import AsyncJob, AsyncTask, Job, Task, current_job
-from ._options import Backoff, Keep
+from ._options import Backoff, Dedup, Keep
 from ._queue import AsyncQueue, Queue
 from ._records import STATES, Event, JobRecord
 from ._schedules import Schedule
@@ -19,8 +26,10 @@ __all__ = [
     "AsyncQueue",
     "AsyncTask",
     "Backoff",
+    "Dedup",
     "Event",
     "Job",
+    "JobCancelled",
     "JobFailed",
     "JobNotFound",
     "JobRecord",

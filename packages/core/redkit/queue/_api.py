@@ -54,7 +54,7 @@ def current_job() -> Any:
 
 
 def _options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    allowed = {"job_id", "delay", "priority", "attempts", "backoff", "timeout", "keep"}
+    allowed = {"job_id", "delay", "priority", "attempts", "backoff", "timeout", "keep", "dedup"}
     unknown = set(kwargs) - allowed
     if unknown:
         raise TypeError(f"unknown job option(s): {', '.join(sorted(unknown))}")
@@ -64,7 +64,17 @@ def _options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class _JobBase:
     """Fields shared by :class:`Job` and :class:`AsyncJob`: a snapshot, refreshed on demand."""
 
-    __slots__ = ("_core", "_pending", "_record", "_token", "_x", "id", "queue_name", "state")
+    __slots__ = (
+        "_core",
+        "_pending",
+        "_record",
+        "_run",
+        "_token",
+        "_x",
+        "id",
+        "queue_name",
+        "state",
+    )
 
     def __init__(
         self,
@@ -85,6 +95,7 @@ class _JobBase:
         self._record = record
         self._token = token
         self._pending: list[Any] | None = None  # what add() sent, until the job is read
+        self._run: Any = None  # in the running task's handle: the worker's record of the run
 
     def _set(self, record: JobRecord | None) -> None:
         if record is not None:
@@ -136,6 +147,22 @@ class _JobBase:
             return code == 1
 
         return then(self._core.remove(self.id), parse)
+
+    def _cancelled(self, reason: object) -> Batch[bool]:
+        def parse(code: int) -> bool:
+            if code == 1:
+                self.state = "cancelled"
+            return code in (1, 2)
+
+        return then(self._core.cancel(self.id, reason), parse)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled: its state as last read is ``cancelled``; in the task
+        running it, as soon as a cancel request reached the worker (a sync task should then
+        return; an async one is cancelled)."""
+        run = self._run
+        return self.state == "cancelled" or (run is not None and run.cancelled)
 
     def _retried(self) -> Batch[bool]:
         return then(self._core.retry([self.id]), lambda moved_left: bool(moved_left[0]))
@@ -237,6 +264,13 @@ class Job(_JobBase):
         in ``failed``."""
         return self._x.run(self._retried())
 
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Cancel the job: one that waits or is delayed ends as ``cancelled`` now; for one that
+        runs, its worker cancels the task (an async one at once; a sync one sees
+        ``current_job().cancelled`` and the job ends as cancelled without waiting for it).
+        False when the job had finished or does not exist."""
+        return self._x.run(self._cancelled(reason))
+
 
 class AsyncJob(_JobBase):
     """A handle on one job (asyncio)."""
@@ -261,6 +295,9 @@ class AsyncJob(_JobBase):
 
     async def retry(self) -> bool:
         return await self._x.run(self._retried())
+
+    async def cancel(self, reason: str = "cancelled") -> bool:
+        return await self._x.run(self._cancelled(reason))
 
 
 # -- tasks ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .. import _durations as durations
 from .._checks import entry_id, int64, shown
 from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
-from ..errors import JobFailed, JobNotFound, JobTimeout
+from ..errors import JobCancelled, JobFailed, JobNotFound, JobTimeout
 from ._options import (
     _NO_KEEP,
     Backoff,
@@ -52,6 +52,7 @@ RETRY = Script.load("queue_retry")
 REMOVE = Script.load("queue_remove")
 DRAIN = Script.load("queue_drain")
 LOG = Script.load("queue_log")
+CANCEL = Script.load("queue_cancel")
 MAX_LOG_LINE = 4000  # characters of one log line kept
 BULK_CHUNK = 1000  # jobs per add script call
 REGISTRY_TTL_MS = 30 * 86400 * 1000
@@ -84,12 +85,13 @@ class QueueCore:
         self.meta, self.events, self.marker = f"{b}:meta", f"{b}:events", f"{b}:marker"
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
         self.letters, self.schedulers = f"{b}:letters", f"{b}:schedulers"
+        self.cancelled = f"{b}:cancelled"
         # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
         self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
         self.add_keys += [self.events, self.marker]
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
-        self.step_keys += [self.letters, self.schedulers]
+        self.step_keys += [self.letters, self.schedulers, self.cancelled]
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -177,9 +179,12 @@ class QueueCore:
 
         def parse(replies: list[Any]) -> list[tuple[str, str | None, list[Any]]]:
             self.registered = True
-            out = []
+            out: list[tuple[str, str | None, list[Any]]] = []
             for job, created in zip(prepared, replies[0]):
-                out.append((job[0], _added_state(job) if int(created) == 1 else None, job))
+                if isinstance(created, bytes):  # held by the job of its dedup id: that one
+                    out.append((created.decode("utf-8", "replace"), None, job))
+                else:
+                    out.append((job[0], _added_state(job) if int(created) == 1 else None, job))
             return out
 
         return Batch(tuple(calls), parse)
@@ -242,6 +247,7 @@ class QueueCore:
             command("ZCARD", self.active),
             command("ZCARD", self.completed),
             command("ZCARD", self.failed),
+            command("ZCARD", self.cancelled),
         )
 
         def parse(replies: list[Any]) -> dict[str, int]:
@@ -324,6 +330,7 @@ class QueueCore:
                     self.events,
                     self.schedulers,
                     self.meta,
+                    self.cancelled,
                 ],
                 [self.job_key(job_id), self.maxlen, job_id],
             ),
@@ -338,6 +345,23 @@ class QueueCore:
                 [self.job_prefix, self.maxlen, "1" if delayed else "0", limit],
             ),
             lambda r: (int(r[0]), int(r[1])),
+        )
+
+    def cancel(self, job_id: str, reason: object) -> Batch[int]:
+        """Cancel a job (see ``queue_cancel.lua``): 1 cancelled, 2 requested of its worker, 0 it
+        had finished, -1 no such job."""
+        check_name("job_id", job_id)
+        if not isinstance(reason, str):
+            raise TypeError(f"a cancel's reason is a str, not {type(reason).__name__}")
+        keys = [self.wait, self.prioritized, self.delayed, self.cancelled, self.events]
+        keys += [self.schedulers, self.meta]
+        return Batch.one(
+            script(
+                CANCEL,
+                keys,
+                [self.job_prefix, self.maxlen, job_id, reason[:4000], *self.keep_args[2:]],
+            ),
+            int,
         )
 
     def progress(self, job_id: str, token: str, value: Any) -> Batch[bool]:
@@ -396,7 +420,7 @@ class QueueCore:
 
         def parse(reply: Any) -> Event | None:
             for event in parse_events([(b"", reply)]):
-                if event.job_id == job_id and event.event in ("completed", "failed"):
+                if event.job_id == job_id and event.event in ("completed", "failed", "cancelled"):
                     return event
             return None
 
@@ -410,8 +434,12 @@ class QueueCore:
                 f"job {job_id!r} of queue {self.name!r} does not exist (never added, removed, "
                 "or deleted by its retention too long ago to find its end in the events)"
             )
+        reason = event.fields.get("reason", "")
+        if event.event == "cancelled":
+            raise JobCancelled(
+                f"job {job_id!r} of queue {self.name!r} was cancelled: {reason}", reason
+            )
         if event.event == "failed":
-            reason = event.fields.get("reason", "")
             raise JobFailed(f"job {job_id!r} of queue {self.name!r} failed: {reason}", reason)
         return None
 
@@ -421,6 +449,11 @@ class QueueCore:
             raise JobNotFound(f"job {job_id!r} of queue {self.name!r} does not exist")
         if record.state == "completed":
             return True, record.result
+        if record.state == "cancelled":
+            raise JobCancelled(
+                f"job {job_id!r} of queue {self.name!r} was cancelled: {record.failed_reason}",
+                record.failed_reason,
+            )
         if record.state == "failed":
             raise JobFailed(
                 f"job {job_id!r} of queue {self.name!r} failed: {record.failed_reason}",
@@ -487,10 +520,13 @@ END_SEARCH = 2000
 def _tail(opts: JobOptions) -> list[Any] | None:
     """What a job's add sends after id, name and data; ``None`` when every option is a default."""
     stored = opts.stored()
-    if not stored and not opts.priority and not opts.delay and opts.keep is None:
+    if not (stored or opts.priority or opts.delay or opts.keep or opts.dedup):
         return None
     keep = opts.keep.args() if opts.keep is not None else _NO_KEEP
-    return [stored, opts.priority, to_ms(opts.delay), *keep]
+    tail = [stored, opts.priority, to_ms(opts.delay), *keep]
+    if opts.dedup is not None:
+        tail += opts.dedup.args()
+    return tail
 
 
 def _added_state(job: list[Any]) -> str:

@@ -52,6 +52,8 @@ class _Loop(_Jobs, _DeadLetters, _Scheduling):
         assert self._wake is not None
         wake = self._wake
         marker: asyncio.Task[Any] | None = None
+        self._watching = True
+        watcher = asyncio.ensure_future(self._watch_cancels())
         pause = 0.05
         down_since: float | None = None
         try:
@@ -150,6 +152,7 @@ class _Loop(_Jobs, _DeadLetters, _Scheduling):
                     waiter.cancel()
                 wake.clear()
         finally:
+            await self._stop_watching(watcher)
             if marker is not None and not marker.done():
                 marker.cancel()
                 # let the cancelled call give its connection back before the clients close; a
@@ -161,6 +164,48 @@ class _Loop(_Jobs, _DeadLetters, _Scheduling):
                     await asyncio.wait({marker}, timeout=self._core.block_slice + 1)
                 if marker.done() and not marker.cancelled():
                     marker.exception()  # retrieved: no "never retrieved" warning
+
+    async def _watch_cancels(self) -> None:
+        """Carry out the cancel requests of this worker's jobs as they come (``job.cancel()``
+        adds them to the worker's own sorted set, which this blocks on)."""
+        key = self._cancels
+        memory = self.settings.scheme == "memory"
+        while self._watching:
+            try:
+                ids = []
+                if memory:  # the embedded server cannot block inside an event loop
+                    await asyncio.sleep(0.02)
+                else:
+                    first = await self._exec.run(
+                        Batch.one(command("BZPOPMIN", key, self._core.block_slice))
+                    )
+                    if not first:
+                        continue
+                    ids.append(first[1])
+                more = await self._exec.run(Batch.one(command("ZPOPMIN", key, 100)))
+                ids += [member for member, _ in more]
+            except RedkitError:
+                if self._watching:
+                    await asyncio.sleep(0.5)
+                continue
+            for raw in ids:
+                if raw:  # an empty member only wakes the watcher
+                    self._cancel_requested(_text(raw))
+
+    async def _stop_watching(self, watcher: asyncio.Task[Any]) -> None:
+        """End the watcher between two of its calls (a call cut by a cancellation can leave its
+        connection unusable): its blocking call is woken from Redis by an empty member."""
+        self._watching = False
+        if self.settings.scheme != "memory":
+            with contextlib.suppress(RedkitError):
+                await self._exec.run(Batch.one(command("ZADD", self._cancels, 0, "")))
+        done, _ = await asyncio.wait({watcher}, timeout=self._core.block_slice + 1)
+        if not done:
+            watcher.cancel()
+        with contextlib.suppress(RedkitError):
+            await self._exec.run(Batch.one(command("DEL", self._cancels)))
+        if watcher.done() and not watcher.cancelled():
+            watcher.exception()
 
     async def _wait_marker(self, timeout: float) -> None:
         try:

@@ -218,6 +218,55 @@ _NO_KEEP = [-1, -1, -1, -1]
 
 
 @dataclass(frozen=True)
+class Dedup:
+    """Deduplication by an id of your own: an ``add`` whose dedup id is held by another job adds
+    nothing and returns that job. ``Dedup("report:7")`` holds until that job completes or fails
+    (30 days at most); with ``ttl`` (seconds) it holds that long whatever the job does (a
+    throttle), ``extend=True`` starts the ``ttl`` again at each duplicate, ``replace=True`` gives
+    the job the duplicate's data while it has not started (and its ``delay``, counted again).
+    ``Dedup.debounce(id, wait)``: the job runs ``wait`` seconds after the last add, with its
+    data."""
+
+    id: str
+    ttl: float | None = None
+    extend: bool = False
+    replace: bool = False
+    delay: float | None = None
+    """The job's delay when the add gives none (what ``debounce`` sets)."""
+
+    def __post_init__(self) -> None:
+        check_name("dedup id", self.id)
+        if self.ttl is not None:
+            object.__setattr__(self, "ttl", _seconds("dedup ttl", self.ttl, allow_zero=False))
+        elif self.extend or self.replace:
+            raise ValueError("Dedup(extend=True) and Dedup(replace=True) need a ttl")
+        for name in ("extend", "replace"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Dedup.{name} is a bool, not {shown(getattr(self, name))}")
+        if self.delay is not None:
+            object.__setattr__(self, "delay", to_delay(self.delay))
+
+    @classmethod
+    def debounce(cls, id: str, wait: Duration) -> Dedup:
+        """Run once, ``wait`` seconds after the last add with this id, with the last data."""
+        wait = _seconds("debounce wait", wait, allow_zero=False)
+        return cls(id, ttl=wait, extend=True, replace=True, delay=wait)
+
+    @classmethod
+    def coerce(cls, value: object) -> Dedup | None:
+        if value is None or isinstance(value, Dedup):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise TypeError(f"dedup is a str (the dedup id) or a Dedup, not {shown(value)}")
+
+    def args(self) -> list[Any]:
+        """The add script's three dedup arguments: id, ttl ms (0: until the job ends), flags."""
+        flags = ("e" if self.extend else "") + ("r" if self.replace else "")
+        return [self.id, 0 if self.ttl is None else to_ms(self.ttl), flags]
+
+
+@dataclass(frozen=True)
 class JobOptions:
     """Options of one job, validated; what the worker needs is stored with it as JSON."""
 
@@ -228,6 +277,7 @@ class JobOptions:
     backoff: Backoff | None = None
     timeout: float | None = None
     keep: Keep | None = None
+    dedup: Dedup | None = None
 
     @classmethod
     def build(
@@ -240,9 +290,13 @@ class JobOptions:
         backoff: object = None,
         timeout: object = None,
         keep: object = None,
+        dedup: object = None,
         defaults: JobOptions | None = None,
     ) -> JobOptions:
         base = defaults or _DEFAULTS
+        dd = Dedup.coerce(dedup)
+        if delay is None and dd is not None and dd.delay is not None:
+            delay = dd.delay
         b = check_backoff(backoff, allow_callable=False) if backoff is not None else base.backoff
         return cls(
             job_id=None if job_id is None else check_name("job_id", job_id),
@@ -258,6 +312,7 @@ class JobOptions:
             if timeout is None
             else _seconds("timeout", timeout, allow_zero=False),
             keep=base.keep if keep is None else Keep.coerce(keep),
+            dedup=dd,
         )
 
     def stored(self) -> bytes:

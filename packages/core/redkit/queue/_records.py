@@ -16,7 +16,7 @@ from ._options import decode
 
 __all__ = ["STATES", "Event", "JobRecord"]
 
-STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed")
+STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed", "cancelled")
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -145,8 +145,9 @@ class JobRecord:
 class Event:
     """One entry of a queue's events stream: ``event`` is ``added``, ``active``, ``progress``,
     ``completed``, ``failed``, ``retried``, ``stalled``, ``released``, ``removed``, ``waiting``,
-    ``paused``, ``resumed``, ``drained`` or ``skipped`` (a scheduler's run that came due too
-    late under ``missed="skip"``)."""
+    ``paused``, ``resumed``, ``drained``, ``cancelling`` (a cancel asked of a running job),
+    ``cancelled``, ``deduplicated`` or ``skipped`` (a scheduler's run that came due too late
+    under ``missed="skip"``)."""
 
     id: str
     event: str

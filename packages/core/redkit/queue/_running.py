@@ -67,6 +67,9 @@ class _Jobs(_WorkerState):
             self.processed += 1
             self._finish(a, args)
         except asyncio.CancelledError:
+            if a.cancelled:  # by job.cancel(): reported as cancelled (a thread may run on)
+                self._finish(a, [f"x{a.ats}:{a.id}"])
+                return
             if self._hard or self._stopping:
                 return  # given back to the queue by the shutdown
             raise
@@ -137,11 +140,24 @@ class _Jobs(_WorkerState):
             None,
             None,
         )
+        job: Job | AsyncJob
         if is_async:
-            return AsyncJob(self._core, self._exec, a.id, "active", record, a.token)
-        return Job(
-            self._core, _ThreadsafeExecutor(self._exec, self._loop), a.id, "active", record, a.token
-        )
+            job = AsyncJob(self._core, self._exec, a.id, "active", record, a.token)
+        else:
+            executor = _ThreadsafeExecutor(self._exec, self._loop)
+            job = Job(self._core, executor, a.id, "active", record, a.token)
+        job._run = a
+        return job
+
+    def _cancel_requested(self, job_id: str) -> None:
+        """A cancel request of a job this worker runs: stop its task (a sync task's thread is
+        not interrupted: it sees ``current_job().cancelled``)."""
+        a = self._running.get(job_id)
+        if a is None or a.cancelled or a.task is None or a.task.done():
+            return
+        a.cancelled = True
+        log.info("redkit job %s (%s) cancelled by request", a.id, a.name)
+        a.task.cancel()
 
     def _fail(
         self,

@@ -269,8 +269,11 @@ class Schedules:
         ident = check_schedule_id(schedule_id)
         task = check_name("task name", name)
         payload = encode(data, "data", self.core.max_bytes)
-        if opts.job_id is not None or opts.delay:
-            raise TypeError("a schedule's runs take no job_id or delay (the schedule says when)")
+        if opts.job_id is not None or opts.delay or opts.dedup is not None:
+            raise TypeError(
+                "a schedule's runs take no job_id, delay or dedup (the schedule says when, and "
+                "makes one run per slot)"
+            )
         pairs: list[Any] = []
         stored = opts.stored()
         if stored:

@@ -25,6 +25,7 @@ class _Active:
     __slots__ = (
         "atm",
         "ats",
+        "cancelled",
         "data",
         "decoded",
         "handle",
@@ -50,6 +51,7 @@ class _Active:
         self.opts = opts
         self.atm = atm
         self.lost = False
+        self.cancelled = False  # a cancel request of this job reached the worker
         self.started = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.handle: Job | AsyncJob | None = None
@@ -89,6 +91,8 @@ class _WorkerState:
     failed: int
     lost: int
     _host: str
+    _cancels: str
+    _watching: bool
     _running: dict[str, _Active]
     _done: list[Finish]
     _reporting: list[Finish]

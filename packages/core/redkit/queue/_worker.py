@@ -138,6 +138,7 @@ class Worker(_Loop, _Lease):
             else (f"{host}:{os.getpid()}:{os.urandom(3).hex()}")
         )
         self._host = host
+        self._cancels = f"{queue._core.base}:w:{self.id}:cx"  # cancel requests of its jobs
         self.processed = 0
         """Jobs completed by this worker."""
         self.failed = 0

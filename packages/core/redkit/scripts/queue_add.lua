@@ -1,11 +1,15 @@
 -- Add jobs to a queue. A job id that exists already is left as it is (deduplication, and a
 -- re-sent add after a lost reply creates nothing).
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 meta, 5 events, 6 marker
--- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 job count n, then per job its argument
---   count (3 or 10) and that many arguments: id, name, data, then, unless every option is a
---   default, options (JSON or ''), priority (0: none), delay ms, keep completed count
---   (-1: queue default), keep completed age ms (-1), keep failed count (-1), keep failed age ms (-1)
--- Returns one integer per job: 1 added, 0 existed already.
+-- ARGV: 1 job key prefix ('<queue>:j:'), 2 events maxlen (0: none), 3 job count n, then per job
+--   its argument count (3, 10 or 13) and that many arguments: id, name, data, then, unless every
+--   option is a default, options (JSON or ''), priority (0: none), delay ms, keep completed count
+--   (-1: queue default), keep completed age ms (-1), keep failed count (-1), keep failed age ms
+--   (-1), then, for a job with a dedup id, the dedup id, its ttl ms (0: until the job ends) and
+--   its flags ('e' a duplicate extends the ttl, 'r' it replaces the data and the delay of the
+--   job while that one has not started)
+-- Dedup ids are keys '<queue>:dd:<dedup id>' holding the id of the job that holds them.
+-- Returns per job: 1 added, 0 existed already, or the id of the job its dedup id is held by.
 local n = tonumber(ARGV[3])
 local maxlen = tonumber(ARGV[2])
 if not n or n < 1 or not maxlen then
@@ -17,14 +21,18 @@ local sets = false -- whether a job goes to the prioritized or delayed set
 local at = 4
 for i = 1, n do
   local size = tonumber(ARGV[at])
-  if not (size == 3 or size == 10) or at + size > #ARGV then
+  if not (size == 3 or size == 10 or size == 13) or at + size > #ARGV then
     return redis.error_reply('ERR queue_add: bad argument count')
   end
   local b = at + 1
   if ARGV[b] == '' or ARGV[b + 1] == '' then
     return redis.error_reply('ERR queue_add: empty job id or name')
   end
-  if size == 10 then
+  if size == 13 and (ARGV[b + 10] == '' or not tonumber(ARGV[b + 11])
+      or tonumber(ARGV[b + 11]) < 0 or not string.match(ARGV[b + 12], '^e?r?$')) then
+    return redis.error_reply('ERR queue_add: bad dedup')
+  end
+  if size >= 10 then
     local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
     if not prio or prio < 0 or not delay or delay < 0 then
       return redis.error_reply('ERR queue_add: bad priority or delay')
@@ -49,29 +57,83 @@ end
 -- would then exist nowhere a worker looks, and a re-sent add would take it as added. Checked:
 -- the keys written after a hash (wait, events) and, when a job is delayed or prioritized, those
 -- written before the next job's (prioritized, delayed, meta); the marker is written last.
+local function check(key, want)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= want then
+    return redis.error_reply('WRONGTYPE queue_add: ' .. key .. ' holds a ' .. kind ..
+      ', not a ' .. want .. ': nothing was added')
+  end
+end
 local kinds = {'list', 'zset', 'zset', 'hash', 'stream'}
-local checked = sets and {1, 2, 3, 4, 5} or {1, 5}
-for _, k in ipairs(checked) do
-  local kind = redis.call('TYPE', KEYS[k])['ok']
-  if kind ~= 'none' and kind ~= kinds[k] then
-    return redis.error_reply('WRONGTYPE queue_add: ' .. KEYS[k] .. ' holds a ' .. kind ..
-      ', not a ' .. kinds[k] .. ': nothing was added')
+for _, k in ipairs(sets and {1, 2, 3, 4, 5} or {1, 5}) do
+  local refused = check(KEYS[k], kinds[k])
+  if refused then
+    return refused
+  end
+end
+local prefix = ARGV[1]
+local dprefix = string.sub(prefix, 1, -3) .. 'dd:'
+for i = 1, n do
+  if ARGV[starts[i] - 1] == '13' then
+    local refused = check(dprefix .. ARGV[starts[i] + 10], 'string')
+    if refused then
+      return refused
+    end
   end
 end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix = ARGV[1]
 local out = {}
 local ready = {}
 local wake = false
 local earliest = false -- the due time of the first delayed job, read when a delayed job comes
 
+-- the job holding dedup id `did`, when a job still holds it: the add of job argument `b` is then
+-- a duplicate (nothing is added, and with 'r' its data and delay go to that job while it waits)
+local function holder(did, b)
+  local dkey = dprefix .. did
+  local other = redis.call('GET', dkey)
+  if not other then
+    return nil
+  end
+  local okey = prefix .. other
+  local st, ord = unpack(redis.call('HMGET', okey, 'st', 'ord'))
+  local flags = ARGV[b + 12]
+  local replace = string.find(flags, 'r', 1, true)
+  if not st and (replace or tonumber(ARGV[b + 11]) == 0) then
+    return nil -- its job is gone (removed, or deleted by its retention); a throttle still holds
+  end
+  if replace then
+    if st ~= 'waiting' and st ~= 'prioritized' and st ~= 'delayed' then
+      return nil -- it started: the new data needs a job of its own
+    end
+    redis.call('HSET', okey, 'd', ARGV[b + 2])
+    local delay = tonumber(ARGV[b + 5])
+    if st == 'delayed' and delay > 0 then
+      redis.call('ZADD', KEYS[3], now + delay, ord .. other)
+      redis.call('HSET', okey, 'dl', delay)
+      wake = true
+    end
+  end
+  if string.find(flags, 'e', 1, true) then
+    redis.call('PEXPIRE', dkey, tonumber(ARGV[b + 11]))
+  end
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', 'deduplicated', 'id', other,
+      'dedup', did, 'replaced', replace and '1' or '0')
+  end
+  return other
+end
+
 for i = 1, n do
   local b = starts[i]
   local id = ARGV[b]
   local key = prefix .. id
-  if redis.call('EXISTS', key) == 1 then
+  local held = ARGV[b - 1] == '13' and redis.call('EXISTS', key) == 0 and holder(ARGV[b + 10], b)
+  if held then
+    out[i] = held
+  elseif redis.call('EXISTS', key) == 1 then
     out[i] = 0
   elseif ARGV[b - 1] == '3' then
     redis.call('HSET', key, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'ts', now, 'st', 'waiting')
@@ -123,6 +185,15 @@ for i = 1, n do
     else
       state = 'waiting'
       ready[#ready + 1] = id
+    end
+    if ARGV[b - 1] == '13' then
+      local ttl = tonumber(ARGV[b + 11])
+      -- until the job ends (the scripts that end it delete the key), 30 days at most
+      redis.call('SET', dprefix .. ARGV[b + 10], id, 'PX', ttl > 0 and ttl or 2592000000)
+      fields[#fields + 1] = 'ddk'; fields[#fields + 1] = ARGV[b + 10]
+      if ttl == 0 then
+        fields[#fields + 1] = 'ddu'; fields[#fields + 1] = '1'
+      end
     end
     fields[#fields + 1] = 'st'; fields[#fields + 1] = state
     redis.call('HSET', key, unpack(fields))

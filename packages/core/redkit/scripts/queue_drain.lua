@@ -9,7 +9,12 @@ if not maxlen or not limit or limit < 1 then
   return redis.error_reply('ERR queue_drain: bad arguments')
 end
 local removed = 0
+local dprefix = string.sub(ARGV[1], 1, -3) .. 'dd:'
 local function drop(id)
+  local ddk = redis.call('HGET', ARGV[1] .. id, 'ddk')
+  if ddk and redis.call('GET', dprefix .. ddk) == id then
+    redis.call('DEL', dprefix .. ddk) -- its dedup id is free again
+  end
   redis.call('DEL', ARGV[1] .. id)
   removed = removed + 1
 end

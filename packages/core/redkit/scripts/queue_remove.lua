@@ -1,7 +1,7 @@
 -- Delete one job that is not running. A job scheduler whose pending run it is goes on to its
 -- next slot.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 completed, 5 failed, 6 events, 7 job schedulers,
---       8 meta
+--       8 meta, 9 cancelled
 -- ARGV: 1 job key, 2 events maxlen, 3 job id
 -- Returns 1 removed, 0 no such job, -1 the job is active (not removed).
 local maxlen = tonumber(ARGV[2])
@@ -19,7 +19,7 @@ end
 
 -- include: queue_iterate
 
-local st, ord = unpack(redis.call('HMGET', ARGV[1], 'st', 'ord'))
+local st, ord, ddk, ddu = unpack(redis.call('HMGET', ARGV[1], 'st', 'ord', 'ddk', 'ddu'))
 if not st then
   return 0
 end
@@ -38,7 +38,13 @@ elseif st == 'completed' then
   redis.call('ZREM', KEYS[4], id)
 elseif st == 'failed' then
   redis.call('ZREM', KEYS[5], id)
+elseif st == 'cancelled' then
+  redis.call('ZREM', KEYS[9], id)
 end
 redis.call('DEL', ARGV[1])
+local dkey = ddk and (string.sub(prefix, 1, -3) .. 'dd:' .. ddk)
+if dkey and redis.call('GET', dkey) == id then
+  redis.call('DEL', dkey) -- its dedup id is free again
+end
 event('removed', 'id', id)
 return 1

@@ -2,7 +2,7 @@
 -- are due, then take up to `count` jobs, locking each with a fresh token.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
 --       9 marker, 10 rate limiter, 11 dead letters to send (stream), 12 job schedulers
---       (sorted set; each scheduler's hash is this key, ':' and its id)
+--       (sorted set; each scheduler's hash is this key, ':' and its id), 13 cancelled
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
@@ -14,6 +14,7 @@
 --         c  completed (result JSON)
 --         f  failed for good (reason, traceback)
 --         r  failed, try again (reason, traceback, delay ms)
+--         x  cancelled (none: the reason is the request's, in the job's hash)
 -- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
 --   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
 --   id, attempts started, name, data, options, attempts made, created ms},
@@ -24,9 +25,12 @@
 -- A job that fails for good, on a queue with a dead-letter queue, leaves its letter in KEYS[11]
 -- (id, attempt, name, data, reason, attempts made) in the same transition: the worker sends it
 -- on under an id made from the queue, the job and the entry, so a re-sent letter is one letter.
--- Finish codes: 1 completed, 3 failed, 4 will retry, 2 already finished with this token (a re-sent
--- call), 0 rejected (the token is not the job's: its lock was lost), -1 no such job.
-local SIZE = {n = 1, c = 2, f = 3, r = 4}
+-- A job whose cancel was requested (queue_cancel.lua) ends as cancelled instead of being retried,
+-- taken again after a stall or fetched again.
+-- Finish codes: 1 completed, 3 failed, 4 will retry, 5 cancelled, 2 already finished with this
+-- token (a re-sent call), 0 rejected (the token is not the job's: its lock was lost), -1 no such
+-- job.
+local SIZE = {n = 1, c = 2, f = 3, r = 4, x = 1}
 local maxlen = tonumber(ARGV[2])
 local lock_ms = tonumber(ARGV[4])
 local count = tonumber(ARGV[5])
@@ -44,7 +48,7 @@ end
 local finishes = {}
 local at = 15
 for i = 1, m do
-  local kind, ats, id = string.match(ARGV[at] or '', '^([ncfr])(%d+):(.+)$')
+  local kind, ats, id = string.match(ARGV[at] or '', '^([ncfrx])(%d+):(.+)$')
   local size = SIZE[kind]
   if not size or at + size - 1 > #ARGV or (kind == 'r' and not tonumber(ARGV[at + 3])) then
     return redis.error_reply('ERR queue_step: bad finish')
@@ -69,6 +73,14 @@ end
 
 local function new_ord()
   return string.format('%016x', redis.call('HINCRBY', KEYS[7], 'seq', 1))
+end
+
+-- a job that ends gives up the dedup id it holds until then (Dedup without a ttl)
+local dprefix = string.sub(prefix, 1, -3) .. 'dd:'
+local function release(id, ddk, ddu)
+  if ddk and ddu and redis.call('GET', dprefix .. ddk) == id then
+    redis.call('DEL', dprefix .. ddk)
+  end
 end
 
 -- include: queue_requeue
@@ -109,7 +121,8 @@ end
 
 -- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs;
 -- ats: the attempt that failed
-local function fail(key, id, reason, stack, atm, kf, kfa, ats)
+local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu)
+  release(id, ddk, ddu)
   local made = (tonumber(atm) or 0) + 1
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
   if letters then
@@ -125,13 +138,26 @@ local function fail(key, id, reason, stack, atm, kf, kfa, ats)
   event('failed', 'id', id, 'reason', string.sub(reason, 1, 1000))
 end
 
+-- a cancel request carried out: kf, kfa are the job's retention of failed jobs (cancelled ones
+-- are kept like those)
+local function cancel(key, id, reason, kf, kfa, ddk, ddu)
+  release(id, ddk, ddu)
+  redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
+  if retain(KEYS[13], kf, kfa, keep[3], keep[4]) == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('ZADD', KEYS[13], now, id)
+  end
+  event('cancelled', 'id', id, 'reason', string.sub(reason, 1, 1000))
+end
+
 -- 1. finishes
 local codes = {}
 for i = 1, m do
   local kind, token, id, b, ats = unpack(finishes[i])
   local key = prefix .. id
-  local st, tok, atm, kc, ka, kf, kfa = unpack(redis.call('HMGET', key, 'st', 'tok', 'atm', 'kc',
-    'ka', 'kf', 'kfa'))
+  local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx = unpack(redis.call('HMGET', key, 'st', 'tok',
+    'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx'))
   if not st then
     redis.call('ZREM', active, id)
     codes[i] = -1
@@ -142,6 +168,7 @@ for i = 1, m do
   else
     redis.call('ZREM', active, id)
     if kind == 'n' or kind == 'c' then
+      release(id, ddk, ddu)
       redis.call('HSET', key, 'st', 'completed', 'rv', kind == 'n' and 'null' or ARGV[b + 1],
         'fon', now, 'atm', (tonumber(atm) or 0) + 1)
       if retain(KEYS[5], kc, ka, keep[1], keep[2]) == 0 then
@@ -152,8 +179,12 @@ for i = 1, m do
       event('completed', 'id', id)
       codes[i] = 1
     elseif kind == 'f' then
-      fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa, ats)
+      fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa, ats, ddk, ddu)
       codes[i] = 3
+    elseif kind == 'x' or cx then -- cancelled, or a retry of a job whose cancel was asked for
+      redis.call('HSET', key, 'atm', (tonumber(atm) or 0) + 1)
+      cancel(key, id, cx or 'cancelled', kf, kfa, ddk, ddu)
+      codes[i] = 5
     else
       redis.call('HSET', key, 'err', ARGV[b + 1], 'stk', ARGV[b + 2], 'atm', (tonumber(atm) or 0) + 1)
       local delay = tonumber(ARGV[b + 3])
@@ -182,9 +213,12 @@ if #stale > 0 then
     local id = stale[i]
     local key = prefix .. id
     redis.call('ZREM', active, id)
-    local st, stc, atm, kf, kfa, ats = unpack(redis.call('HMGET', key, 'st', 'stc', 'atm', 'kf',
-      'kfa', 'ats'))
-    if st then
+    local st, stc, atm, kf, kfa, ats, ddk, ddu, cx = unpack(redis.call('HMGET', key, 'st', 'stc',
+      'atm', 'kf', 'kfa', 'ats', 'ddk', 'ddu', 'cx'))
+    if st and cx then
+      redis.call('HDEL', key, 'tok')
+      cancel(key, id, cx, kf, kfa, ddk, ddu)
+    elseif st then
       stc = (tonumber(stc) or 0) + 1
       redis.call('HSET', key, 'stc', stc)
       redis.call('HDEL', key, 'tok')
@@ -192,7 +226,7 @@ if #stale > 0 then
       if stc > max_stalled then
         fail(key, id, 'stalled ' .. stc .. ' times (max_stalled is ' .. max_stalled ..
           '): its worker stopped renewing its lock (killed, crashed or frozen)', '', atm, kf, kfa,
-          ats)
+          ats, ddk, ddu)
         stalled_failed[#stalled_failed + 1] = id
       else
         requeue(wait, prio, KEYS[7], key, id, true)
@@ -271,8 +305,10 @@ if want > 0 then
   for i = 1, #ids do
     local id = ids[i]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats')
-    if f[1] then
+    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats', 'cx')
+    if f[7] then -- cancelled while back in the queue (given back by a stopping worker, say)
+      cancel(key, id, f[7], unpack(redis.call('HMGET', key, 'kf', 'kfa', 'ddk', 'ddu')))
+    elseif f[1] then
       local ats = (tonumber(f[6]) or 0) + 1
       redis.call('HSET', key, 'st', 'active', 'tok', base .. ats, 'pon', now, 'ats', ats)
       redis.call('ZADD', active, now + lock_ms, id)

@@ -1,0 +1,86 @@
+-- Cancel a job. One that waits (or is delayed, or prioritized) ends as cancelled at once; for a
+-- running one the request is left in its hash ('cx') and in its worker's set of cancel requests,
+-- which the worker watches: it stops the task and reports the job cancelled (queue_step.lua also
+-- cancels a requested job that comes back to the queue or asks to be retried).
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 cancelled, 5 events, 6 job schedulers, 7 meta
+-- ARGV: 1 job key prefix ('<queue>:j:'), 2 events maxlen, 3 job id, 4 reason, 5 keep cancelled
+--   count (queue default), 6 keep cancelled age ms (0: none)
+-- Returns 1 cancelled, 2 requested (it runs: its worker cancels it), 0 it had finished (or was
+-- cancelled already), -1 no such job.
+local prefix, maxlen, id, reason = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local keep_count, keep_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+if not maxlen or id == '' or not keep_count or not keep_age then
+  return redis.error_reply('ERR queue_cancel: bad arguments')
+end
+local key = prefix .. id
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function event(...)
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', ...)
+  end
+end
+
+-- include: queue_iterate
+
+local st, ord, tok, kf, kfa, ddk = unpack(redis.call('HMGET', key, 'st', 'ord', 'tok', 'kf', 'kfa',
+  'ddk'))
+if not st then
+  return -1
+end
+if st == 'active' then
+  if redis.call('HEXISTS', key, 'cx') == 1 then
+    return 2
+  end
+  redis.call('HSET', key, 'cx', reason)
+  local worker = tok and string.match(tok, '^(.*):%d+$')
+  if worker then
+    local requests = string.sub(prefix, 1, -3) .. 'w:' .. worker .. ':cx'
+    redis.call('ZADD', requests, now, id)
+    redis.call('PEXPIRE', requests, 600000)
+  end
+  event('cancelling', 'id', id, 'reason', string.sub(reason, 1, 1000))
+  return 2
+end
+if st == 'waiting' then
+  redis.call('LREM', KEYS[1], 1, id)
+elseif st == 'prioritized' then
+  redis.call('ZREM', KEYS[2], (ord or '') .. id)
+elseif st == 'delayed' then
+  redis.call('ZREM', KEYS[3], (ord or '') .. id)
+  moved_on(key, KEYS[6], KEYS[3], KEYS[7]) -- a scheduler's pending run: it goes on
+else
+  return 0
+end
+local dkey = ddk and (string.sub(prefix, 1, -3) .. 'dd:' .. ddk)
+if dkey and redis.call('GET', dkey) == id then
+  redis.call('DEL', dkey)
+end
+redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
+event('cancelled', 'id', id, 'reason', string.sub(reason, 1, 1000))
+local count = tonumber(kf) or keep_count
+local age = tonumber(kfa) or keep_age
+if count == 0 then
+  redis.call('DEL', key)
+  return 1
+end
+redis.call('ZADD', KEYS[4], now, id)
+-- the cancelled jobs kept: by count and age, like the failed ones (oldest first, 1,000 a call)
+local function drop(ids)
+  for i = 1, #ids do
+    redis.call('DEL', prefix .. ids[i])
+  end
+  if #ids > 0 then
+    redis.call('ZREM', KEYS[4], unpack(ids))
+  end
+end
+if count > 0 then
+  local excess = redis.call('ZCARD', KEYS[4]) - count
+  if excess > 0 then
+    drop(redis.call('ZRANGE', KEYS[4], 0, math.min(excess, 1000) - 1))
+  end
+end
+if age > 0 then
+  drop(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - age, 'LIMIT', 0, 1000))
+end
+return 1
