@@ -27,6 +27,7 @@ PUBLIC = [
     "redkit.idempotency",
     "redkit.lock",
     "redkit.messaging",
+    "redkit.metrics",
     "redkit.queue",
     "redkit.ratelimit",
     "redkit.serializers",

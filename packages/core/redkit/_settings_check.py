@@ -85,6 +85,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "queue_max_bytes": (1024, MAX_VALUE_BYTES),
     "queue_max_stalled": (0, _MAX_QUEUE_EVENTS),
     "queue_max_logs": (1, 10**6),
+    "queue_metrics_minutes": (0, 10 * 366 * 1440),
     "queue_events_maxlen": (0, _MAX_QUEUE_EVENTS),
     "queue_keep_completed": (0, _MAX_KEPT_JOBS),
     "queue_keep_failed": (0, _MAX_KEPT_JOBS),

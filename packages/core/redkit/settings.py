@@ -209,6 +209,9 @@ class Settings:
     lock expires (its worker died or froze) is stalled and goes back to the queue."""
     queue_max_logs: int = 1_000
     """How many lines of ``current_job().log(...)`` a job keeps (the latest ones)."""
+    queue_metrics_minutes: int = 1_440
+    """Minutes of per-minute job counts each queue keeps in Redis for ``q.metrics()`` (a day;
+    0: the workers keep no metrics). Wait and run time histograms cover the last 60 minutes."""
     queue_max_stalled: int = 1
     """How many times a job may stall and be run again before it fails as stalled."""
     queue_events_maxlen: int = 10_000

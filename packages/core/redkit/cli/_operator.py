@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ._options import UsageError, check_limit, refuse_memory
+from ._options import UsageError, _whole, check_limit, refuse_memory
 
 
 def queue_named(kit: Any, name: str) -> Any:
@@ -171,6 +171,39 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     with _kit(args) as kit:
         print(schedules(kit, args.name, remove=args.remove, as_json=args.json))
     return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ..metrics import registry
+
+    port = _whole("--port", args.port, 1)
+    if port > 65535:
+        raise UsageError(f"--port must be a port number (1 to 65535), got {args.port!r}")
+    prometheus = _prometheus()
+    stop = threading.Event()
+    with _kit(args) as kit:
+        reg = registry(kit, args.names or None)
+        server, thread = prometheus.start_http_server(port, addr=args.host, registry=reg)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"redkit: metrics on http://{args.host}:{port}/metrics", flush=True)
+        stop.wait()
+        server.shutdown()
+        thread.join(5)
+    return 0
+
+
+def _prometheus() -> Any:
+    from .._optional import require
+    from ..errors import MissingDependencyError
+
+    try:
+        return require("prometheus_client", "metrics")
+    except MissingDependencyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

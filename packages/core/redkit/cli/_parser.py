@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ._operator import cmd_demo, cmd_drain, cmd_info, cmd_retry_failed, cmd_schedules
+from ._operator import (
+    cmd_demo,
+    cmd_drain,
+    cmd_info,
+    cmd_metrics,
+    cmd_retry_failed,
+    cmd_schedules,
+)
 from ._options import UsageError, _one_line, add_worker_options, configure_logging, version
 from ._serve import cmd_worker
 
@@ -62,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     connection(s)
     s.set_defaults(func=cmd_schedules, parser=s)
+
+    p = sub.add_parser("metrics", help="serve the queues' metrics to Prometheus")
+    p.add_argument("names", nargs="*", metavar="queue", help="queues (default: every known one)")
+    p.add_argument("--port", default="9108", help="port to listen on (default: 9108)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    connection(p)
+    p.set_defaults(func=cmd_metrics, parser=p)
 
     m = sub.add_parser("demo", help="a tour of redkit on the embedded memory:// backend")
     m.add_argument("--part", help="run one part only: cache, web, queue or shop")

@@ -14,6 +14,7 @@ from ..errors import (
     Unrecoverable,
 )
 from ._api import AsyncJob, AsyncTask, Job, Task, current_job
+from ._metrics import Histogram, Metrics
 from ._options import Backoff, Dedup, Keep
 from ._queue import AsyncQueue, Queue
 from ._records import STATES, Event, JobRecord
@@ -28,6 +29,7 @@ __all__ = [
     "Backoff",
     "Dedup",
     "Event",
+    "Histogram",
     "Job",
     "JobCancelled",
     "JobFailed",
@@ -35,6 +37,7 @@ __all__ = [
     "JobRecord",
     "JobTimeout",
     "Keep",
+    "Metrics",
     "PayloadTooLarge",
     "Queue",
     "Schedule",

@@ -10,7 +10,8 @@ in), ``:active`` (sorted set: id -> lock expiry in ms), ``:completed`` / ``:fail
 id -> finish time), ``:events`` (capped stream), ``:meta`` (hash), ``:marker`` (sorted set that idle
 workers block on), ``:limiter`` (rate-limit counter with a TTL), ``:workers`` (sorted set of
 heartbeats), ``:w:<worker id>`` (worker description, with a TTL), ``:letters`` (stream of dead
-letters not sent on yet), ``:schedulers`` (sorted set: job scheduler id -> its next run) with
+letters not sent on yet), ``:metrics`` (hash: counts and histograms, see ``_metrics``),
+``:schedulers`` (sorted set: job scheduler id -> its next run) with
 ``:schedulers:<id>`` (one hash per scheduler) and ``:j:<job id>`` (one hash per job).
 """
 
@@ -25,6 +26,7 @@ from .._checks import entry_id, int64, shown
 from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobCancelled, JobFailed, JobNotFound, JobTimeout
+from ._metrics import Metrics, check_minutes, parse_metrics
 from ._options import (
     _NO_KEEP,
     Backoff,
@@ -85,13 +87,13 @@ class QueueCore:
         self.meta, self.events, self.marker = f"{b}:meta", f"{b}:events", f"{b}:marker"
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
         self.letters, self.schedulers = f"{b}:letters", f"{b}:schedulers"
-        self.cancelled = f"{b}:cancelled"
+        self.cancelled, self.metrics = f"{b}:cancelled", f"{b}:metrics"
         # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
         self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
         self.add_keys += [self.events, self.marker]
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
-        self.step_keys += [self.letters, self.schedulers, self.cancelled]
+        self.step_keys += [self.letters, self.schedulers, self.cancelled, self.metrics]
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -255,6 +257,17 @@ class QueueCore:
 
         return Batch(calls, parse)
 
+    def read_metrics(self, minutes: object) -> Batch[Metrics]:
+        """The queue's metrics over its last ``minutes`` minutes (Redis' clock)."""
+        kept = self.settings.queue_metrics_minutes
+        count = check_minutes(minutes, kept)
+        return Batch(
+            (command("TIME"), command("HGETALL", self.metrics)),
+            lambda r: parse_metrics(
+                self.name, int(r[0][0]) * 1000 + int(r[0][1]) // 1000, r[1], count, kept
+            ),
+        )
+
     def is_paused(self) -> Batch[bool]:
         return Batch.one(command("HEXISTS", self.meta, "paused"), lambda r: bool(int(r)))
 
@@ -354,13 +367,11 @@ class QueueCore:
         if not isinstance(reason, str):
             raise TypeError(f"a cancel's reason is a str, not {type(reason).__name__}")
         keys = [self.wait, self.prioritized, self.delayed, self.cancelled, self.events]
-        keys += [self.schedulers, self.meta]
+        keys += [self.schedulers, self.meta, self.metrics]
+        argv = [self.job_prefix, self.maxlen, job_id, reason[:4000], *self.keep_args[2:]]
+        argv.append(self.settings.queue_metrics_minutes)
         return Batch.one(
-            script(
-                CANCEL,
-                keys,
-                [self.job_prefix, self.maxlen, job_id, reason[:4000], *self.keep_args[2:]],
-            ),
+            script(CANCEL, keys, argv),
             int,
         )
 

@@ -237,6 +237,7 @@ class _Loop(_Jobs, _DeadLetters, _Scheduling):
             *core.keep_args,
             "1" if self._dlq_core is not None else "0",
             len(finishes),
+            self.settings.queue_metrics_minutes,
         ]
         for f in finishes:
             argv += f[1]

@@ -27,6 +27,7 @@ from ._api import (
     _share_docs,
 )
 from ._core import EventReader, QueueCore, check_since, then
+from ._metrics import Metrics
 from ._options import Backoff, JobOptions, check_backoff, check_name
 from ._records import Event, JobRecord
 from ._schedules import Schedule, ScheduleSpec
@@ -206,6 +207,12 @@ class Queue(_QueueBase[Job]):
         """Whether the queue is paused."""
         return self._x.run(self._core.is_paused())
 
+    def metrics(self, minutes: int = 60) -> Metrics:
+        """Jobs completed, failed and cancelled per minute over the last ``minutes`` (up to
+        ``queue_metrics_minutes``), wait and run time histograms over the last hour of those,
+        and totals, as the workers record them."""
+        return self._x.run(self._core.read_metrics(minutes))
+
     def retry_failed(self, limit: int | None = None) -> int:
         """Move failed jobs (all, or the oldest ``limit``) back to the queue; returns how many."""
         return self._x.drive(self._core.retry_all(limit))
@@ -324,6 +331,9 @@ class AsyncQueue(_QueueBase[AsyncJob]):
 
     async def is_paused(self) -> bool:
         return await self._x.run(self._core.is_paused())
+
+    async def metrics(self, minutes: int = 60) -> Metrics:
+        return await self._x.run(self._core.read_metrics(minutes))
 
     async def retry_failed(self, limit: int | None = None) -> int:
         return await self._x.drive(self._core.retry_all(limit))

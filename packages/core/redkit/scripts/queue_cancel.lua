@@ -2,14 +2,15 @@
 -- running one the request is left in its hash ('cx') and in its worker's set of cancel requests,
 -- which the worker watches: it stops the task and reports the job cancelled (queue_step.lua also
 -- cancels a requested job that comes back to the queue or asks to be retried).
--- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 cancelled, 5 events, 6 job schedulers, 7 meta
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 cancelled, 5 events, 6 job schedulers, 7 meta,
+--       8 metrics
 -- ARGV: 1 job key prefix ('<queue>:j:'), 2 events maxlen, 3 job id, 4 reason, 5 keep cancelled
---   count (queue default), 6 keep cancelled age ms (0: none)
+--   count (queue default), 6 keep cancelled age ms (0: none), 7 minutes of metrics kept
 -- Returns 1 cancelled, 2 requested (it runs: its worker cancels it), 0 it had finished (or was
 -- cancelled already), -1 no such job.
 local prefix, maxlen, id, reason = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local keep_count, keep_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-if not maxlen or id == '' or not keep_count or not keep_age then
+local keep_count, keep_age, mkeep = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if not maxlen or id == '' or not keep_count or not keep_age or not mkeep then
   return redis.error_reply('ERR queue_cancel: bad arguments')
 end
 local key = prefix .. id
@@ -22,6 +23,7 @@ local function event(...)
 end
 
 -- include: queue_iterate
+-- include: queue_metrics
 
 local st, ord, tok, kf, kfa, ddk = unpack(redis.call('HMGET', key, 'st', 'ord', 'tok', 'kf', 'kfa',
   'ddk'))
@@ -58,6 +60,8 @@ if dkey and redis.call('GET', dkey) == id then
 end
 redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
 event('cancelled', 'id', id, 'reason', string.sub(reason, 1, 1000))
+counted('x')
+flush_metrics(KEYS[8])
 local count = tonumber(kf) or keep_count
 local age = tonumber(kfa) or keep_age
 if count == 0 then

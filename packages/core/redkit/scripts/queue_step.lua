@@ -2,12 +2,14 @@
 -- are due, then take up to `count` jobs, locking each with a fresh token.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
 --       9 marker, 10 rate limiter, 11 dead letters to send (stream), 12 job schedulers
---       (sorted set; each scheduler's hash is this key, ':' and its id), 13 cancelled
+--       (sorted set; each scheduler's hash is this key, ':' and its id), 13 cancelled,
+--       14 metrics (hash)
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
 --       12 keep failed age ms (0: none), 13 '1' when the queue has a dead-letter queue,
---       14 number of finishes m, then the m finishes, each a
+--       14 number of finishes m, 15 minutes of metrics kept (0: no metrics), then the m
+--       finishes, each a
 --       head '<kind><attempts started>:<job id>' (the job's token is '<worker id>:<attempts
 --       started>') followed by the kind's own arguments:
 --         n  completed with a null result (none)
@@ -39,14 +41,15 @@ local lmax, lperiod = tonumber(ARGV[7]), tonumber(ARGV[8])
 local keep = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])}
 local letters = ARGV[13] == '1'
 local m = tonumber(ARGV[14])
+local mkeep = tonumber(ARGV[15])
 if not (maxlen and lock_ms and lock_ms > 0 and count and count >= 0 and max_stalled and lmax
-    and lperiod and keep[1] and keep[2] and keep[3] and keep[4] and m and m >= 0)
-    or ARGV[3] == '' then
+    and lperiod and keep[1] and keep[2] and keep[3] and keep[4] and m and m >= 0 and mkeep
+    and mkeep >= 0) or ARGV[3] == '' then
   return redis.error_reply('ERR queue_step: bad arguments')
 end
 -- every finish is parsed before the first write
 local finishes = {}
-local at = 15
+local at = 16
 for i = 1, m do
   local kind, ats, id = string.match(ARGV[at] or '', '^([ncfrx])(%d+):(.+)$')
   local size = SIZE[kind]
@@ -83,6 +86,7 @@ local function release(id, ddk, ddu)
   end
 end
 
+-- include: queue_metrics
 -- include: queue_requeue
 -- include: queue_iterate
 
@@ -123,6 +127,7 @@ end
 -- ats: the attempt that failed
 local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu)
   release(id, ddk, ddu)
+  counted('f')
   local made = (tonumber(atm) or 0) + 1
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
   if letters then
@@ -142,6 +147,7 @@ end
 -- are kept like those)
 local function cancel(key, id, reason, kf, kfa, ddk, ddu)
   release(id, ddk, ddu)
+  counted('x')
   redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
   if retain(KEYS[13], kf, kfa, keep[3], keep[4]) == 0 then
     redis.call('DEL', key)
@@ -156,8 +162,8 @@ local codes = {}
 for i = 1, m do
   local kind, token, id, b, ats = unpack(finishes[i])
   local key = prefix .. id
-  local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx = unpack(redis.call('HMGET', key, 'st', 'tok',
-    'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx'))
+  local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx, pon = unpack(redis.call('HMGET', key, 'st',
+    'tok', 'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx', 'pon'))
   if not st then
     redis.call('ZREM', active, id)
     codes[i] = -1
@@ -167,6 +173,9 @@ for i = 1, m do
     codes[i] = 2
   else
     redis.call('ZREM', active, id)
+    if kind ~= 'x' and pon then
+      observe('r', now - tonumber(pon))
+    end
     if kind == 'n' or kind == 'c' then
       release(id, ddk, ddu)
       redis.call('HSET', key, 'st', 'completed', 'rv', kind == 'n' and 'null' or ARGV[b + 1],
@@ -177,6 +186,7 @@ for i = 1, m do
         redis.call('ZADD', KEYS[5], now, id)
       end
       event('completed', 'id', id)
+      counted('c')
       codes[i] = 1
     elseif kind == 'f' then
       fail(key, id, ARGV[b + 1], ARGV[b + 2], atm, kf, kfa, ats, ddk, ddu)
@@ -305,11 +315,14 @@ if want > 0 then
   for i = 1, #ids do
     local id = ids[i]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats', 'cx')
+    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats', 'cx', 'dl')
     if f[7] then -- cancelled while back in the queue (given back by a stopping worker, say)
       cancel(key, id, f[7], unpack(redis.call('HMGET', key, 'kf', 'kfa', 'ddk', 'ddu')))
     elseif f[1] then
       local ats = (tonumber(f[6]) or 0) + 1
+      if ats == 1 then -- waited from its add (or from when it came due) to this first start
+        observe('w', now - tonumber(f[5]) - (tonumber(f[8]) or 0))
+      end
       redis.call('HSET', key, 'st', 'active', 'tok', base .. ats, 'pon', now, 'ats', ats)
       redis.call('ZADD', active, now + lock_ms, id)
       jobs[#jobs + 1] = id
@@ -330,6 +343,8 @@ if want > 0 then
     redis.call('ZADD', KEYS[9], 0, '0') -- more jobs: wake another waiting worker
   end
 end
+
+flush_metrics(KEYS[14])
 
 local next_due = -1
 local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
