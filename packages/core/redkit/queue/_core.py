@@ -26,6 +26,7 @@ from .._checks import entry_id, int64, shown
 from .._durations import Duration, to_ms
 from .._ops import Batch, Flow, Script, Sleep, command, script
 from ..errors import JobCancelled, JobFailed, JobNotFound, JobTimeout
+from . import _tracing as tracing
 from ._metrics import Metrics, check_minutes, parse_metrics
 from ._options import (
     _NO_KEEP,
@@ -35,6 +36,7 @@ from ._options import (
     _int,
     check_backoff,
     check_name,
+    decode,
     encode,
 )
 from ._records import STATES, Event, JobRecord, new_ids, parse_events
@@ -150,11 +152,13 @@ class QueueCore:
         queue's defaults."""
         check_name("job name", name)
         payload = encode(data, "data", self.max_bytes)
-        if opts is None:
+        carrier = tracing.carried()  # the trace the add is part of (with opentelemetry)
+        if opts is None and carrier is None:
             tail = self._default_tail
         else:
-            job_id = opts.job_id
-            tail = _tail(opts)
+            if opts is not None:
+                job_id = opts.job_id
+            tail = _tail(opts or self.defaults, carrier)
         job = [job_id or new_ids.next(), name, payload]
         if tail is not None:
             job += tail
@@ -528,9 +532,12 @@ END_SEARCH = 2000
 """How many of the latest events ``job.wait()`` reads to learn how a deleted job ended."""
 
 
-def _tail(opts: JobOptions) -> list[Any] | None:
-    """What a job's add sends after id, name and data; ``None`` when every option is a default."""
+def _tail(opts: JobOptions, carrier: dict[str, str] | None = None) -> list[Any] | None:
+    """What a job's add sends after id, name and data; ``None`` when every option is a default.
+    ``carrier``: a trace context to store with the options (``tc``)."""
     stored = opts.stored()
+    if carrier is not None:
+        stored = encode({**(decode(stored) if stored else {}), "tc": carrier}, "options", 2**20)
     if not (stored or opts.priority or opts.delay or opts.keep or opts.dedup):
         return None
     keep = opts.keep.args() if opts.keep is not None else _NO_KEEP

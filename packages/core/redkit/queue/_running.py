@@ -19,6 +19,7 @@ from ._api import AsyncJob, Job, TaskSpec, _current
 from ._options import Backoff, decode, encode
 from ._records import JobRecord
 from ._state import _Active, _text, _WorkerState
+from ._tracing import job_span
 
 log = logging.getLogger("redkit.worker")
 _NO_KWARGS: dict[str, Any] = {}
@@ -55,7 +56,8 @@ class _Jobs(_WorkerState):
                 opts = {}
                 raise Unrecoverable(f"job {a.id!r} cannot be read: {exc}") from exc
             timeout = opts.get("t")
-            result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
+            with job_span(a.name, self._core.name, a.id, a.ats, opts.get("tc")):
+                result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
             if result is None:
                 args: list[Any] = [f"n{a.ats}:{a.id}"]
             else:
