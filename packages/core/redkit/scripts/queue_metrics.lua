@@ -6,16 +6,17 @@
 -- (ct, ft, xt, wt:<bucket>, rt:<bucket>, wsum, rsum); gathered here, written once at the end
 local BOUNDS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
   900000, 3600000} -- ms: bucket i counts durations up to BOUNDS[i]; the last one, longer ones
-local incs = {}
 local minute = math.floor(now / 60000)
 local slot, hslot = mkeep > 0 and minute % mkeep or 0, minute % 60
-local function bump(field, by)
-  incs[field] = (incs[field] or 0) + by
-end
+-- gathered with integer keys (no string is built per job), written by flush_metrics()
+local counts = {c = 0, f = 0, x = 0}
+local hist = {w = {}, r = {}}
+local sums = {w = 0, r = 0}
+local observed = false
 local function counted(kind) -- 'c' completed, 'f' failed for good, 'x' cancelled
   if mkeep > 0 then
-    bump(kind .. ':' .. slot, 1)
-    bump(kind .. 't', 1)
+    counts[kind] = counts[kind] + 1
+    observed = true
   end
 end
 local function observe(kind, ms) -- 'w' wait before the first start, 'r' run of an attempt
@@ -28,14 +29,15 @@ local function observe(kind, ms) -- 'w' wait before the first start, 'r' run of 
         break
       end
     end
-    bump(kind .. ':' .. hslot .. ':' .. b, 1)
-    bump(kind .. 't:' .. b, 1)
-    bump(kind .. 'sum', ms)
+    local h = hist[kind]
+    h[b] = (h[b] or 0) + 1
+    sums[kind] = sums[kind] + ms
+    observed = true
   end
 end
 
 local function flush_metrics(mk)
-  if not next(incs) then
+  if not observed then
     return
   end
   local owner, howner = unpack(redis.call('HMGET', mk, 'm:' .. slot, 'hm:' .. hslot))
@@ -52,7 +54,19 @@ local function flush_metrics(mk)
     redis.call('HDEL', mk, unpack(old))
     redis.call('HSET', mk, 'hm:' .. hslot, minute)
   end
-  for field, by in pairs(incs) do
-    redis.call('HINCRBY', mk, field, by)
+  for kind, n in pairs(counts) do
+    if n > 0 then
+      redis.call('HINCRBY', mk, kind .. ':' .. slot, n)
+      redis.call('HINCRBY', mk, kind .. 't', n)
+    end
+  end
+  for kind, h in pairs(hist) do
+    for b, n in pairs(h) do
+      redis.call('HINCRBY', mk, kind .. ':' .. hslot .. ':' .. b, n)
+      redis.call('HINCRBY', mk, kind .. 't:' .. b, n)
+    end
+    if sums[kind] > 0 then
+      redis.call('HINCRBY', mk, kind .. 'sum', sums[kind])
+    end
   end
 end
