@@ -363,3 +363,18 @@ async def test_a_bad_schedule_id_is_refused(kit: Any, ident: str, match: str) ->
     with pytest.raises(ValueError, match=match):
         await call(q.get_schedule(ident))
     assert await call(q.schedules()) == []
+
+
+async def test_cron_without_its_extra_names_the_extra_and_writes_nothing(
+    kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from redkit.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "cronsim", None)  # as if not installed
+    q = kit.queue("no-cron")
+    with pytest.raises(MissingDependencyError, match=r"redkit\[cron\]"):
+        await call(q.schedule("s", "x", cron="0 3 * * *"))
+    assert await call(q.schedules()) == []
+    assert (await call(q.schedule("t", "x", every=60))).every == timedelta(minutes=1)

@@ -397,6 +397,7 @@ class _Scheduling(_WorkerState):
             try:
                 await self._exec.drive(sched.refill(ident))
             except (RedkitError, ValueError) as exc:
+                # its next look (every half minute) tries again: one line per look, not per step
                 log.error(
                     "redkit worker %s: could not compute the next runs of job scheduler %r "
                     "(%s); trying again later",
@@ -404,7 +405,6 @@ class _Scheduling(_WorkerState):
                     ident,
                     exc,
                 )
-                self._sweep_at = 0.0
 
     async def _sweep(self) -> None:
         now = time.monotonic()
