@@ -14,13 +14,8 @@ if not maxlen or id == '' or not keep_count or not keep_age or not mkeep then
   return redis.error_reply('ERR queue_cancel: bad arguments')
 end
 local key = prefix .. id
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function event(...)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', ...)
-  end
-end
+local events = KEYS[5]
+-- include: queue_clock
 
 -- include: queue_iterate
 -- include: queue_metrics

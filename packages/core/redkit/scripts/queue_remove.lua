@@ -9,13 +9,8 @@ if not maxlen or #ARGV[3] == 0 or string.sub(ARGV[1], -#ARGV[3]) ~= ARGV[3] then
   return redis.error_reply('ERR queue_remove: bad arguments')
 end
 local prefix = string.sub(ARGV[1], 1, #ARGV[1] - #ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function event(...)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'event', ...)
-  end
-end
+local events = KEYS[6]
+-- include: queue_clock
 
 -- include: queue_iterate
 

@@ -15,14 +15,8 @@ if not maxlen or sid == '' or not (mode == 'u' or mode == 'r' or mode == 'x') th
   return redis.error_reply('ERR queue_schedule: bad arguments')
 end
 local index, skey, delayed, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
-local function event(...)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'event', ...)
-  end
-end
+local events = KEYS[5]
+-- include: queue_clock
 
 -- include: queue_iterate
 

@@ -63,16 +63,10 @@ if at ~= #ARGV + 1 then
   return redis.error_reply('ERR queue_step: bad arguments')
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local events = KEYS[8]
+-- include: queue_clock
 local prefix = ARGV[1]
 local wait, prio, delayed, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-
-local function event(...)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxlen, '*', 'event', ...)
-  end
-end
 
 local function new_ord()
   return string.format('%016x', redis.call('HINCRBY', KEYS[7], 'seq', 1))
