@@ -14,10 +14,11 @@ from ..errors import (
     Unrecoverable,
 )
 from ._api import AsyncJob, AsyncTask, Job, Task, current_job
+from ._flows import Group, Node, chain, chord, group
 from ._metrics import Histogram, Metrics
 from ._options import Backoff, Dedup, Keep
 from ._queue import AsyncQueue, Queue
-from ._records import STATES, Event, JobRecord
+from ._records import STATES, ChildResult, Event, JobRecord
 from ._schedules import Schedule
 from ._worker import Worker
 
@@ -27,8 +28,10 @@ __all__ = [
     "AsyncQueue",
     "AsyncTask",
     "Backoff",
+    "ChildResult",
     "Dedup",
     "Event",
+    "Group",
     "Histogram",
     "Job",
     "JobCancelled",
@@ -38,11 +41,15 @@ __all__ = [
     "JobTimeout",
     "Keep",
     "Metrics",
+    "Node",
     "PayloadTooLarge",
     "Queue",
     "Schedule",
     "Task",
     "Unrecoverable",
     "Worker",
+    "chain",
+    "chord",
     "current_job",
+    "group",
 ]

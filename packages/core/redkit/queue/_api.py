@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 from .._durations import Duration
 from .._ops import Batch, Flow
 from ._core import QueueCore, log_line, then
+from ._flows import Node
 from ._options import JobOptions, decode, to_delay
-from ._records import JobRecord
+from ._records import ChildResult, JobRecord
 
 if TYPE_CHECKING:
     from ._queue import AsyncQueue, Queue
@@ -197,6 +198,18 @@ class _JobBase:
         return self._field("result")
 
     @property
+    def parent(self) -> tuple[str, str] | None:
+        """The (queue, id) of the job of a flow that waits for this one, as last read."""
+        return self._field("parent")  # type: ignore[no-any-return]
+
+    @property
+    def children(self) -> list[ChildResult]:
+        """The jobs of a flow this one waits for, in order, with how each ended
+        (:class:`~redkit.queue.ChildResult`), as last read; in the task running a parent, as
+        they were when it started."""
+        return list(self._field("children") or [])
+
+    @property
     def attempts_made(self) -> int:
         return int(self._field("attempts_made") or 0)
 
@@ -361,6 +374,18 @@ class _TaskBase(Generic[P, R]):
         data = {"args": list(args), "kwargs": dict(kwargs or {})}
         opts = {**self._bound, **options}
         return self.queue._scheduled(schedule_id, self.name, data, when, opts, self.spec.options)
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Node:
+        """This task called with ``args`` and ``kwargs``, as one job of a flow (Celery's
+        signature): in a ``chain`` or ``chord`` it also gets the results of the jobs before it
+        as its first argument. Options come from ``task.options(...)``."""
+        name, data, opts = self._job(args, kwargs, {})
+        return Node(self.queue, name, data, opts)
+
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Node:
+        """Like :meth:`s`, taking no result from the jobs before it (an immutable signature)."""
+        name, data, opts = self._job(args, kwargs, {})
+        return Node(self.queue, name, data, opts, takes_results=False)
 
     def _bind(self, options: dict[str, Any]) -> dict[str, Any]:
         return {**self._bound, **_options(options)}

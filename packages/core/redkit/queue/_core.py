@@ -12,7 +12,9 @@ workers block on), ``:limiter`` (rate-limit counter with a TTL), ``:workers`` (s
 heartbeats), ``:w:<worker id>`` (worker description, with a TTL), ``:letters`` (stream of dead
 letters not sent on yet), ``:metrics`` (hash: counts and histograms, see ``_metrics``),
 ``:schedulers`` (sorted set: job scheduler id -> its next run) with
-``:schedulers:<id>`` (one hash per scheduler) and ``:j:<job id>`` (one hash per job).
+``:schedulers:<id>`` (one hash per scheduler), ``:waiting-children`` (sorted set: id -> added ms,
+the parents of flows whose children have not all ended) and ``:j:<job id>`` (one hash per job).
+``:letters`` also carries the notices a flow's children leave for their parents (``_flows``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ REMOVE = Script.load("queue_remove")
 DRAIN = Script.load("queue_drain")
 LOG = Script.load("queue_log")
 CANCEL = Script.load("queue_cancel")
+CHILD = Script.load("queue_child")
 MAX_LOG_LINE = 4000  # characters of one log line kept
 BULK_CHUNK = 1000  # jobs per add script call
 REGISTRY_TTL_MS = 30 * 86400 * 1000
@@ -90,9 +93,10 @@ class QueueCore:
         self.limiter, self.workers = f"{b}:limiter", f"{b}:workers"
         self.letters, self.schedulers = f"{b}:letters", f"{b}:schedulers"
         self.cancelled, self.metrics = f"{b}:cancelled", f"{b}:metrics"
+        self.waiting_children = f"{b}:waiting-children"
         # the KEYS of the two scripts called most (queue_add.lua, queue_step.lua)
         self.add_keys = [self.wait, self.prioritized, self.delayed, self.meta]
-        self.add_keys += [self.events, self.marker]
+        self.add_keys += [self.events, self.marker, self.waiting_children]
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
         self.step_keys += [self.letters, self.schedulers, self.cancelled, self.metrics]
@@ -163,6 +167,38 @@ class QueueCore:
         if tail is not None:
             job += tail
         return job
+
+    def prepare_node(
+        self,
+        name: object,
+        data: Any,
+        opts: JobOptions,
+        job_id: str,
+        par: str,
+        kids: list[list[str]],
+        extra: dict[str, Any],
+    ) -> list[Any]:
+        """The add script's twelve arguments for one job of a flow (see ``queue_add.lua``):
+        ``par`` its parent ('' for none), ``kids`` its children ([queue, id]), ``extra`` what
+        its worker reads besides the options (``kn`` children, ``pr`` results passed)."""
+        check_name("job name", name)
+        payload = encode(data, "data", self.max_bytes)
+        stored = {**decode(opts.stored() or b"{}"), **extra}
+        carrier = tracing.carried()
+        if carrier is not None:
+            stored["tc"] = carrier
+        keep = opts.keep.args() if opts.keep is not None else _NO_KEEP
+        return [
+            job_id,
+            name,
+            payload,
+            encode(stored, "options", 2**20) if stored else "",
+            opts.priority,
+            to_ms(opts.delay),
+            *keep,
+            par,
+            encode(kids, "children", 2**24).decode() if kids else "",
+        ]
 
     def add(self, prepared: Sequence[list[Any]]) -> Batch[list[tuple[str, str | None, list[Any]]]]:
         """Add prepared jobs (at most :data:`BULK_CHUNK`): one script call, safe to re-send
@@ -254,6 +290,7 @@ class QueueCore:
             command("ZCARD", self.completed),
             command("ZCARD", self.failed),
             command("ZCARD", self.cancelled),
+            command("ZCARD", self.waiting_children),
         )
 
         def parse(replies: list[Any]) -> dict[str, int]:
@@ -348,6 +385,9 @@ class QueueCore:
                     self.schedulers,
                     self.meta,
                     self.cancelled,
+                    self.waiting_children,
+                    self.letters,
+                    self.marker,
                 ],
                 [self.job_key(job_id), self.maxlen, job_id],
             ),
@@ -358,7 +398,7 @@ class QueueCore:
         return Batch.one(
             script(
                 DRAIN,
-                [self.wait, self.prioritized, self.delayed, self.events],
+                [self.wait, self.prioritized, self.delayed, self.events, self.letters, self.marker],
                 [self.job_prefix, self.maxlen, "1" if delayed else "0", limit],
             ),
             lambda r: (int(r[0]), int(r[1])),
@@ -371,13 +411,24 @@ class QueueCore:
         if not isinstance(reason, str):
             raise TypeError(f"a cancel's reason is a str, not {type(reason).__name__}")
         keys = [self.wait, self.prioritized, self.delayed, self.cancelled, self.events]
-        keys += [self.schedulers, self.meta, self.metrics]
+        keys += [self.schedulers, self.meta, self.metrics, self.waiting_children, self.letters]
+        keys.append(self.marker)
         argv = [self.job_prefix, self.maxlen, job_id, reason[:4000], *self.keep_args[2:]]
         argv.append(self.settings.queue_metrics_minutes)
         return Batch.one(
             script(CANCEL, keys, argv),
             int,
         )
+
+    def record_children(self, notices: Sequence[Sequence[Any]]) -> Batch[list[int]]:
+        """Record how children ended in their parents of this queue (``queue_child.lua``): each
+        notice is (parent id, child index, outcome, child attempt, payload, policy, child)."""
+        argv: list[Any] = [self.job_prefix, self.maxlen, len(notices)]
+        for notice in notices:
+            argv += notice
+        keys = [self.wait, self.prioritized, self.meta, self.events, self.marker]
+        keys.append(self.waiting_children)
+        return Batch.one(script(CHILD, keys, argv), lambda r: [int(x) for x in r])
 
     def progress(self, job_id: str, token: str, value: Any) -> Batch[bool]:
         payload = encode(value, "progress", self.max_bytes)
@@ -550,6 +601,8 @@ def _tail(opts: JobOptions, carrier: dict[str, str] | None = None) -> list[Any] 
 def _added_state(job: list[Any]) -> str:
     if len(job) == 3:
         return "waiting"
+    if len(job) == 12 and job[11]:
+        return "waiting_children"
     if job[5] > 0:
         return "delayed"
     if job[4] > 0:

@@ -1,9 +1,13 @@
-"""The worker's part that sends dead letters on: a job that fails for good on a queue with a
-``dead_letter`` queue leaves its letter in the queue's own ``:letters`` stream, written by the
-same script call that failed it (``queue_step.lua``); this part adds each letter to the
-dead-letter queue under an id made from the queue, the job and the letter's entry, then deletes
-the entry. A letter whose add is re-sent (a lost reply, a crash before the delete, two workers
-sending the same one) is added once: the dead-letter queue already holds that id."""
+"""The worker's part that sends dead letters and flow notices on: a job that fails for good on
+a queue with a ``dead_letter`` queue leaves its letter in the queue's own ``:letters`` stream,
+written by the same script call that failed it (``queue_step.lua``); this part adds each letter
+to the dead-letter queue under an id made from the queue, the job and the letter's entry, then
+deletes the entry. A letter whose add is re-sent (a lost reply, a crash before the delete, two
+workers sending the same one) is added once: the dead-letter queue already holds that id.
+
+The same stream carries the notices that the jobs of a flow leave for their parents as they end
+(``queue_notify.lua``); this part records each in its parent (``queue_child.lua``, on the
+parent's queue), then deletes it: a notice recorded twice is recorded once."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from ..errors import (
     SerializationError,
 )
 from ._core import QueueCore
+from ._flows import parse_parent
 from ._options import MAX_NAME, JobOptions, decode
 from ._state import _text, _WorkerState
 
@@ -64,29 +69,46 @@ def letter_data(queue: str, fields: dict[bytes, bytes], limit: int) -> tuple[str
 
 
 class _DeadLetters(_WorkerState):
-    """Sending dead letters (a part of the worker)."""
+    """Sending dead letters and the notices of flows' children on (a part of the worker)."""
 
     _letters_after: float = 0.0
     _letters_pause: float = 0.5
     _letters_failing: bool = False
+    _parents: dict[str, QueueCore] | None = None
 
     async def _send_letters(self) -> None:
-        """Send the letters waiting in the queue's stream; a refusal is logged and retried
-        later (the letters stay where they are)."""
-        dlq = self._dlq_core
-        if dlq is None or time.monotonic() < self._letters_after:
+        """Send the letters and notices waiting in the queue's stream; a refusal is logged and
+        retried later (the entries stay where they are)."""
+        if time.monotonic() < self._letters_after:
             return
         core = self._core
+        dlq = self._dlq_core
+        kept = 0  # letters left for want of a dead-letter queue
+        after = "-"
         try:
             while True:
                 entries = await self._exec.run(
-                    Batch.one(command("XRANGE", core.letters, "-", "+", "COUNT", _PER_CALL), list)
+                    Batch.one(command("XRANGE", core.letters, after, "+", "COUNT", _PER_CALL), list)
                 )
                 if not entries:
                     break
-                await self._send_batch(core, dlq, entries)
+                letters, notices = [], []
+                for entry, raw_fields in entries:
+                    fields = _fields(raw_fields)
+                    (notices if b"par" in fields else letters).append((_text(entry), fields))
+                done = [entry for entry, _ in notices]
+                if notices:
+                    await self._send_notices(core, notices)
+                if letters and dlq is not None:
+                    await self._send_batch(core, dlq, letters)
+                    done += [entry for entry, _ in letters]
+                else:
+                    kept += len(letters)
+                if done:
+                    await self._exec.run(Batch.one(command("XDEL", core.letters, *done)))
                 if len(entries) < _PER_CALL:
                     break
+                after = "(" + _text(entries[-1][0])
         except RedkitError as exc:
             self._letters_after = time.monotonic() + self._letters_pause
             self._letters_pause = min(_MAX_PAUSE, self._letters_pause * 2)
@@ -94,24 +116,58 @@ class _DeadLetters(_WorkerState):
                 self._letters_failing = True
                 log.log(
                     logging.WARNING if isinstance(exc, RedkitConnectionError) else logging.ERROR,
-                    "redkit worker %s: could not send dead letters to queue %r (%s); they are "
-                    "kept and sent when it works again",
+                    "redkit worker %s: could not send dead letters or flow notices of queue %r "
+                    "on (%s); they are kept and sent when it works again",
                     self.id,
-                    dlq.name,
+                    core.name,
                     exc,
                 )
             return
         if self._letters_failing:
-            log.warning("redkit worker %s: dead letters sent again to %r", self.id, dlq.name)
+            log.warning("redkit worker %s: dead letters and flow notices sent again", self.id)
         self._letters_failing = False
         self._letters_pause = 0.5
         self._letters_after = 0.0
+        if kept:  # letters of a dead-letter queue this worker is not told of: look again later
+            self._letters_after = time.monotonic() + _MAX_PAUSE
+            log.warning(
+                "redkit worker %s: %d dead letters wait in queue %r's stream but this worker "
+                "has no dead_letter queue to send them to",
+                self.id,
+                kept,
+                core.name,
+            )
 
-    async def _send_batch(self, core: QueueCore, dlq: QueueCore, entries: list[Any]) -> None:
+    async def _send_notices(self, core: QueueCore, notices: list[tuple[str, dict[bytes, bytes]]]) -> None:
+        """Record each child's outcome in its parent (``queue_child.lua``), one call per parent
+        queue; a notice recorded before (re-sent) changes nothing there."""
+        if self._parents is None:
+            self._parents = {}
+        by_queue: dict[str, list[list[Any]]] = {}
+        for entry, fields in notices:
+            parent = parse_parent(_text(fields.get(b"par", b"")))
+            kind = _text(fields.get(b"o", b""))
+            if parent is None or kind not in ("c", "f", "x"):
+                log.error("redkit: flow notice %s of queue %r cannot be read: dropped", entry, core.name)
+                continue
+            queue, parent_id, index, policy = parent
+            child = _text(fields.get(b"id", b""))
+            by_queue.setdefault(queue, []).append(
+                [parent_id, index, kind, int(fields.get(b"ats") or 0), fields.get(b"v", b""),
+                 policy, f"{core.name}/{child}"]
+            )
+        for queue, rows in by_queue.items():
+            target = self._parents.get(queue)
+            if target is None:
+                target = core if queue == core.name else QueueCore(self._kit, queue)
+                self._parents[queue] = target
+            await self._exec.run(target.record_children(rows))
+
+    async def _send_batch(
+        self, core: QueueCore, dlq: QueueCore, entries: list[tuple[str, dict[bytes, bytes]]]
+    ) -> None:
         prepared = []
-        for entry, raw_fields in entries:
-            entry_id = _text(entry)
-            fields = _fields(raw_fields)
+        for entry_id, fields in entries:
             name, data = letter_data(core.name, fields, dlq.max_bytes)
             ident = letter_id(core.name, data["job_id"], entry_id)
             try:
@@ -123,8 +179,6 @@ class _DeadLetters(_WorkerState):
                 data["data_error"] = str(exc)
                 prepared.append(dlq.prepare("unnamed", data, JobOptions(job_id=ident)))
         await self._exec.run(dlq.add(prepared))
-        ids = [_text(entry) for entry, _ in entries]
-        await self._exec.run(Batch.one(command("XDEL", core.letters, *ids)))
 
 
 def _fields(raw: Any) -> dict[bytes, bytes]:

@@ -26,7 +26,8 @@ from ._api import (
     _Runs,
     _share_docs,
 )
-from ._core import EventReader, QueueCore, check_since, then
+from ._core import BULK_CHUNK, EventReader, QueueCore, check_since, then
+from ._flows import Group, Node, batches, plan
 from ._metrics import Metrics
 from ._options import Backoff, JobOptions, check_backoff, check_name
 from ._records import Event, JobRecord
@@ -136,6 +137,40 @@ class _QueueBase(Generic[J]):
         opts = JobOptions.build(**_options(options), defaults=task_defaults or self._core.defaults)
         return self._core.sched.upsert(schedule_id, name, data, spec, opts)
 
+    def node(self, name: str, data: Any = None, **options: Any) -> Node:
+        """A job ``name`` with ``data`` on this queue, as one job of a flow (``add_flow``,
+        ``chain``, ``chord``, ``group``); job options as for ``add`` (no ``dedup``; no
+        ``delay`` on a job with children). Its handler reads the outcomes of its children in
+        ``job.children``."""
+        opts = _job_options(self._core, options) or self._core.defaults
+        return Node(self, check_name("job name", name), data, opts, takes_results=False)
+
+    def _flowed(self, item: Node | Group) -> Flow[Any]:
+        """Flow of ``add_flow``: every job planned and checked, then added parents first."""
+        if isinstance(item, Node):
+            roots: tuple[Node, ...] = (item,)
+        elif isinstance(item, Group):
+            roots = item.nodes
+        else:
+            raise TypeError(f"add_flow takes a Node or a Group, not {type(item).__name__}")
+        placed = plan(self._kit, roots)
+        states: dict[tuple[str, str], str | None] = {}
+        for queue, jobs in batches(placed):
+            core = queue._core
+            for i in range(0, len(jobs), BULK_CHUNK):
+                for job_id, state, _ in (yield core.add(jobs[i : i + BULK_CHUNK])):
+                    states[(core.name, job_id)] = state
+        out = []
+        for p in placed[: len(roots)]:
+            queue = p.node.queue
+            state = states.get((queue.name, p.id))
+            record = None
+            if state is None:  # added before (a re-sent flow): read back
+                record = yield queue._core.get(p.id)
+                state = "unknown" if record is None else record.state
+            out.append(queue._job(p.id, state, record, None if record else p.args))
+        return out[0] if isinstance(item, Node) else out
+
     def register(self, spec: TaskSpec) -> None:
         """Register a task spec made elsewhere (framework adapters)."""
         self.tasks[spec.name] = spec
@@ -183,12 +218,24 @@ class Queue(_QueueBase[Job]):
         ``@q.task(attempts=3, backoff=Backoff.exponential(1), timeout=60, priority=5)``."""
         return self._task(Task, fn, name, options)
 
+    @overload
+    def add_flow(self, flow: Node, /) -> Job: ...
+    @overload
+    def add_flow(self, flow: Group, /) -> list[Job]: ...
+    def add_flow(self, flow: Node | Group, /) -> Job | list[Job]:
+        """Add a flow: a job and the children it waits for (``task.s(...).after(...)``,
+        ``chain``, ``chord``), on any queues of this kit; returns the handle of its root (a
+        ``group``: one per job). Every job is checked before anything is written, parents are
+        written before their children; a flow on one queue is written in one atomic call."""
+        return self._x.drive(self._flowed(flow))
+
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, read now; None when there is none."""
         return self._x.run(self._got(job_id))
 
     def counts(self) -> dict[str, int]:
-        """Jobs per state: waiting, prioritized, delayed, active, completed, failed."""
+        """Jobs per state: waiting, prioritized, delayed, active, completed, failed, cancelled
+        and waiting_children (parents of flows)."""
         return self._x.run(self._core.counts())
 
     def jobs(self, state: str, start: int = 0, stop: int = 99) -> list[str]:
@@ -313,6 +360,13 @@ class AsyncQueue(_QueueBase[AsyncJob]):
     ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]: ...
     def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
         return self._task(AsyncTask, fn, name, options)
+
+    @overload
+    async def add_flow(self, flow: Node, /) -> AsyncJob: ...
+    @overload
+    async def add_flow(self, flow: Group, /) -> list[AsyncJob]: ...
+    async def add_flow(self, flow: Node | Group, /) -> AsyncJob | list[AsyncJob]:
+        return await self._x.drive(self._flowed(flow))
 
     async def get_job(self, job_id: str) -> AsyncJob | None:
         return await self._x.run(self._got(job_id))

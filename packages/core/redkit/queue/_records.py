@@ -14,9 +14,18 @@ from typing import Any
 from ..errors import SerializationError
 from ._options import decode
 
-__all__ = ["STATES", "Event", "JobRecord"]
+__all__ = ["STATES", "ChildResult", "Event", "JobRecord"]
 
-STATES = ("waiting", "prioritized", "delayed", "active", "completed", "failed", "cancelled")
+STATES = (
+    "waiting",
+    "prioritized",
+    "delayed",
+    "active",
+    "completed",
+    "failed",
+    "cancelled",
+    "waiting_children",
+)
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -83,6 +92,62 @@ def _lenient(raw: bytes | None) -> Any:
         return _text(raw)
 
 
+@dataclass(frozen=True)
+class ChildResult:
+    """How one child of a flow's job ended, as its parent holds it."""
+
+    queue: str
+    id: str
+    state: str | None
+    """``completed``, ``failed``, ``cancelled`` (removed and drained children too), or ``None``
+    while it has not ended."""
+    result: Any = None
+    """Its return value when completed."""
+    error: str | None = None
+    """Why it failed or was cancelled."""
+    attempt: int = 0
+    """The attempt it ended in (a retried child's later outcome replaces the earlier one)."""
+
+
+_ENDED = {"c": "completed", "f": "failed", "x": "cancelled"}
+
+
+def parse_children(raw: Mapping[bytes, bytes]) -> list[ChildResult]:
+    """The children of a parent's hash fields (``kids`` and ``k:<index>``), in their order."""
+    kids = raw.get(b"kids")
+    if not kids:
+        return []
+    try:
+        refs = decode(kids)
+    except SerializationError:
+        return []
+    out = []
+    for i, ref in enumerate(refs if isinstance(refs, list) else ()):
+        queue, job_id = (str(ref[0]), str(ref[1])) if isinstance(ref, list) and len(ref) == 2 else ("", "")
+        got = raw.get(f"k:{i}".encode())
+        if not got:
+            out.append(ChildResult(queue, job_id, None))
+            continue
+        head, _, payload = got.partition(b":")
+        state = _ENDED.get(head[:1].decode("ascii", "replace"))
+        attempt = int(head[1:]) if head[1:].isdigit() else 0
+        if state == "completed":
+            out.append(ChildResult(queue, job_id, state, _lenient(payload), None, attempt))
+        else:
+            out.append(ChildResult(queue, job_id, state, None, _text(payload), attempt))
+    return out
+
+
+def _parent(raw: bytes | None) -> tuple[str, str] | None:
+    """The (queue, id) of a child's parent from its ``par`` field."""
+    if not raw:
+        return None
+    from ._flows import parse_parent
+
+    got = parse_parent(raw.decode("utf-8", "replace"))
+    return None if got is None else (got[0], got[1])
+
+
 @dataclass
 class JobRecord:
     """What Redis holds about one job, decoded."""
@@ -113,6 +178,12 @@ class JobRecord:
     """The job scheduler that made this job (``None``: added by hand)."""
     scheduled_for: datetime | None = None
     """The slot of its scheduler this job is the run of."""
+    parent: tuple[str, str] | None = None
+    """The (queue, id) of the job of a flow that waits for this one."""
+    children: list[ChildResult] = field(default_factory=list)
+    """The jobs of a flow this one waits for (or waited for), in order, with their outcomes."""
+    unresolved: int = 0
+    """How many of its children it still waits for (``waiting_children``)."""
 
     @classmethod
     def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
@@ -138,6 +209,9 @@ class JobRecord:
             logs=_logs(raw),
             schedule_id=_text(raw.get(b"sch")),
             scheduled_for=_ms_time(raw.get(b"slot")),
+            parent=_parent(raw.get(b"par")),
+            children=parse_children(raw),
+            unresolved=max(0, int(raw.get(b"dep", 0))) if raw.get(b"st") == b"waiting_children" else 0,
         )
 
 

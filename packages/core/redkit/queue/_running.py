@@ -17,7 +17,7 @@ from .._ops import Batch
 from ..errors import JobTimeout, PayloadTooLarge, SerializationError, Unrecoverable
 from ._api import AsyncJob, Job, TaskSpec, _current
 from ._options import Backoff, decode, encode
-from ._records import JobRecord
+from ._records import JobRecord, parse_children
 from ._state import _Active, _text, _WorkerState
 from ._tracing import job_span
 
@@ -56,6 +56,9 @@ class _Jobs(_WorkerState):
                 opts = {}
                 raise Unrecoverable(f"job {a.id!r} cannot be read: {exc}") from exc
             timeout = opts.get("t")
+            if opts.get("kn"):  # a parent of a flow: its children's outcomes, read once
+                a.children = await self._read_children(a.id, int(opts["kn"]))
+                data = _with_results(data, opts.get("pr"), a.children, spec is not None)
             with job_span(a.name, self._core.name, a.id, a.ats, opts.get("tc")):
                 result = await self._call(a, spec, data, timeout)  # raises Unrecoverable at once
             if result is None:
@@ -81,6 +84,11 @@ class _Jobs(_WorkerState):
             except Exception as error:  # options that break the retry policy: fail for good
                 log.exception("redkit worker %s: could not judge job %s's failure", self.id, a.id)
                 self._fail(a, {}, None, error, final=True)
+
+    async def _read_children(self, job_id: str, count: int) -> list[Any]:
+        fields = ["kids", *(f"k:{i}" for i in range(count))]
+        raw = await self._exec.run(self._core.fields(job_id, *fields))
+        return parse_children({f.encode(): v for f, v in zip(fields, raw) if v is not None})
 
     def _call(self, a: _Active, spec: TaskSpec | None, data: Any, timeout: Any) -> Awaitable[Any]:
         """Start the job's task: the awaitable of its outcome (a coroutine on this loop, or the
@@ -141,6 +149,7 @@ class _Jobs(_WorkerState):
             None,
             None,
             None,
+            children=a.children,
         )
         job: Job | AsyncJob
         if is_async:
@@ -243,3 +252,16 @@ class _ThreadsafeExecutor:
 
     def drive(self, flow: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(self._executor.drive(flow), self._loop).result()
+
+
+def _with_results(data: Any, mode: Any, children: list[Any], is_task: bool) -> Any:
+    """A task's data with its children's results put first in its arguments (``chain``: the
+    only child's result; ``chord``: the list of them, ``None`` for one that did not complete)."""
+    if not is_task or mode not in ("one", "all") or type(data) is not dict:
+        return data
+    args = data.get("args")
+    if type(args) not in (list, tuple):
+        return data
+    results = [c.result if c.state == "completed" else None for c in children]
+    first = results[0] if mode == "one" and results else results
+    return {**data, "args": [first, *args]}

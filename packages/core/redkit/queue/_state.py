@@ -26,6 +26,7 @@ class _Active:
         "atm",
         "ats",
         "cancelled",
+        "children",
         "data",
         "decoded",
         "handle",
@@ -52,6 +53,7 @@ class _Active:
         self.atm = atm
         self.lost = False
         self.cancelled = False  # a cancel request of this job reached the worker
+        self.children: list[Any] = []  # a parent's children, read as it starts
         self.started = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.handle: Job | AsyncJob | None = None

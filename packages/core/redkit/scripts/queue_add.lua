@@ -1,13 +1,15 @@
 -- Add jobs to a queue. A job id that exists already is left as it is (deduplication, and a
 -- re-sent add after a lost reply creates nothing).
--- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 meta, 5 events, 6 marker
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 meta, 5 events, 6 marker, 7 waiting for children
 -- ARGV: 1 job key prefix ('<queue>:j:'), 2 events maxlen (0: none), 3 job count n, then per job
---   its argument count (3, 10 or 13) and that many arguments: id, name, data, then, unless every
+--   its argument count (3, 10, 12 or 13) and that many arguments: id, name, data, then, unless every
 --   option is a default, options (JSON or ''), priority (0: none), delay ms, keep completed count
 --   (-1: queue default), keep completed age ms (-1), keep failed count (-1), keep failed age ms
 --   (-1), then, for a job with a dedup id, the dedup id, its ttl ms (0: until the job ends) and
 --   its flags ('e' a duplicate extends the ttl, 'r' it replaces the data and the delay of the
---   job while that one has not started)
+--   job while that one has not started); or, for a job of a flow (size 12), its parent
+--   ('' for none: see queue_notify.lua) and its children (JSON list of [queue, id], '' for none):
+--   a job with children waits for them (state 'waiting_children', 'dep' children unresolved)
 -- Dedup ids are keys '<queue>:dd:<dedup id>' holding the id of the job that holds them.
 -- Returns per job: 1 added, 0 existed already, or the id of the job its dedup id is held by.
 local n = tonumber(ARGV[3])
@@ -18,10 +20,11 @@ end
 -- every job is checked before the first write; starts[i] is the index of job i's id
 local starts = {}
 local sets = false -- whether a job goes to the prioritized or delayed set
+local flows = false -- whether a job is part of a flow
 local at = 4
 for i = 1, n do
   local size = tonumber(ARGV[at])
-  if not (size == 3 or size == 10 or size == 13) or at + size > #ARGV then
+  if not (size == 3 or size == 10 or size == 12 or size == 13) or at + size > #ARGV then
     return redis.error_reply('ERR queue_add: bad argument count')
   end
   local b = at + 1
@@ -31,6 +34,14 @@ for i = 1, n do
   if size == 13 and (ARGV[b + 10] == '' or not tonumber(ARGV[b + 11])
       or tonumber(ARGV[b + 11]) < 0 or not string.match(ARGV[b + 12], '^e?r?$')) then
     return redis.error_reply('ERR queue_add: bad dedup')
+  end
+  if size == 12 then
+    local kids = ARGV[b + 11] ~= '' and cjson.decode(ARGV[b + 11])
+    if (ARGV[b + 10] ~= '' and not string.match(ARGV[b + 10], '^[fic]%d+:%d+:.'))
+        or (kids and (type(kids) ~= 'table' or #kids < 1 or tonumber(ARGV[b + 5]) ~= 0)) then
+      return redis.error_reply('ERR queue_add: bad flow')
+    end
+    flows = true
   end
   if size >= 10 then
     local prio, delay = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
@@ -64,8 +75,8 @@ local function check(key, want)
       ', not a ' .. want .. ': nothing was added')
   end
 end
-local kinds = {'list', 'zset', 'zset', 'hash', 'stream'}
-for _, k in ipairs(sets and {1, 2, 3, 4, 5} or {1, 5}) do
+local kinds = {'list', 'zset', 'zset', 'hash', 'stream', 'zset', 'zset'}
+for _, k in ipairs(sets and {1, 2, 3, 4, 5, 7} or (flows and {1, 5, 7} or {1, 5})) do
   local refused = check(KEYS[k], kinds[k])
   if refused then
     return refused
@@ -162,7 +173,21 @@ for i = 1, n do
         fields[#fields + 1] = keep[k]; fields[#fields + 1] = ARGV[b + 5 + k]
       end
     end
-    if delay > 0 or prio > 0 then
+    local kids = ARGV[b - 1] == '12' and ARGV[b + 11] ~= '' and ARGV[b + 11]
+    if ARGV[b - 1] == '12' and ARGV[b + 10] ~= '' then
+      fields[#fields + 1] = 'par'; fields[#fields + 1] = ARGV[b + 10]
+    end
+    if kids then
+      -- it waits for its children: they report to it as they end (queue_child.lua)
+      state = 'waiting_children'
+      fields[#fields + 1] = 'kids'; fields[#fields + 1] = kids
+      fields[#fields + 1] = 'dep'; fields[#fields + 1] = #cjson.decode(kids)
+      if prio > 0 then
+        fields[#fields + 1] = 'ord'
+        fields[#fields + 1] = string.format('%016x', redis.call('HINCRBY', KEYS[4], 'seq', 1))
+      end
+      redis.call('ZADD', KEYS[7], now, id)
+    elseif delay > 0 or prio > 0 then
       local ord = string.format('%016x', redis.call('HINCRBY', KEYS[4], 'seq', 1))
       fields[#fields + 1] = 'ord'; fields[#fields + 1] = ord
       if delay > 0 then

@@ -2,8 +2,10 @@
 -- running one the request is left in its hash ('cx') and in its worker's set of cancel requests,
 -- which the worker watches: it stops the task and reports the job cancelled (queue_step.lua also
 -- cancels a requested job that comes back to the queue or asks to be retried).
+-- A job of a flow that ends so leaves a notice for its parent (queue_notify.lua); a parent that
+-- waits for its children is cancelled at once (its children go on).
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 cancelled, 5 events, 6 job schedulers, 7 meta,
---       8 metrics
+--       8 metrics, 9 waiting for children, 10 dead letters and flow notices, 11 marker
 -- ARGV: 1 job key prefix ('<queue>:j:'), 2 events maxlen, 3 job id, 4 reason, 5 keep cancelled
 --   count (queue default), 6 keep cancelled age ms (0: none), 7 minutes of metrics kept
 -- Returns 1 cancelled, 2 requested (it runs: its worker cancels it), 0 it had finished (or was
@@ -19,9 +21,10 @@ local events = KEYS[5]
 
 -- include: queue_iterate
 -- include: queue_metrics
+-- include: queue_notify
 
-local st, ord, tok, kf, kfa, ddk = unpack(redis.call('HMGET', key, 'st', 'ord', 'tok', 'kf', 'kfa',
-  'ddk'))
+local st, ord, tok, kf, kfa, ddk, par, ats = unpack(redis.call('HMGET', key, 'st', 'ord', 'tok',
+  'kf', 'kfa', 'ddk', 'par', 'ats'))
 if not st then
   return -1
 end
@@ -46,12 +49,17 @@ elseif st == 'prioritized' then
 elseif st == 'delayed' then
   redis.call('ZREM', KEYS[3], (ord or '') .. id)
   moved_on(key, KEYS[6], KEYS[3], KEYS[7]) -- a scheduler's pending run: it goes on
+elseif st == 'waiting_children' then
+  redis.call('ZREM', KEYS[9], id)
 else
   return 0
 end
 local dkey = ddk and (string.sub(prefix, 1, -3) .. 'dd:' .. ddk)
 if dkey and redis.call('GET', dkey) == id then
   redis.call('DEL', dkey)
+end
+if notify(KEYS[10], id, par, 'x', ats, reason) then
+  redis.call('ZADD', KEYS[11], 0, '0') -- a worker of the queue sends the notice on
 end
 redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
 event('cancelled', 'id', id, 'reason', string.sub(reason, 1, 1000))

@@ -1,7 +1,8 @@
 -- Delete up to `limit` jobs that wait (and, when asked, delayed ones, but for the pending
 -- runs of job schedulers: unscheduling stops those); run again while it removes jobs and
 -- reports jobs left.
--- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events
+-- A job of a flow leaves a notice for its parent (as cancelled, 'drained': queue_notify.lua).
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events, 5 dead letters and flow notices, 6 marker
 -- ARGV: 1 job key prefix, 2 events maxlen, 3 '1' to include delayed jobs, 4 limit
 -- Returns {removed, jobs left to drain}.
 local maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
@@ -9,9 +10,12 @@ if not maxlen or not limit or limit < 1 then
   return redis.error_reply('ERR queue_drain: bad arguments')
 end
 local removed = 0
+local noticed = false
+-- include: queue_notify
 local dprefix = string.sub(ARGV[1], 1, -3) .. 'dd:'
 local function drop(id)
-  local ddk = redis.call('HGET', ARGV[1] .. id, 'ddk')
+  local ddk, par, ats = unpack(redis.call('HMGET', ARGV[1] .. id, 'ddk', 'par', 'ats'))
+  noticed = notify(KEYS[5], id, par, 'x', ats, 'drained') or noticed
   if ddk and redis.call('GET', dprefix .. ddk) == id then
     redis.call('DEL', dprefix .. ddk) -- its dedup id is free again
   end
@@ -40,5 +44,8 @@ local left = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 if ARGV[3] == '1' then left = left + redis.call('ZCARD', KEYS[3]) end
 if removed > 0 and maxlen > 0 then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'event', 'drained', 'count', removed)
+end
+if noticed then
+  redis.call('ZADD', KEYS[6], 0, '0') -- a worker of the queue sends the notices on
 end
 return {removed, left}

@@ -20,7 +20,7 @@ for i = 1, #ids do
   local id = ids[i]
   local key = ARGV[1] .. id
   if redis.call('ZREM', KEYS[3], id) == 1 and redis.call('EXISTS', key) == 1 then
-    redis.call('HDEL', key, 'err', 'stk', 'fon', 'atm', 'stc', 'tok', 'prg')
+    redis.call('HDEL', key, 'err', 'stk', 'fon', 'atm', 'stc', 'tok', 'prg', 'cf')
     requeue(KEYS[1], KEYS[2], KEYS[6], key, id, false)
     if maxlen > 0 then
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'event', 'waiting', 'id', id)

@@ -1,7 +1,8 @@
 -- A worker's round trip: finish the jobs it ran, recover stalled jobs, promote delayed jobs that
 -- are due, then take up to `count` jobs, locking each with a fresh token.
 -- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 active, 5 completed, 6 failed, 7 meta, 8 events,
---       9 marker, 10 rate limiter, 11 dead letters to send (stream), 12 job schedulers
+--       9 marker, 10 rate limiter, 11 dead letters and flow notices to send (stream), 12 job
+--       schedulers
 --       (sorted set; each scheduler's hash is this key, ':' and its id), 13 cancelled,
 --       14 metrics (hash)
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
@@ -20,13 +21,16 @@
 -- Returns {status (0 fetched or idle, 1 paused, 2 rate limited), ms until the rate limit frees,
 --   ms until the next delayed job is due (-1: none), {one code per finish}, {7 per job fetched:
 --   id, attempts started, name, data, options, attempts made, created ms},
---   {ids of stalled jobs that failed}, dead letters waiting to be sent, {ids of the job
+--   {ids of stalled jobs that failed}, dead letters and flow notices waiting to be sent, {ids of the job
 --   schedulers whose upcoming slots run low}}
 -- A scheduler's run that comes due creates the scheduler's next run in the same transition
 -- (see queue_iterate.lua); a late one under the 'skip' policy is deleted instead of run.
 -- A job that fails for good, on a queue with a dead-letter queue, leaves its letter in KEYS[11]
 -- (id, attempt, name, data, reason, attempts made) in the same transition: the worker sends it
 -- on under an id made from the queue, the job and the entry, so a re-sent letter is one letter.
+-- A job of a flow that ends (completed, failed for good, cancelled) leaves a notice for its
+-- parent there too (queue_notify.lua), sent on by the worker; a parent whose child failed under
+-- the 'fail' policy comes to the queue marked 'cf' and fails here without running.
 -- A job whose cancel was requested (queue_cancel.lua) ends as cancelled instead of being retried,
 -- taken again after a stall or fetched again.
 -- Finish codes: 1 completed, 3 failed, 4 will retry, 5 cancelled, 2 already finished with this
@@ -83,6 +87,7 @@ end
 -- include: queue_metrics
 -- include: queue_requeue
 -- include: queue_iterate
+-- include: queue_notify
 
 -- retention: what the last job finished into each set asked for, or the queue's default
 -- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
@@ -123,6 +128,7 @@ local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu)
   release(id, ddk, ddu)
   counted('f')
   local made = (tonumber(atm) or 0) + 1
+  notify(KEYS[11], id, redis.call('HGET', key, 'par'), 'f', ats, reason)
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
   if letters then
     local n, d = unpack(redis.call('HMGET', key, 'n', 'd'))
@@ -142,6 +148,7 @@ end
 local function cancel(key, id, reason, kf, kfa, ddk, ddu)
   release(id, ddk, ddu)
   counted('x')
+  notify(KEYS[11], id, redis.call('HGET', key, 'par'), 'x', redis.call('HGET', key, 'ats'), reason)
   redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
   if retain(KEYS[13], kf, kfa, keep[3], keep[4]) == 0 then
     redis.call('DEL', key)
@@ -156,8 +163,8 @@ local codes = {}
 for i = 1, m do
   local kind, token, id, b, ats = unpack(finishes[i])
   local key = prefix .. id
-  local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx, pon = unpack(redis.call('HMGET', key, 'st',
-    'tok', 'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx', 'pon'))
+  local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx, pon, par = unpack(redis.call('HMGET', key,
+    'st', 'tok', 'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx', 'pon', 'par'))
   if not st then
     redis.call('ZREM', active, id)
     codes[i] = -1
@@ -172,8 +179,9 @@ for i = 1, m do
     end
     if kind == 'n' or kind == 'c' then
       release(id, ddk, ddu)
-      redis.call('HSET', key, 'st', 'completed', 'rv', kind == 'n' and 'null' or ARGV[b + 1],
-        'fon', now, 'atm', (tonumber(atm) or 0) + 1)
+      local rv = kind == 'n' and 'null' or ARGV[b + 1]
+      notify(KEYS[11], id, par, 'c', ats, rv)
+      redis.call('HSET', key, 'st', 'completed', 'rv', rv, 'fon', now, 'atm', (tonumber(atm) or 0) + 1)
       if retain(KEYS[5], kc, ka, keep[1], keep[2]) == 0 then
         redis.call('DEL', key)
       else
@@ -309,9 +317,16 @@ if want > 0 then
   for i = 1, #ids do
     local id = ids[i]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats', 'cx', 'dl')
+    local f = redis.call('HMGET', key, 'n', 'd', 'o', 'atm', 'ts', 'ats', 'cx', 'dl', 'cf')
     if f[7] then -- cancelled while back in the queue (given back by a stopping worker, say)
       cancel(key, id, f[7], unpack(redis.call('HMGET', key, 'kf', 'kfa', 'ddk', 'ddu')))
+    elseif f[9] then -- a parent whose child failed under the 'fail' policy: it fails unrun
+      local kf, kfa, ddk, ddu = unpack(redis.call('HMGET', key, 'kf', 'kfa', 'ddk', 'ddu'))
+      trims = {}
+      fail(key, id, f[9], '', f[4], kf, kfa, f[6], ddk, ddu)
+      for set, kept in pairs(trims) do
+        trim(set, kept[1], kept[2])
+      end
     elseif f[1] then
       local ats = (tonumber(f[6]) or 0) + 1
       if ats == 1 then -- waited from its add (or from when it came due) to this first start
@@ -345,5 +360,5 @@ local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if first[2] then
   next_due = math.max(0, tonumber(first[2]) - now)
 end
-return {status, limit_wait, next_due, codes, jobs, stalled_failed,
-  letters and redis.call('XLEN', KEYS[11]) or 0, refill}
+return {status, limit_wait, next_due, codes, jobs, stalled_failed, redis.call('XLEN', KEYS[11]),
+  refill}
