@@ -76,7 +76,7 @@ def test_the_tour_runs_on_memory_and_says_where_data_lives(tour: str) -> None:
         "welcome sent to Bob <bob@example.com>",
         "dead-letter queue got refuse: Unrecoverable: order 42 is cancelled",
         "priority 1 ran before priority 9: True",
-        "'completed': 7, 'failed': 1, 'cancelled': 0}",
+        "'completed': 7, 'failed': 1, 'cancelled': 0, 'waiting_children': 0}",
     ],
 )
 def test_the_tour_tells_each_part(expected: str, tour: str) -> None:

@@ -56,6 +56,9 @@ NO_IO = {
     "worker",
     "register",
     "options",
+    "node",  # a job of a flow, described: nothing is sent
+    "s",
+    "si",
 }
 # objects that start their I/O when entered or awaited (``async with kit.pubsub.subscribe(...)``)
 LAZY = {"AsyncIdempotency.guard", "AsyncPubSub.subscribe", "AsyncQueue.events"}

@@ -68,6 +68,7 @@ STATUS = {
     "completed": "SUCCESSFUL",
     "failed": "FAILED",
     "cancelled": "FAILED",  # django.tasks has no cancelled status: it did not succeed
+    "waiting_children": "READY",  # a parent of a flow, waiting for its children
 }
 """The status of a ``django.tasks`` result for each state of its job."""
 

@@ -92,7 +92,8 @@ class _DeadLetters(_WorkerState):
                 )
                 if not entries:
                     break
-                letters, notices = [], []
+                letters: list[tuple[str, dict[bytes, bytes]]] = []
+                notices: list[tuple[str, dict[bytes, bytes]]] = []
                 for entry, raw_fields in entries:
                     fields = _fields(raw_fields)
                     (notices if b"par" in fields else letters).append((_text(entry), fields))
@@ -138,7 +139,9 @@ class _DeadLetters(_WorkerState):
                 core.name,
             )
 
-    async def _send_notices(self, core: QueueCore, notices: list[tuple[str, dict[bytes, bytes]]]) -> None:
+    async def _send_notices(
+        self, core: QueueCore, notices: list[tuple[str, dict[bytes, bytes]]]
+    ) -> None:
         """Record each child's outcome in its parent (``queue_child.lua``), one call per parent
         queue; a notice recorded before (re-sent) changes nothing there."""
         if self._parents is None:
@@ -148,13 +151,22 @@ class _DeadLetters(_WorkerState):
             parent = parse_parent(_text(fields.get(b"par", b"")))
             kind = _text(fields.get(b"o", b""))
             if parent is None or kind not in ("c", "f", "x"):
-                log.error("redkit: flow notice %s of queue %r cannot be read: dropped", entry, core.name)
+                log.error(
+                    "redkit: flow notice %s of queue %r cannot be read: dropped", entry, core.name
+                )
                 continue
             queue, parent_id, index, policy = parent
             child = _text(fields.get(b"id", b""))
             by_queue.setdefault(queue, []).append(
-                [parent_id, index, kind, int(fields.get(b"ats") or 0), fields.get(b"v", b""),
-                 policy, f"{core.name}/{child}"]
+                [
+                    parent_id,
+                    index,
+                    kind,
+                    int(fields.get(b"ats") or 0),
+                    fields.get(b"v", b""),
+                    policy,
+                    f"{core.name}/{child}",
+                ]
             )
         for queue, rows in by_queue.items():
             target = self._parents.get(queue)

@@ -120,7 +120,9 @@ def chain(*steps: Node | Group) -> Node:
     if not steps:
         raise ValueError("a chain needs at least one step")
     acc: Node | Group = steps[0]
-    for step in steps[1:]:
+    for n, step in enumerate(steps[1:], 2):
+        if isinstance(step, Group) and n == len(steps):
+            raise TypeError("a chain cannot end with a group: add a job after it (a chord)")
         if isinstance(step, Group):
             raise TypeError(
                 "a group can only start a chain or come before a job in it (a chord): each of "

@@ -227,7 +227,7 @@ class Queue(_QueueBase[Job]):
         ``chain``, ``chord``), on any queues of this kit; returns the handle of its root (a
         ``group``: one per job). Every job is checked before anything is written, parents are
         written before their children; a flow on one queue is written in one atomic call."""
-        return self._x.drive(self._flowed(flow))
+        return self._x.drive(self._flowed(flow))  # type: ignore[no-any-return]
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, read now; None when there is none."""

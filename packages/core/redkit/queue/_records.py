@@ -123,7 +123,9 @@ def parse_children(raw: Mapping[bytes, bytes]) -> list[ChildResult]:
         return []
     out = []
     for i, ref in enumerate(refs if isinstance(refs, list) else ()):
-        queue, job_id = (str(ref[0]), str(ref[1])) if isinstance(ref, list) and len(ref) == 2 else ("", "")
+        queue, job_id = (
+            (str(ref[0]), str(ref[1])) if isinstance(ref, list) and len(ref) == 2 else ("", "")
+        )
         got = raw.get(f"k:{i}".encode())
         if not got:
             out.append(ChildResult(queue, job_id, None))
@@ -211,7 +213,9 @@ class JobRecord:
             scheduled_for=_ms_time(raw.get(b"slot")),
             parent=_parent(raw.get(b"par")),
             children=parse_children(raw),
-            unresolved=max(0, int(raw.get(b"dep", 0))) if raw.get(b"st") == b"waiting_children" else 0,
+            unresolved=max(0, int(raw.get(b"dep", 0)))
+            if raw.get(b"st") == b"waiting_children"
+            else 0,
         )
 
 

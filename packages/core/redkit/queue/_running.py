@@ -259,7 +259,7 @@ def _with_results(data: Any, mode: Any, children: list[Any], is_task: bool) -> A
     only child's result; ``chord``: the list of them, ``None`` for one that did not complete)."""
     if not is_task or mode not in ("one", "all") or type(data) is not dict:
         return data
-    args = data.get("args")
+    args: Any = data.get("args")
     if type(args) not in (list, tuple):
         return data
     results = [c.result if c.state == "completed" else None for c in children]
