@@ -100,6 +100,7 @@ class QueueCore:
         self.step_keys = [self.wait, self.prioritized, self.delayed, self.active, self.completed]
         self.step_keys += [self.failed, self.meta, self.events, self.marker, self.limiter]
         self.step_keys += [self.letters, self.schedulers, self.cancelled, self.metrics]
+        self.step_keys.append(self.waiting_children)
         self.job_prefix = f"{b}:j:"
         self.registry = kit.keyspace.key("queues")
         self.max_bytes = settings.queue_max_bytes
@@ -275,7 +276,7 @@ class QueueCore:
         check_name("job_id", job_id)
         return Batch.one(
             command("HGETALL", self.job_key(job_id)),
-            lambda raw: JobRecord.parse(job_id, raw) if raw else None,
+            lambda raw: JobRecord.parse(job_id, raw, self.name) if raw else None,
         )
 
     def fields(self, job_id: str, *names: str) -> Batch[list[bytes | None]]:
@@ -398,7 +399,16 @@ class QueueCore:
         return Batch.one(
             script(
                 DRAIN,
-                [self.wait, self.prioritized, self.delayed, self.events, self.letters, self.marker],
+                [
+                    self.wait,
+                    self.prioritized,
+                    self.delayed,
+                    self.events,
+                    self.letters,
+                    self.marker,
+                    self.meta,
+                    self.waiting_children,
+                ],
                 [self.job_prefix, self.maxlen, "1" if delayed else "0", limit],
             ),
             lambda r: (int(r[0]), int(r[1])),

@@ -156,6 +156,7 @@ class _DeadLetters(_WorkerState):
                 )
                 continue
             queue, parent_id, index, policy = parent
+            queue = queue or core.name
             child = _text(fields.get(b"id", b""))
             by_queue.setdefault(queue, []).append(
                 [

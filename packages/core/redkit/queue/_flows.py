@@ -195,7 +195,9 @@ def plan(kit: Any, roots: Sequence[Node]) -> list[Placed]:
         args = queue._core.prepare_node(node.name, node.data, opts, job_id, par, kids, extra)
         placed.append(Placed(node, job_id, level, args))
         for index, (child, cid) in enumerate(zip(node.children, kids_ids)):
-            ref = f"{POLICIES[child.policy]}{index}:{len(queue.name)}:{queue.name}{job_id}"
+            # the parent's queue, named unless it is the child's own (then told in-script)
+            where = "" if child.queue.name == queue.name else queue.name
+            ref = f"{POLICIES[child.policy]}{index}:{len(where)}:{where}{job_id}"
             child = replace(child, options=replace(child.options, job_id=cid))
             pending.append((child, level + 1, ref))
     return placed
@@ -218,12 +220,13 @@ def batches(placed: Sequence[Placed]) -> list[tuple[Any, list[list[Any]]]]:
 
 
 def parse_parent(par: str) -> tuple[str, str, int, str] | None:
-    """The parent queue, parent id, child index and policy letter of a child's ``par``."""
+    """The parent queue ('' for the child's own), parent id, child index and policy letter
+    of a child's ``par``."""
     m = _PAR.match(par)
     if m is None:
         return None
     size = int(m.group(3))
     rest = par[m.end() :]
     if len(rest) <= size:
-        return None
+        return None  # (size 0: the parent is on the child's own queue)
     return rest[:size], rest[size:], int(m.group(2)), m.group(1)

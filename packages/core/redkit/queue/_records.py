@@ -140,14 +140,14 @@ def parse_children(raw: Mapping[bytes, bytes]) -> list[ChildResult]:
     return out
 
 
-def _parent(raw: bytes | None) -> tuple[str, str] | None:
-    """The (queue, id) of a child's parent from its ``par`` field."""
+def _parent(raw: bytes | None, queue: str) -> tuple[str, str] | None:
+    """The (queue, id) of a child's parent from its ``par`` field (``queue``: the child's)."""
     if not raw:
         return None
     from ._flows import parse_parent
 
     got = parse_parent(raw.decode("utf-8", "replace"))
-    return None if got is None else (got[0], got[1])
+    return None if got is None else (got[0] or queue, got[1])
 
 
 @dataclass
@@ -188,7 +188,8 @@ class JobRecord:
     """How many of its children it still waits for (``waiting_children``)."""
 
     @classmethod
-    def parse(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
+    def parse(cls, job_id: str, raw: Mapping[bytes, bytes], queue: str = "") -> JobRecord:
+        """The record of job ``job_id`` of ``queue`` from its hash."""
         opts = raw.get(b"o")
         return cls(
             id=job_id,
@@ -211,7 +212,7 @@ class JobRecord:
             logs=_logs(raw),
             schedule_id=_text(raw.get(b"sch")),
             scheduled_for=_ms_time(raw.get(b"slot")),
-            parent=_parent(raw.get(b"par")),
+            parent=_parent(raw.get(b"par"), queue),
             children=parse_children(raw),
             unresolved=max(0, int(raw.get(b"dep", 0)))
             if raw.get(b"st") == b"waiting_children"

@@ -21,6 +21,7 @@ local events = KEYS[5]
 
 -- include: queue_iterate
 -- include: queue_metrics
+-- include: queue_requeue
 -- include: queue_notify
 
 local st, ord, tok, kf, kfa, ddk, par, ats = unpack(redis.call('HMGET', key, 'st', 'ord', 'tok',
@@ -58,7 +59,8 @@ local dkey = ddk and (string.sub(prefix, 1, -3) .. 'dd:' .. ddk)
 if dkey and redis.call('GET', dkey) == id then
   redis.call('DEL', dkey)
 end
-if notify(KEYS[10], id, par, 'x', ats, reason) then
+if notify({KEYS[1], KEYS[2], KEYS[7], KEYS[11], KEYS[9]}, prefix, KEYS[10], id, par, 'x', ats,
+    reason) then
   redis.call('ZADD', KEYS[11], 0, '0') -- a worker of the queue sends the notice on
 end
 redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)

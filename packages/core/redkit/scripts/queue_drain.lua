@@ -2,7 +2,8 @@
 -- runs of job schedulers: unscheduling stops those); run again while it removes jobs and
 -- reports jobs left.
 -- A job of a flow leaves a notice for its parent (as cancelled, 'drained': queue_notify.lua).
--- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events, 5 dead letters and flow notices, 6 marker
+-- KEYS: 1 wait, 2 prioritized, 3 delayed, 4 events, 5 dead letters and flow notices, 6 marker,
+--       7 meta, 8 waiting for children
 -- ARGV: 1 job key prefix, 2 events maxlen, 3 '1' to include delayed jobs, 4 limit
 -- Returns {removed, jobs left to drain}.
 local maxlen, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
@@ -11,11 +12,15 @@ if not maxlen or not limit or limit < 1 then
 end
 local removed = 0
 local noticed = false
+local events = KEYS[4]
+-- include: queue_clock
+-- include: queue_requeue
 -- include: queue_notify
+local flowq = {KEYS[1], KEYS[2], KEYS[7], KEYS[6], KEYS[8]}
 local dprefix = string.sub(ARGV[1], 1, -3) .. 'dd:'
 local function drop(id)
   local ddk, par, ats = unpack(redis.call('HMGET', ARGV[1] .. id, 'ddk', 'par', 'ats'))
-  noticed = notify(KEYS[5], id, par, 'x', ats, 'drained') or noticed
+  noticed = notify(flowq, ARGV[1], KEYS[5], id, par, 'x', ats, 'drained') or noticed
   if ddk and redis.call('GET', dprefix .. ddk) == id then
     redis.call('DEL', dprefix .. ddk) -- its dedup id is free again
   end

@@ -14,6 +14,7 @@ local events = KEYS[6]
 -- include: queue_clock
 
 -- include: queue_iterate
+-- include: queue_requeue
 -- include: queue_notify
 
 local st, ord, ddk, par, ats = unpack(redis.call('HMGET', ARGV[1], 'st', 'ord', 'ddk', 'par',
@@ -42,7 +43,8 @@ elseif st == 'cancelled' then
   redis.call('ZREM', KEYS[9], id)
 end
 if st ~= 'completed' and st ~= 'failed' and st ~= 'cancelled'
-    and notify(KEYS[11], id, par, 'x', ats, 'removed') then
+    and notify({KEYS[1], KEYS[2], KEYS[8], KEYS[12], KEYS[10]}, prefix, KEYS[11], id, par, 'x',
+      ats, 'removed') then
   redis.call('ZADD', KEYS[12], 0, '0') -- a worker of the queue sends the notice on
 end
 redis.call('DEL', ARGV[1])

@@ -4,7 +4,7 @@
 --       9 marker, 10 rate limiter, 11 dead letters and flow notices to send (stream), 12 job
 --       schedulers
 --       (sorted set; each scheduler's hash is this key, ':' and its id), 13 cancelled,
---       14 metrics (hash)
+--       14 metrics (hash), 15 waiting for children
 -- ARGV: 1 job key prefix, 2 events maxlen (0: none), 3 worker id (token base), 4 lock ms,
 --       5 count to fetch, 6 max stalls, 7 rate limit max (0: none), 8 rate limit period ms,
 --       9 keep completed count, 10 keep completed age ms (0: none), 11 keep failed count,
@@ -88,6 +88,7 @@ end
 -- include: queue_requeue
 -- include: queue_iterate
 -- include: queue_notify
+local flowq = {wait, prio, KEYS[7], KEYS[9], KEYS[15]}
 
 -- retention: what the last job finished into each set asked for, or the queue's default
 -- (a job asking to keep 0 is deleted by itself and leaves the others' retention as it is)
@@ -128,7 +129,7 @@ local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu)
   release(id, ddk, ddu)
   counted('f')
   local made = (tonumber(atm) or 0) + 1
-  notify(KEYS[11], id, redis.call('HGET', key, 'par'), 'f', ats, reason)
+  notify(flowq, prefix, KEYS[11], id, redis.call('HGET', key, 'par'), 'f', ats, reason)
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
   if letters then
     local n, d = unpack(redis.call('HMGET', key, 'n', 'd'))
@@ -148,7 +149,8 @@ end
 local function cancel(key, id, reason, kf, kfa, ddk, ddu)
   release(id, ddk, ddu)
   counted('x')
-  notify(KEYS[11], id, redis.call('HGET', key, 'par'), 'x', redis.call('HGET', key, 'ats'), reason)
+  notify(flowq, prefix, KEYS[11], id, redis.call('HGET', key, 'par'), 'x',
+    redis.call('HGET', key, 'ats'), reason)
   redis.call('HSET', key, 'st', 'cancelled', 'err', reason, 'fon', now)
   if retain(KEYS[13], kf, kfa, keep[3], keep[4]) == 0 then
     redis.call('DEL', key)
@@ -180,7 +182,7 @@ for i = 1, m do
     if kind == 'n' or kind == 'c' then
       release(id, ddk, ddu)
       local rv = kind == 'n' and 'null' or ARGV[b + 1]
-      notify(KEYS[11], id, par, 'c', ats, rv)
+      notify(flowq, prefix, KEYS[11], id, par, 'c', ats, rv)
       redis.call('HSET', key, 'st', 'completed', 'rv', rv, 'fon', now, 'atm', (tonumber(atm) or 0) + 1)
       if retain(KEYS[5], kc, ka, keep[1], keep[2]) == 0 then
         redis.call('DEL', key)
