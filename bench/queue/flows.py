@@ -8,11 +8,14 @@ notice crosses queues as it would across cluster slots), job bodies empty:
 
 - ``plain``: ``--jobs`` jobs with ``add_bulk``;
 - ``chord``: chords of 10 children and a parent (``--jobs`` jobs in all), one ``add_flow`` each;
-- ``chain``: chains of 11 steps, alternating between the two queues.
+- ``chain``: chains of 11 steps, alternating between the two queues;
+- ``chord1`` and ``chain1``: the same on one queue, where a child tells its parent in the script
+  call that ends it (no notice, no relay).
 
 For each: adds per second (the producer's wall time), jobs run per second, Redis' CPU time per
 job (``used_cpu_sys`` + ``used_cpu_user`` of ``INFO``, server-wide: other clients blur it),
-commands and script calls per job (``INFO commandstats``), each the median of ``--rounds``; then
+commands (those scripts run included) and script calls per job (``INFO stats`` and
+``commandstats``), each the median of ``--rounds``; then
 each flow row's ratio over ``plain``.
 """
 
@@ -48,23 +51,25 @@ def _run(url: str, jobs: int, kind: str) -> dict[str, float]:
     client = redis.Redis.from_url(url)
     client.flushdb()
     kit = redkit.Redkit.from_url(url, prefix="bench-flow")
-    parents, children = kit.queue("parents"), kit.queue("children")
+    parents = kit.queue("parents")
+    children = parents if kind.endswith("1") else kit.queue("children")
     done = {"n": 0}
 
     @parents.task(name="p")
     def p(*args: Any) -> None:
         done["n"] += 1
 
-    @children.task(name="c")
     def c(*args: Any) -> None:
         done["n"] += 1
+
+    c = children.task(name="c")(c)
 
     before = _stats(client)
     start = time.perf_counter()
     if kind == "plain":
         for i in range(0, jobs, 1000):
             children.add_bulk([("c", {"args": [], "kwargs": {}})] * min(1000, jobs - i))
-    elif kind == "chord":
+    elif kind.startswith("chord"):
         for _ in range(jobs // 11):
             parents.add_flow(chord([c.s() for _ in range(10)], p.s()))
     else:
@@ -72,7 +77,9 @@ def _run(url: str, jobs: int, kind: str) -> dict[str, float]:
             parents.add_flow(chain(*[(c if i % 2 else p).s() for i in range(11)]))
     added = time.perf_counter() - start
     total = jobs if kind == "plain" else (jobs // 11) * 11
-    workers = [parents.worker(concurrency=50).start(), children.worker(concurrency=50).start()]
+    workers = [parents.worker(concurrency=50).start()]
+    if children is not parents:
+        workers.append(children.worker(concurrency=50).start())
     start = time.perf_counter()
     deadline = time.monotonic() + 300
     while done["n"] < total and time.monotonic() < deadline:
@@ -102,14 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.url.rstrip("/").endswith("/15"):
         parser.error("database 15 is the tests': pick another")
-    kinds = ("plain", "chord", "chain")
+    kinds = ("plain", "chord", "chain", "chord1", "chain1")
     samples: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     for _ in range(args.rounds):
         for kind in kinds:  # interleaved: a drift of the machine hits every row alike
             samples[kind].append(_run(args.url, args.jobs, kind))
     rows = {k: {f: statistics.median(s[f] for s in v) for f in v[0]} for k, v in samples.items()}
     print(
-        f"{'row':<6} {'adds/s':>9} {'runs/s':>9} {'redis µs/job':>13} {'cmds/job':>9} {'scripts/job':>12}"
+        f"{'row':<6} {'adds/s':>9} {'runs/s':>9} {'redis µs/job':>13} {'cmds/job':>9} "
+        f"{'scripts/job':>12}"
     )
     for kind, r in rows.items():
         print(
