@@ -144,23 +144,24 @@ class Harness:
         self._count = 0
 
     # -- processes ------------------------------------------------------------------------------
-    def env(self) -> dict[str, str]:
+    def env(self, queue: str | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDKIT_")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (APPS_PATH, env.get("PYTHONPATH", "")) if p)
         env["RKQ_URL"] = self.url
-        env["RKQ_QUEUE"] = self.queue_name
+        env["RKQ_QUEUE"] = queue or self.queue_name
         env.update(self.extra_env)
         env.pop("PYTHONFAULTHANDLER", None)
         return env
 
-    def start(self, *argv: str) -> Proc:
-        """Start ``python <argv>`` (its own session, output to a log file)."""
+    def start(self, *argv: str, queue: str | None = None) -> Proc:
+        """Start ``python <argv>`` (its own session, output to a log file); ``queue``: the
+        queue of ``queue_apps.jobs`` when not the harness' own."""
         self._count += 1
         log_path = self.tmp_path / f"proc-{self._count}.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed by cleanup()
         popen = subprocess.Popen(
             [sys.executable, *argv],
-            env=self.env(),
+            env=self.env(queue),
             cwd=self.tmp_path,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -170,9 +171,12 @@ class Harness:
         self.procs.append(proc)
         return proc
 
-    def worker(self, *options: str) -> Proc:
-        """``python -m redkit worker queue_apps.jobs:queue <options>``."""
-        return self.start("-m", "redkit", "worker", TARGET, "--log-level", "INFO", *options)
+    def worker(self, *options: str, queue: str | None = None) -> Proc:
+        """``python -m redkit worker queue_apps.jobs:queue <options>`` (of ``queue`` when not
+        the harness' own)."""
+        return self.start(
+            "-m", "redkit", "worker", TARGET, "--log-level", "INFO", *options, queue=queue
+        )
 
     def worker_pids(self) -> dict[int, str]:
         """pid -> worker id of the workers registered on the queue (heartbeats in Redis)."""

@@ -6,7 +6,9 @@
 Redis, under the test's prefix: ``<prefix>:starts`` and ``<prefix>:ends`` are lists of
 ``"<index>:<pid>"`` entries pushed when a run begins and when its work is done, so a test can count
 how many times each job ran and where. ``RKQ_LEDGER`` (optional) is a file outside Redis where the
-``slot`` task appends one line per run of a job scheduler: ``<job id> <pid>``.
+``slot`` task appends one line per run of a job scheduler: ``<job id> <pid>``, and the ``gather``
+task (a parent of a flow) one per run: ``<job id> <pid> <its children's indexes, or - for one that
+did not complete>``.
 """
 
 from __future__ import annotations
@@ -90,9 +92,21 @@ def segfault(index: int) -> None:
 @queue.task(name="slot")
 def slot() -> None:
     """A job scheduler's run: one line in the ledger file, written before the job completes."""
-    line = f"{current_job().id} {os.getpid()}\n".encode()
+    _ledger(f"{current_job().id} {os.getpid()}\n")
+
+
+def _ledger(line: str) -> None:
     fd = os.open(os.environ["RKQ_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line)  # one write of a short line with O_APPEND: lines never interleave
+        os.write(fd, line.encode())  # one write of a short line with O_APPEND: no interleaving
     finally:
         os.close(fd)
+
+
+@queue.task(name="gather")
+def gather() -> list[Any]:
+    """A parent of a flow whose children are ``record`` jobs: one ledger line per run."""
+    job = current_job()
+    seen = [c.result["index"] if c.state == "completed" else None for c in job.children]
+    _ledger(f"{job.id} {os.getpid()} {','.join('-' if i is None else str(i) for i in seen)}\n")
+    return seen
