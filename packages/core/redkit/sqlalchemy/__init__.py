@@ -6,7 +6,9 @@ after the outermost ``COMMIT`` it invalidates them with one call. A ``ROLLBACK``
 nothing; a savepoint rolled back drops what was recorded inside it, one released passes it on to
 the transaction around it. ORM ``update()`` and ``delete()`` statements record the tags of their
 table. ``enqueue_after_commit(session, task, ...)`` sends a job only once the transaction commits,
-and not at all when it rolls back.
+and not at all when it rolls back; with ``bind(..., outbox=Outbox(metadata))`` the job is also
+written to a table in that transaction, so a process that dies between the commit and the send
+loses nothing: :meth:`Outbox.relay` sends what is left.
 
 The asyncio extension follows the same rules: ``bind(async_sessionmaker, async_kit, rules)``
 (or an ``AsyncSession``, ``async_scoped_session`` or ``AsyncEngine``) with a
@@ -30,10 +32,11 @@ from .._optional import require
 require("sqlalchemy", "sqlalchemy")
 
 from ._binding import Binding  # noqa: E402
+from ._outbox import Outbox, OutboxRelay  # noqa: E402
 from ._rules import Rule  # noqa: E402
 from ._targets import is_async_kit, resolve, sync_session_of  # noqa: E402
 
-__all__ = ["Binding", "bind", "enqueue_after_commit"]
+__all__ = ["Binding", "Outbox", "OutboxRelay", "bind", "enqueue_after_commit"]
 
 
 def bind(
@@ -42,6 +45,7 @@ def bind(
     rules: Mapping[type, Rule] | None = None,
     *,
     tables: Mapping[Any, Iterable[str]] | None = None,
+    outbox: Outbox | None = None,
 ) -> Binding:
     """Invalidate cache tags after commit for the sessions of ``target``.
 
@@ -52,7 +56,9 @@ def bind(
     a sync client is refused for those (it would block the event loop), and an async one for
     sync sessions. ``rules`` map mapped classes to tags; ``tables`` add tags for ORM
     ``update()``/``delete()`` statements on a table (keyed by table name or mapped class); a
-    rule's tags without a field apply to its table already."""
+    rule's tags without a field apply to its table already. ``outbox``: an :class:`Outbox`
+    that :func:`enqueue_after_commit` writes each job to in the session's transaction, before
+    it is sent after the commit."""
     invalidate = getattr(getattr(kit, "cache", None), "invalidate", None)
     if not callable(invalidate):
         raise TypeError("kit must be a redkit.Redkit or a redkit.AsyncRedkit")
@@ -67,7 +73,9 @@ def bind(
             "a sync Session binds to a redkit.Redkit; for a redkit.AsyncRedkit, bind an "
             "async_sessionmaker, AsyncSession, async_scoped_session or AsyncEngine"
         )
-    binding = Binding(resolved, kit, rules or {}, tables or {})
+    if outbox is not None and not isinstance(outbox, Outbox):
+        raise TypeError(f"outbox must be a redkit.sqlalchemy.Outbox, not {type(outbox).__name__}")
+    binding = Binding(resolved, kit, rules or {}, tables or {}, outbox)
     _bindings.append(weakref.ref(binding))
     return binding
 
@@ -91,7 +99,10 @@ def _binding_of(session: Any) -> Binding | None:
 
 def enqueue_after_commit(session: Any, task: Any, /, *args: Any, **kwargs: Any) -> str:
     """Send ``task.enqueue(*args, **kwargs)`` when ``session``'s transaction commits (nothing on
-    rollback). Returns the job's id now, so a response can name the job before it exists.
+    rollback). Returns the job's id now, so a response can name the job before it exists. With
+    the binding's ``outbox``, the job is checked and its row added to the session now: it is
+    written by the transaction itself, sent after the commit, and by the outbox's relay if this
+    process dies before that.
 
     ``session`` is a ``Session`` or ``scoped_session`` with a task of a sync queue, or an
     ``AsyncSession`` or ``async_scoped_session`` with a task of an async queue; this call is

@@ -26,15 +26,17 @@ Step = tuple[str, Callable[[], Any], bool]  # what, do it, whether its failure i
 
 
 class _Pending:
-    __slots__ = ("jobs", "tags")
+    __slots__ = ("boxed", "jobs", "tags")
 
     def __init__(self) -> None:
         self.tags: set[str] = set()
         self.jobs: list[tuple[Any, str, tuple[Any, ...], dict[str, Any]]] = []
+        self.boxed: list[tuple[Any, list[Any]]] = []  # (queue, add arguments) of outbox rows
 
     def merge(self, other: _Pending) -> None:
         self.tags |= other.tags
         self.jobs += other.jobs
+        self.boxed += other.boxed
 
 
 class Binding:
@@ -46,8 +48,11 @@ class Binding:
         kit: Any,
         rules: Mapping[type, Rule],
         tables: Mapping[Any, Iterable[str]],
+        outbox: Any = None,
     ) -> None:
         self.kit = kit
+        self.outbox = outbox
+        """The :class:`~redkit.sqlalchemy.Outbox` jobs are written to first (``None``: none)."""
         # held weakly: SQLAlchemy keeps a class's listeners for as long as the class lives, so
         # listeners holding their sessionmaker would keep it (and this binding) alive forever
         self._target = weakref.ref(target.listen)
@@ -130,7 +135,13 @@ class Binding:
         _writing(state.session, tags)
 
     def add_job(self, session: Session, task: Any, job_id: str, args: Any, kwargs: Any) -> None:
-        _pending_of(session).jobs.append((task, job_id, args, kwargs))
+        if self.outbox is None:
+            _pending_of(session).jobs.append((task, job_id, args, kwargs))
+            return
+        row = self.outbox.row(task, job_id, args, kwargs)  # checked before anything is written
+        _, job = self.outbox.job_of(row)
+        session.add(row)  # inserted by the session's flush, in its transaction
+        _pending_of(session).boxed.append((task.queue, job))
 
     # -- transactions ending --------------------------------------------------------------------
     def _after_commit(self, session: Session) -> None:
@@ -166,14 +177,15 @@ class Binding:
             return
         if not committed:
             return
-        steps = self._steps(pending)
+        steps = self._steps(pending, session)
         if self.is_async:
             run_in_greenlet(_shielded(_run_async(steps)))
         else:
             _run(steps)
 
-    def _steps(self, pending: _Pending) -> list[Step]:
-        """What a commit leaves to do: invalidate its tags in one call, then send its jobs."""
+    def _steps(self, pending: _Pending, session: Session) -> list[Step]:
+        """What a commit leaves to do: invalidate its tags in one call, then send its jobs (those
+        of the outbox: add them, then delete their rows)."""
         steps: list[Step] = []
         if pending.tags:
             tags = sorted(pending.tags)
@@ -182,11 +194,46 @@ class Binding:
         for task, job_id, args, kwargs in pending.jobs:
             send = functools.partial(_send, task, job_id, args, kwargs)
             steps.append((f"sending job {job_id} ({task.name})", send, True))
+        if pending.boxed:
+            move = _move_async if self.is_async else _move
+            what = f"moving {len(pending.boxed)} job(s) of the outbox to Redis (the relay will)"
+            steps.append(
+                (
+                    what,
+                    functools.partial(move, self.outbox, session.get_bind(), pending.boxed),
+                    False,
+                )
+            )
         return steps
 
 
 def _send(task: Any, job_id: str, args: Any, kwargs: Any) -> Any:
     return task.options(job_id=job_id).enqueue(*args, **kwargs)
+
+
+def _by_queue(boxed: list[tuple[Any, list[Any]]]) -> list[tuple[Any, list[list[Any]]]]:
+    groups: dict[int, tuple[Any, list[list[Any]]]] = {}
+    for queue, job in boxed:
+        groups.setdefault(id(queue), (queue, []))[1].append(job)
+    return list(groups.values())
+
+
+def _move(outbox: Any, engine: Any, boxed: list[tuple[Any, list[Any]]]) -> None:
+    """Add the jobs of a commit's outbox rows, then delete the rows (a failure leaves them to
+    the relay: nothing is lost, and a row added twice is one job)."""
+    for queue, jobs in _by_queue(boxed):
+        queue._x.run(queue._core.add(jobs))
+    with engine.begin() as conn:
+        conn.execute(outbox.delete(job[0] for _, job in boxed))
+
+
+async def _move_async(outbox: Any, engine: Any, boxed: list[tuple[Any, list[Any]]]) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    for queue, jobs in _by_queue(boxed):
+        await queue._x.run(queue._core.add(jobs))
+    async with AsyncEngine(engine).begin() as conn:
+        await conn.execute(outbox.delete(job[0] for _, job in boxed))
 
 
 # The database commit has happened when these run. A failed invalidation is logged and the
