@@ -27,12 +27,12 @@ from sqlalchemy.orm import registry
 
 from .._durations import Duration
 from .._durations import seconds as to_seconds
+from ..queue._outbox import CHUNK as _CHUNK
+from ..queue._outbox import decode_rows, encode_job
 
 log = logging.getLogger("redkit.sqlalchemy")
 
 __all__ = ["Outbox", "OutboxRelay"]
-
-_CHUNK = 1000  # rows per relay transaction (and per add script call)
 
 
 class Outbox:
@@ -66,18 +66,11 @@ class Outbox:
     def row(self, task: Any, job_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The row of ``task(*args, **kwargs)`` as job ``job_id``, an object to add to a session:
         checked and encoded now, so a bad argument raises before anything is written."""
-        from ..queue import Dedup
-
-        extra: dict[str, Any] = {"job_id": job_id}
-        if "dedup" not in task._bound:  # the task's own dedup id, if it has one, wins
-            extra["dedup"] = Dedup(f"outbox:{job_id}", ttl=self.dedup_ttl)
-        name, data, opts = task._job(tuple(args), dict(kwargs), extra)
-        core = task.queue._core
-        prepared = core.prepare(name, data, opts)
+        queue, _, encoded = encode_job(task, job_id, args, kwargs, self.dedup_ttl)
         row = self._row_class()
         row.id = job_id
-        row.queue = core.name
-        row.job = json.dumps([_text(x) for x in prepared], separators=(",", ":"))
+        row.queue = queue
+        row.job = encoded
         row.created_ms = int(time.time() * 1000)
         return row
 
@@ -108,7 +101,7 @@ class Outbox:
         while True:
             with engine.begin() as conn:
                 rows = conn.execute(self._select(limit)).all()
-                for core, jobs in _by_queue(kit, rows):
+                for core, jobs in decode_rows(kit, rows):
                     for i in range(0, len(jobs), _CHUNK):
                         kit._executor.run(core.add(jobs[i : i + _CHUNK]))
                 if rows:
@@ -124,7 +117,7 @@ class Outbox:
         while True:
             async with engine.begin() as conn:
                 rows = (await conn.execute(self._select(limit))).all()
-                for core, jobs in _by_queue(kit, rows):
+                for core, jobs in decode_rows(kit, rows):
                     for i in range(0, len(jobs), _CHUNK):
                         await kit._executor.run(core.add(jobs[i : i + _CHUNK]))
                 if rows:
@@ -196,22 +189,3 @@ class OutboxRelay:
 def _check_limit(limit: object) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
-
-
-def _text(value: Any) -> Any:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _by_queue(kit: Any, rows: Sequence[Any]) -> list[tuple[Any, list[list[Any]]]]:
-    """The rows' jobs, as the add script's arguments, per queue."""
-    groups: dict[str, list[list[Any]]] = {}
-    for job_id, queue, raw in rows:
-        try:
-            job = json.loads(raw)
-            if not isinstance(job, list) or len(job) < 3 or job[0] != job_id:
-                raise ValueError("not a job of this row")
-        except ValueError as exc:
-            log.error("redkit: outbox row %r cannot be read (%s): dropped", job_id, exc)
-            continue
-        groups.setdefault(queue, []).append(job)
-    return [(kit.queue(name)._core, jobs) for name, jobs in groups.items()]
