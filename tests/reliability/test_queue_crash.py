@@ -72,6 +72,7 @@ def test_sigkill_mid_run_loses_nothing_and_reruns_only_jobs_in_flight(
         "completed": jobs,
         "failed": 0,
         "cancelled": 0,
+        "waiting_children": 0,
     }
     runs = h.run_counts("ends")
     assert set(runs) == set(range(jobs)), "every job ran"
@@ -140,6 +141,7 @@ def test_a_frozen_workers_late_result_is_rejected_after_another_took_the_job(
         "completed": 1,
         "failed": 0,
         "cancelled": 0,
+        "waiting_children": 0,
     }
     assert h.queue.jobs("completed") == ["slow"]
 

@@ -39,6 +39,7 @@ def assert_all_back_in_waiting(h: Harness, ids: list[str]) -> None:
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "waiting_children": 0,
     }
     assert sorted(h.queue.jobs("waiting", 0, -1)) == sorted(ids)
     for job_id in ids:
