@@ -300,6 +300,20 @@ def machine(r: redis.Redis, **extra: Any) -> dict[str, Any]:
     }
 
 
+def redis_work(r: redis.Redis) -> tuple[float, int, int]:
+    """Redis' CPU seconds so far (``used_cpu_sys`` + ``used_cpu_user``, server-wide), the
+    commands it processed (those scripts ran included) and its script calls (``EVALSHA`` and
+    ``EVAL`` of ``commandstats``): take it before and after a measurement."""
+    cpu = r.info("cpu")
+    calls = sum(
+        v["calls"]
+        for k, v in r.info("commandstats").items()
+        if k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+    seconds = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    return seconds, int(r.info("stats")["total_commands_processed"]), calls
+
+
 def _cpu_seconds(r: redis.Redis, local: bool) -> tuple[float, float, float] | None:
     """Busy CPU seconds of the whole host, of this process and of Redis (when it runs on this
     host), to tell how much other processes ran during the measurement. None off Linux."""

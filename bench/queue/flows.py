@@ -22,7 +22,9 @@ each flow row's ratio over ``plain``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -31,20 +33,8 @@ import redis
 import redkit
 from redkit.queue import chain, chord
 
-
-def _stats(client: redis.Redis) -> tuple[float, int, int]:
-    cpu = client.info("cpu")
-    stats = client.info("stats")
-    calls = sum(
-        v["calls"]
-        for k, v in client.info("commandstats").items()
-        if k in ("cmdstat_evalsha", "cmdstat_eval")
-    )
-    return (
-        float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
-        int(stats["total_commands_processed"]),
-        calls,
-    )
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import redis_work  # bench/harness.py
 
 
 def _run(url: str, jobs: int, kind: str) -> dict[str, float]:
@@ -64,7 +54,7 @@ def _run(url: str, jobs: int, kind: str) -> dict[str, float]:
 
     c = children.task(name="c")(c)
 
-    before = _stats(client)
+    before = redis_work(client)
     start = time.perf_counter()
     if kind == "plain":
         for i in range(0, jobs, 1000):
@@ -85,7 +75,7 @@ def _run(url: str, jobs: int, kind: str) -> dict[str, float]:
     while done["n"] < total and time.monotonic() < deadline:
         time.sleep(0.002)
     ran = time.perf_counter() - start
-    after = _stats(client)
+    after = redis_work(client)
     for w in workers:
         w.stop()
     kit.clear()

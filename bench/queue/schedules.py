@@ -14,6 +14,8 @@ Redis processed, and the ratio of the scheduler's figure over the delayed job's.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from typing import Any
 
@@ -21,17 +23,8 @@ import redis
 
 import redkit
 
-
-def _stats(client: redis.Redis) -> tuple[float, int, int]:
-    cpu = client.info("cpu")
-    stats = client.info("stats")
-    calls = sum(
-        v["calls"]
-        for k, v in client.info("commandstats").items()
-        if k in ("cmdstat_evalsha", "cmdstat_eval")
-    )
-    seconds = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-    return seconds, int(stats["total_commands_processed"]), calls
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import redis_work  # bench/harness.py
 
 
 def _run(url: str, runs: int, kind: str) -> dict[str, float]:
@@ -47,7 +40,7 @@ def _run(url: str, runs: int, kind: str) -> dict[str, float]:
 
     worker = q.worker(concurrency=1).start()
     time.sleep(0.3)
-    before = _stats(client)
+    before = redis_work(client)
     start = time.monotonic()
     if kind == "scheduler":
         q.schedule("tick", tick, every=0.01, limit=runs)
@@ -59,7 +52,7 @@ def _run(url: str, runs: int, kind: str) -> dict[str, float]:
     while done["n"] < runs and time.monotonic() < deadline:
         time.sleep(0.005)
     elapsed = time.monotonic() - start
-    after = _stats(client)
+    after = redis_work(client)
     worker.stop()
     kit.clear()
     kit.close()

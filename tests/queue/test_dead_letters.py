@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -138,6 +139,9 @@ async def test_a_loop_that_ends_by_an_error_is_logged_and_raised_by_stop_and_joi
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
     assert not worker.serving
+    # the rest of the shutdown ran although reporting the last jobs hit the same error
+    renewers = [t for t in threading.enumerate() if t.name == f"redkit-renew-{q.name}"]
+    assert not [t for t in renewers if t.is_alive()]
 
 
 @REDIS_AND_MEMORY

@@ -139,6 +139,8 @@ async def test_a_failed_child_fails_its_parent_which_fails_its_own_parent(kit: A
     assert mid.failed_reason.startswith("child flow-fail-2/")
     assert mid.failed_reason.endswith("failed: ValueError: broken <b>input</b>")
     assert ran == ["sibling"]  # neither parent ran
+    assert mid.attempts_made == 0
+    assert (await call(q.get_job(root.id))).attempts_made == 0
     assert mid.children[0].state == "failed"
     assert mid.children[0].error == "ValueError: broken <b>input</b>"
 

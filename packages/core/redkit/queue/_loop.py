@@ -196,10 +196,15 @@ class _Loop(_Jobs, _DeadLetters, _Scheduling):
         """End the watcher between two of its calls (a call cut by a cancellation can leave its
         connection unusable): its blocking call is woken from Redis by an empty member."""
         self._watching = False
-        if self.settings.scheme != "memory":
-            with contextlib.suppress(RedkitError):
+        woken = self.settings.scheme == "memory"  # there, it only sleeps 20 ms at a time
+        if not woken:
+            try:
                 await self._exec.run(Batch.one(command("ZADD", self._cancels, 0, "")))
-        done, _ = await asyncio.wait({watcher}, timeout=self._core.block_slice + 1)
+                woken = True
+            except RedkitError:
+                pass  # Redis refused or is gone (why the loop may have ended): cut the call soon
+        wait = self._core.block_slice + 1 if woken else 1.0
+        done, _ = await asyncio.wait({watcher}, timeout=wait)
         if not done:
             watcher.cancel()
         with contextlib.suppress(RedkitError):

@@ -337,8 +337,10 @@ class Worker(_Loop, _Lease):
         finally:
             self._started.set()
             self._up.set()
-            await self._teardown()
-            self._finished.set()
+            try:
+                await self._teardown()
+            finally:
+                self._finished.set()
 
     async def _setup(self) -> None:
         from .._client import Redkit
@@ -474,6 +476,12 @@ class Worker(_Loop, _Lease):
                     "return to the queue when their locks expire",
                     self.id,
                     exc,
+                )
+            except Exception:  # a bug of redkit's: the rest of the shutdown still runs
+                log.exception(
+                    "redkit worker %s: reporting its last jobs failed; they return to the queue "
+                    "when their locks expire",
+                    self.id,
                 )
         self._renew_stop.set()
         if self._renewer is not None:

@@ -125,10 +125,10 @@ end
 
 -- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs;
 -- ats: the attempt that failed
-local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu)
+local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu, unrun)
   release(id, ddk, ddu)
   counted('f')
-  local made = (tonumber(atm) or 0) + 1
+  local made = (tonumber(atm) or 0) + (unrun and 0 or 1) -- attempts made: one more unless unrun
   notify(flowq, prefix, KEYS[11], id, redis.call('HGET', key, 'par'), 'f', ats, reason)
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
   if letters then
@@ -325,7 +325,7 @@ if want > 0 then
     elseif f[9] then -- a parent whose child failed under the 'fail' policy: it fails unrun
       local kf, kfa, ddk, ddu = unpack(redis.call('HMGET', key, 'kf', 'kfa', 'ddk', 'ddu'))
       trims = {}
-      fail(key, id, f[9], '', f[4], kf, kfa, f[6], ddk, ddu)
+      fail(key, id, f[9], '', f[4], kf, kfa, f[6], ddk, ddu, true)
       for set, kept in pairs(trims) do
         trim(set, kept[1], kept[2])
       end
