@@ -29,6 +29,7 @@ PUBLIC = [
     "redkit.messaging",
     "redkit.metrics",
     "redkit.queue",
+    "redkit.queue.outbox",
     "redkit.ratelimit",
     "redkit.serializers",
     "redkit.sessions",

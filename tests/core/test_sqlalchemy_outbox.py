@@ -143,17 +143,29 @@ def test_bad_arguments_raise_before_anything_is_written(engine: Any, kit: Any) -
     binding.unbind()
 
 
-def test_with_redis_down_at_commit_the_row_waits_for_the_relay(engine: Any, kit: Any) -> None:
-    made = sessionmaker(engine)
-    down = redkit.Redkit.from_url(
-        "redis://127.0.0.1:1/0", prefix=kit.settings.prefix, retry_attempts=0
-    )
-    q_down = down.queue("mail")
+def _down(kit: Any) -> tuple[Any, Any]:
+    """A kit of ``kit``'s kind and prefix on a closed port (every Redis call fails) and its task
+    ``send`` on queue ``mail``."""
+    down = type(kit).from_url("redis://127.0.0.1:1/0", prefix=kit.settings.prefix, retry_attempts=0)
+    q = down.queue("mail")
+    if isinstance(kit, redkit.Redkit):
 
-    @q_down.task(name="send")
-    def send(to: str) -> str:
+        @q.task(name="send")
+        def send(to: str) -> str:
+            return to
+
+        return down, send
+
+    @q.task(name="send")
+    async def send_async(to: str) -> str:
         return to
 
+    return down, send_async
+
+
+def test_with_redis_down_at_commit_the_row_waits_for_the_relay(engine: Any, kit: Any) -> None:
+    made = sessionmaker(engine)
+    down, send = _down(kit)
     binding = rksa.bind(made, down, outbox=OUTBOX)
     with made() as s:
         s.add(Note(id=2, body="kept"))
@@ -340,15 +352,7 @@ async def test_async_sessions_write_send_and_relay(aengine: AsyncEngine) -> None
     assert await q.get_job(rolled) is None
     binding.unbind()
 
-    down = redkit.asyncio.Redkit.from_url(
-        "redis://127.0.0.1:1/0", prefix=kit.settings.prefix, retry_attempts=0
-    )
-    dq = down.queue("mail")
-
-    @dq.task(name="send")
-    async def send_down(to: str) -> str:
-        return to
-
+    down, send_down = _down(kit)
     binding = rksa.bind(made, down, outbox=OUTBOX)
     async with made() as s:
         left = rksa.enqueue_after_commit(s, send_down, "frank")
@@ -377,15 +381,7 @@ async def test_serve_relays_until_cancelled(aengine: AsyncEngine) -> None:
         return to
 
     made = async_sessionmaker(aengine)
-    down = redkit.asyncio.Redkit.from_url(
-        "redis://127.0.0.1:1/0", prefix=kit.settings.prefix, retry_attempts=0
-    )
-    dq = down.queue("mail")
-
-    @dq.task(name="send")
-    async def send_down(to: str) -> str:
-        return to
-
+    down, send_down = _down(kit)
     binding = rksa.bind(made, down, outbox=OUTBOX)
     async with made() as s:
         ids = [rksa.enqueue_after_commit(s, send_down, str(i)) for i in range(3)]

@@ -17,6 +17,7 @@ import redkit_django
 from redkit.errors import SerializationError
 from redkit.queue import AsyncJob, Job, JobFailed
 from redkit_django import jobs
+from redkit_django.models import OutboxJob
 from tests.django.conftest import redkit_settings
 from tests.django.testapp import tasks
 
@@ -142,10 +143,17 @@ def test_the_registry_and_the_default_queues() -> None:
 
 # -- after commit -----------------------------------------------------------------------------
 @DB
+@pytest.mark.parametrize("outbox", [False, True], ids=["direct", "outbox"])
 @pytest.mark.parametrize("using", ["default", "sqlite"])
 def test_enqueue_on_commit_sends_after_the_outermost_commit_only(
-    redkit_on: dict[str, Any], using: str
+    redkit_on: dict[str, Any], using: str, outbox: bool
 ) -> None:
+    with override_settings(REDKIT={**redkit_on, "OUTBOX": outbox}):
+        _sends_after_the_outermost_commit_only(using)
+    assert not OutboxJob.objects.using(using).exists()  # each row deleted once its job was sent
+
+
+def _sends_after_the_outermost_commit_only(using: str) -> None:
     q = redkit_django.get_kit().queue("default")
     with transaction.atomic(using=using):
         job_id = tasks.add.enqueue_on_commit(1, 2, using=using)

@@ -141,7 +141,9 @@ async def test_a_limit_makes_that_many_runs_then_the_scheduler_is_over(kit: Any)
     runs, _ = _ledger(q)
     await call(q.schedule("three", "tick", NOARGS, every=0.05, limit=3))
     tomorrow = datetime.now(UTC) + timedelta(days=1)  # never due while the test runs
-    await call(q.schedule("later", "tick", every=3600, start=tomorrow))  # a task's name: no arguments
+    await call(
+        q.schedule("later", "tick", every=3600, start=tomorrow)
+    )  # a task's name: no arguments
     async with serving(q):
         await eventually(lambda: sum(runs.values()) == 3, 10, "three runs")
         await asyncio.sleep(0.3)

@@ -55,6 +55,7 @@ log = logging.getLogger("redkit.django")
 ADAPTER_KEYS: frozenset[str] = frozenset(
     {
         "INVALIDATE",  # model -> cache tags rules (redkit_django.invalidation)
+        "OUTBOX",  # enqueue_on_commit writes to the outbox table (redkit_django.outbox)
     }
 )
 """Keys of ``REDKIT`` that belong to the Django adapter rather than to redkit's core settings."""

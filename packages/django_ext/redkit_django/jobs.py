@@ -174,7 +174,11 @@ class DjangoTask(Generic[P, R]):
         ``"default"``; ``task.options(using="other")``, or ``using=`` in this call when the
         task's function has no parameter of that name), after the outermost ``atomic`` block;
         nothing when it rolls back; at once in autocommit. The arguments are checked now.
-        Returns the job's id now (the job exists once the transaction commits)."""
+        Returns the job's id now (the job exists once the transaction commits).
+
+        With ``REDKIT["OUTBOX"]`` on, the job is also written to the outbox table in that
+        transaction, so a process that dies after the COMMIT loses nothing: the relay
+        (``manage.py redkit_outbox``, or the worker) adds it (:mod:`redkit_django.outbox`)."""
         using = self._bound.get("using")
         if "using" in kwargs and "using" not in _parameters(self.fn):
             using = kwargs.pop("using")
@@ -184,7 +188,12 @@ class DjangoTask(Generic[P, R]):
         _strict_json.dumps({"args": list(args), "kwargs": kwargs})  # SerializationError now
         job_id = str(self._bound.get("job_id") or uuid.uuid4().hex)
         send = self.options(job_id=job_id)
-        transaction.on_commit(lambda: send.enqueue(*args, **kwargs), using=using)
+        from . import outbox
+
+        if outbox.enabled():
+            outbox.write(send._task(), job_id, args, kwargs, using)
+        else:
+            transaction.on_commit(lambda: send.enqueue(*args, **kwargs), using=using)
         return job_id
 
 

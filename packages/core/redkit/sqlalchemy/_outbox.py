@@ -27,8 +27,8 @@ from sqlalchemy.orm import registry
 
 from .._durations import Duration
 from .._durations import seconds as to_seconds
-from ..queue._outbox import CHUNK as _CHUNK
-from ..queue._outbox import decode_rows, encode_job
+from ..queue.outbox import CHUNK as _CHUNK
+from ..queue.outbox import add_rows, add_rows_async, encode_job
 
 log = logging.getLogger("redkit.sqlalchemy")
 
@@ -101,9 +101,7 @@ class Outbox:
         while True:
             with engine.begin() as conn:
                 rows = conn.execute(self._select(limit)).all()
-                for core, jobs in decode_rows(kit, rows):
-                    for i in range(0, len(jobs), _CHUNK):
-                        kit._executor.run(core.add(jobs[i : i + _CHUNK]))
+                add_rows(kit, rows)
                 if rows:
                     conn.execute(self.delete(r[0] for r in rows))
             moved += len(rows)
@@ -117,9 +115,7 @@ class Outbox:
         while True:
             async with engine.begin() as conn:
                 rows = (await conn.execute(self._select(limit))).all()
-                for core, jobs in decode_rows(kit, rows):
-                    for i in range(0, len(jobs), _CHUNK):
-                        await kit._executor.run(core.add(jobs[i : i + _CHUNK]))
+                await add_rows_async(kit, rows)
                 if rows:
                     await conn.execute(self.delete(r[0] for r in rows))
             moved += len(rows)
@@ -135,18 +131,12 @@ class Outbox:
         """Run :meth:`relay_async` every ``interval`` seconds until cancelled (a task of the
         application's event loop); a failed round is logged and tried again."""
         pause = to_seconds("interval", interval)
-        failing = False
+        health = _Health()
         while True:
             try:
-                moved = await self.relay_async(engine, kit)
+                health.worked(await self.relay_async(engine, kit))
             except Exception as exc:  # Redis or the database down: the rows wait
-                if not failing:
-                    log.warning("redkit: the outbox relay failed (%s); trying again", exc)
-                failing = True
-            else:
-                if failing:
-                    log.warning("redkit: the outbox relay works again (%d jobs moved)", moved)
-                failing = False
+                health.failed(exc)
             await asyncio.sleep(pause)
 
 
@@ -165,18 +155,15 @@ class OutboxRelay:
         return self
 
     def _loop(self) -> None:
-        failing = False
+        health = _Health()
         while not self._stop.is_set():
             try:
-                self.moved += self.outbox.relay(self.engine, self.kit)
+                moved = self.outbox.relay(self.engine, self.kit)
             except Exception as exc:  # Redis or the database down: the rows wait
-                if not failing:
-                    log.warning("redkit: the outbox relay failed (%s); trying again", exc)
-                failing = True
+                health.failed(exc)
             else:
-                if failing:
-                    log.warning("redkit: the outbox relay works again")
-                failing = False
+                self.moved += moved
+                health.worked(moved)
             self._stop.wait(self.interval)
 
     def stop(self, timeout: float | None = 10.0) -> None:
@@ -184,6 +171,22 @@ class OutboxRelay:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+class _Health:
+    """A relay's log: one warning when its rounds start failing, one when they work again."""
+
+    failing = False
+
+    def failed(self, exc: Exception) -> None:
+        if not self.failing:
+            log.warning("redkit: the outbox relay failed (%s); trying again", exc)
+        self.failing = True
+
+    def worked(self, moved: int) -> None:
+        if self.failing:
+            log.warning("redkit: the outbox relay works again (%d jobs moved)", moved)
+        self.failing = False
 
 
 def _check_limit(limit: object) -> None:

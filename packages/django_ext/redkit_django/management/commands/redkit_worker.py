@@ -2,7 +2,8 @@
 
 It takes the options of ``redkit worker`` (``-c``, ``-p``, ``--limiter``, ``--shutdown-timeout``,
 ``--loop``, ``--log-level``, ``--burst``), checked by the same code. Without queue names it
-serves every queue that a declared task or a ``TASKS`` backend of redkit's names.
+serves every queue that a declared task or a ``TASKS`` backend of redkit's names. With
+``REDKIT["OUTBOX"]`` on, it also moves the outbox's rows to Redis (``manage.py redkit_outbox``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from redkit import cli
 
-from ... import jobs
+from ... import jobs, outbox
 from ._redkit import call, project_kit
 
 
@@ -55,7 +56,12 @@ class Command(BaseCommand):  # type: ignore[misc]
             status = cli.supervise(_child_argv(names, options, given), options.processes)
         else:
             self.stderr.write(f"redkit: worker for {', '.join(names)}")
-            status = call(cli.run_workers, workers, options.loop)
+            relay = outbox.start_relay() if outbox.enabled() else None  # rows a crash left
+            try:
+                status = call(cli.run_workers, workers, options.loop)
+            finally:
+                if relay is not None:
+                    relay.stop()
         if status:
             raise CommandError(f"redkit: worker exited with status {status}", returncode=status)
 

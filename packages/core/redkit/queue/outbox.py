@@ -16,7 +16,15 @@ from ._options import Dedup
 
 log = logging.getLogger("redkit.queue")
 
-__all__ = ["CHUNK", "decode_rows", "encode_job"]
+__all__ = [
+    "CHUNK",
+    "add_job",
+    "add_job_async",
+    "add_rows",
+    "add_rows_async",
+    "decode_rows",
+    "encode_job",
+]
 
 CHUNK = 1000  # rows per relay transaction (and per add script call)
 
@@ -51,3 +59,31 @@ def decode_rows(
             continue
         groups.setdefault(queue, []).append(job)
     return [(kit.queue(name)._core, jobs) for name, jobs in groups.items()]
+
+
+def add_rows(kit: Any, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Add the jobs of outbox rows ``(id, queue, job JSON)`` on ``kit`` (a
+    :class:`~redkit.Redkit`), one script call per queue and :data:`CHUNK` jobs."""
+    for core, jobs in decode_rows(kit, rows):
+        for i in range(0, len(jobs), CHUNK):
+            kit._executor.run(core.add(jobs[i : i + CHUNK]))
+
+
+async def add_rows_async(kit: Any, rows: Sequence[tuple[str, str, str]]) -> None:
+    """:func:`add_rows` on a :class:`redkit.asyncio.Redkit`."""
+    for core, jobs in decode_rows(kit, rows):
+        for i in range(0, len(jobs), CHUNK):
+            await kit._executor.run(core.add(jobs[i : i + CHUNK]))
+
+
+def add_job(task: Any, jobs: Sequence[list[Any]]) -> None:
+    """Add jobs encoded by :func:`encode_job` for ``task`` (or another task of its queue),
+    as the commit that wrote their rows finishes (sync task)."""
+    queue = task.queue
+    queue._x.run(queue._core.add(list(jobs)))
+
+
+async def add_job_async(task: Any, jobs: Sequence[list[Any]]) -> None:
+    """:func:`add_job` for an :class:`~redkit.queue.AsyncTask`."""
+    queue = task.queue
+    await queue._x.run(queue._core.add(list(jobs)))
