@@ -8,7 +8,16 @@ import pytest
 
 import redkit
 import redkit.asyncio
-from redkit.cache import AsyncCache, AsyncCachedFunction, Cache, CachedFunction
+from redkit.cache import (
+    AsyncCache,
+    AsyncCachedFunction,
+    AsyncWriteBehind,
+    AsyncWriteThrough,
+    Cache,
+    CachedFunction,
+    WriteBehind,
+    WriteThrough,
+)
 from redkit.idempotency import AsyncIdempotency, Idempotency
 from redkit.lock import AsyncLock, Lock
 from redkit.messaging import (
@@ -37,12 +46,16 @@ PAIRS = [
     (Queue, AsyncQueue),
     (Job, AsyncJob),
     (Task, AsyncTask),
+    (WriteBehind, AsyncWriteBehind),
+    (WriteThrough, AsyncWriteThrough),
     (CachedFunction, AsyncCachedFunction),
 ]
 IO_PAIRS = PAIRS[:-1]
 # factories and pure helpers of async classes: they build objects or compute, and send nothing
 NO_IO = {
     "cached",
+    "write_behind",  # decorators: they build writers and send nothing
+    "write_through",
     "configure",
     "from_url",
     "from_env",

@@ -60,8 +60,9 @@ RENAMES = {
 # (sync class, async class, methods whose I/O differs and that are written twice on purpose)
 PAIRS: list[tuple[type, type, set[str]]] = [
     (redkit.Redkit, AsyncRedkit, {"__init__"}),  # each builds its own kind of client
-    (Cache, AsyncCache, {"cached"}),  # each refuses the other's kind of function
-    (CachedFunction, AsyncCachedFunction, set()),
+    # each refuses the other's kind of function and makes its own kind of writer
+    (Cache, AsyncCache, {"cached", "write_behind", "write_through"}),
+    (CachedFunction, AsyncCachedFunction, {"__call__"}),  # its loader is a function of its kind
     (Sessions, AsyncSessions, set()),
     (Limiter, AsyncLimiter, set()),
     (Lock, AsyncLock, {"acquire", "release"}),  # a renewal thread against a renewal task

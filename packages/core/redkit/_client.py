@@ -38,7 +38,7 @@ class Redkit(KitBase):
         self.client: Any = make_client(self.settings, asyncio=False)
         """The underlying redis-py client, for commands redkit does not wrap."""
         self._executor = SyncExecutor(self.client, health, self.settings.is_cluster, self._retry)
-        self.cache = Cache(self._cache_core, self._executor)
+        self.cache = Cache(self._cache_core, self._executor, self)
         """Cache-aside: :class:`redkit.cache.Cache`."""
         self.sessions = Sessions(self)
         """Server-side sessions: :class:`redkit.sessions.Sessions`."""

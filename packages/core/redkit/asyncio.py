@@ -62,7 +62,7 @@ class Redkit(KitBase):
             self.settings.max_connections if queue_beyond else None,
             self.settings.pool_timeout,
         )
-        self.cache = AsyncCache(self._cache_core, self._executor)
+        self.cache = AsyncCache(self._cache_core, self._executor, self)
         """Cache-aside: :class:`redkit.cache.AsyncCache`."""
         self.sessions = AsyncSessions(self)
         """Server-side sessions: :class:`redkit.sessions.AsyncSessions`."""

@@ -8,13 +8,15 @@ Redis, under the test's prefix: ``<prefix>:starts`` and ``<prefix>:ends`` are li
 how many times each job ran and where. ``RKQ_LEDGER`` (optional) is a file outside Redis where the
 ``slot`` task appends one line per run of a job scheduler: ``<job id> <pid>``, and the ``gather``
 task (a parent of a flow) one per run: ``<job id> <pid> <its children's indexes, or - for one that
-did not complete>``.
+did not complete>``. ``persist`` is a write-behind writer (``kit.cache.write_behind``): it
+records each value it persists in the hash ``<prefix>:db`` after ``value["sleep"]`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import time
 from typing import Any
@@ -110,3 +112,15 @@ def gather() -> list[Any]:
     seen = [c.result["index"] if c.state == "completed" else None for c in job.children]
     _ledger(f"{job.id} {os.getpid()} {','.join('-' if i is None else str(i) for i in seen)}\n")
     return seen
+
+
+DB = kit.keyspace.key("db")
+
+
+@kit.cache.write_behind(queue, name="persist", debounce=0, lock_ttl=2, attempts=5)
+def persist(key: int, value: dict[str, Any]) -> None:
+    """Write ``value`` to the test's "database" (a hash in Redis, under the test's prefix)."""
+    note(STARTS, key)
+    time.sleep(value.get("sleep", 0))
+    kit.client.hset(DB, str(key), json.dumps(value))
+    note(ENDS, key)

@@ -17,9 +17,19 @@ from .._durations import Duration
 from .._executor import AsyncExecutor, SyncExecutor
 from .._ops import Call
 from ..serializers import Serializer
+from ._codec import MISSING
 from ._core import CacheCore, Pending
 from ._decorator import KeyBuilder, KeySpec, TagSpec
 from ._inputs import strength
+from ._writes import (
+    PENDING_TTL,
+    AsyncWriteBehind,
+    AsyncWriteThrough,
+    WriteBehind,
+    WriteThrough,
+    behind_decorator,
+    check_writer,
+)
 
 __all__ = ["AsyncCache", "AsyncCachedFunction", "Cache", "CachedFunction"]
 
@@ -40,6 +50,14 @@ def _check_options(ttl: object, stale_ttl: object, tags: object, early_refresh: 
         raise TypeError(f"tags must be a list of strings or a callable, not {type(tags).__name__}")
 
 
+def _check_cache_writer(writer: object, kinds: tuple[type, ...], client: str) -> None:
+    if writer is not None and not isinstance(writer, kinds):
+        raise TypeError(
+            f"writer must be made by write_through or write_behind of the cache of {client}, "
+            f"not {writer!r}"
+        )
+
+
 class Cache:
     """Cache-aside over Redis with TTLs, jitter, tags, stampede protection and fail-open.
 
@@ -47,9 +65,10 @@ class Cache:
     Values are anything the configured serializer accepts (JSON types by default).
     """
 
-    def __init__(self, core: CacheCore, executor: SyncExecutor) -> None:
+    def __init__(self, core: CacheCore, executor: SyncExecutor, kit: Any = None) -> None:
         self._core = core
         self._x = executor
+        self._kit = kit  # the client (for write_through's lock)
 
     def get(self, key: object, default: Any = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss (or when Redis is unreachable
@@ -172,7 +191,7 @@ class Cache:
     def using(self, serializer: Serializer) -> Cache:
         """This cache (same client, keys, settings and counters) with its values written and
         read by ``serializer`` (any :class:`redkit.serializers.Serializer`)."""
-        return Cache(self._core.using(serializer), self._x)
+        return Cache(self._core.using(serializer), self._x, self._kit)
 
     def invalidate(self, tags: Iterable[str]) -> int:
         """Make every entry carrying any of ``tags`` miss, in one round trip whatever their
@@ -191,15 +210,19 @@ class Cache:
         *,
         stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
+        writer: WriteThrough[Any] | WriteBehind[Any] | None = None,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Decorate a sync function so its result is cached (``get_or_set`` per call).
 
         ``key``: a template over the parameters (``"user:{user_id}"``) or a callable; by default
         the function's name and a hash of its arguments. ``tags``: templates or a callable.
-        The wrapper gains ``.invalidate(*args, **kwargs)`` and ``.key_for(*args, **kwargs)``.
+        The wrapper gains ``.invalidate(*args, **kwargs)`` and ``.key_for(*args, **kwargs)``;
+        with a ``writer`` (:meth:`write_through` or :meth:`write_behind`), also
+        ``.write(value, *args, **kwargs)``, and a miss sees a write-behind's pending value.
         """
 
         _check_options(ttl, stale_ttl, tags, early_refresh)
+        _check_cache_writer(writer, (WriteThrough, WriteBehind), "redkit.Redkit")
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
             if inspect.iscoroutinefunction(func):
@@ -208,10 +231,50 @@ class Cache:
                     "redkit.asyncio.Redkit"
                 )
             return CachedFunction(
-                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh
+                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh, writer
             )
 
         return decorate
+
+    def write_through(
+        self,
+        fn: Callable[[Any, Any], Any] | None = None,
+        /,
+        *,
+        serialize: bool = True,
+        lock_ttl: Duration = 30.0,
+    ) -> Any:
+        """Decorate ``writer(key, value)`` (it stores the value where it belongs) as a
+        :class:`~redkit.cache.WriteThrough`: ``.set(key, value, ttl, tags)`` runs it, then caches
+        the value; a writer that raises caches nothing. ``serialize``: two writes of one key
+        run one after the other (a lock of ``lock_ttl`` seconds, renewed while the writer runs),
+        so the entry ends as the last write; without it, concurrent writers may leave an
+        earlier value cached."""
+
+        def decorate(writer: Callable[[Any, Any], Any]) -> WriteThrough[Any]:
+            check_writer(writer, False, "write_through")
+            return WriteThrough(self, writer, serialize, lock_ttl)
+
+        return decorate(fn) if fn is not None else decorate
+
+    def write_behind(
+        self,
+        queue: Any,
+        *,
+        debounce: Duration = 1.0,
+        name: str | None = None,
+        pending_ttl: Duration = PENDING_TTL,
+        lock_ttl: Duration = 60.0,
+        **options: Any,
+    ) -> Callable[[Callable[[Any, Any], Any]], WriteBehind[Any]]:
+        """Decorate ``writer(key, value)`` as a :class:`~redkit.cache.WriteBehind` whose jobs
+        run on ``queue`` (a :class:`~redkit.queue.Queue` of this client): ``.set(key, value)``
+        caches the value and adds the job that runs the writer, in one script call. Writes to
+        a key within ``debounce`` seconds make one job, with the last value. A value waits
+        ``pending_ttl`` seconds at most for its job (a week). ``options``: the task's
+        (``attempts`` default 5, ``backoff`` default exponential from 1 s, ``timeout``, ...)."""
+        options.update(name=name, debounce=debounce, pending_ttl=pending_ttl, lock_ttl=lock_ttl)
+        return behind_decorator(self, queue, WriteBehind, options)
 
 
 class _Wrapper(Generic[P, R]):
@@ -223,12 +286,16 @@ class _Wrapper(Generic[P, R]):
         ttl: Duration | None,
         stale_ttl: Duration | None,
         early_refresh: float | None,
+        writer: Any = None,
     ) -> None:
         self._cache = cache
         self._keys = keys
         self._ttl = ttl
         self._stale_ttl = stale_ttl
         self._early = early_refresh
+        self.writer = writer
+        """The :class:`~redkit.cache.WriteThrough` or :class:`~redkit.cache.WriteBehind` of
+        :meth:`write`, or None."""
         self.__wrapped__ = func
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
@@ -239,6 +306,13 @@ class _Wrapper(Generic[P, R]):
     def _plan(self, args: Any, kwargs: Any) -> tuple[str, list[str]]:
         arguments = self._keys.bind(args, kwargs)
         return self._keys.key_for(arguments), self._keys.tags_for(arguments)
+
+    def _writer(self) -> Any:
+        if self.writer is None:
+            raise TypeError(
+                f"{self.__wrapped__.__qualname__} has no writer: give cached(..., writer=...)"
+            )
+        return self.writer
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # behave like a function when used as a method, keeping .invalidate and .key_for
@@ -270,6 +344,10 @@ class _BoundCached:
         key: str = self._wrapper.key_for(self._instance, *args, **kwargs)
         return key
 
+    def write(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """Write ``value`` as the result of a call with these arguments (see the writer)."""
+        return self._wrapper.write(value, self._instance, *args, **kwargs)
+
 
 class CachedFunction(_Wrapper[P, R]):
     """A sync function whose results are cached; call it as the function itself."""
@@ -277,9 +355,18 @@ class CachedFunction(_Wrapper[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key, tags = self._plan(args, kwargs)
         func = self.__wrapped__
+        behind = self.writer if isinstance(self.writer, WriteBehind) else None
+
+        def load() -> Any:
+            if behind is not None:  # a value written and not persisted yet is the latest
+                found = behind.pending(key, MISSING)
+                if found is not MISSING:
+                    return found
+            return func(*args, **kwargs)
+
         result: R = self._cache.get_or_set(
             key,
-            lambda: func(*args, **kwargs),
+            load,
             self._ttl,
             tags,
             stale_ttl=self._stale_ttl,
@@ -292,6 +379,13 @@ class CachedFunction(_Wrapper[P, R]):
         deleted: bool = self._cache.delete(self.key_for(*args, **kwargs))
         return deleted
 
+    def write(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Write ``value`` as the result of a call with these arguments, through the writer
+        (``writer.set(key_for(...), value)`` with this function's ttl and tags): the writer's
+        result for a write-through, the persist job's id for a write-behind."""
+        key, tags = self._plan(args, kwargs)
+        return self._writer().set(key, value, self._ttl, tags or None)
+
 
 class AsyncCachedFunction(_Wrapper[P, R]):
     """An async function whose results are cached; await it as the function itself."""
@@ -299,9 +393,18 @@ class AsyncCachedFunction(_Wrapper[P, R]):
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         key, tags = self._plan(args, kwargs)
         func = self.__wrapped__
+        behind = self.writer if isinstance(self.writer, AsyncWriteBehind) else None
+
+        async def load() -> Any:
+            if behind is not None:  # a value written and not persisted yet is the latest
+                found = await behind.pending(key, MISSING)
+                if found is not MISSING:
+                    return found
+            return await func(*args, **kwargs)
+
         result: R = await self._cache.get_or_set(
             key,
-            lambda: func(*args, **kwargs),
+            load,
             self._ttl,
             tags,
             stale_ttl=self._stale_ttl,
@@ -314,14 +417,20 @@ class AsyncCachedFunction(_Wrapper[P, R]):
         deleted: bool = await self._cache.delete(self.key_for(*args, **kwargs))
         return deleted
 
+    async def write(self, value: Any, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """:meth:`CachedFunction.write`, awaited."""
+        key, tags = self._plan(args, kwargs)
+        return await self._writer().set(key, value, self._ttl, tags or None)
+
 
 class AsyncCache:
     """The asyncio twin of :class:`Cache` (``redkit.asyncio.Redkit().cache``); same methods,
     awaited."""
 
-    def __init__(self, core: CacheCore, executor: AsyncExecutor) -> None:
+    def __init__(self, core: CacheCore, executor: AsyncExecutor, kit: Any = None) -> None:
         self._core = core
         self._x = executor
+        self._kit = kit  # the client (for write_through's lock)
 
     async def get(self, key: object, default: Any = None) -> Any:
         """The cached value of ``key``, or ``default`` on a miss."""
@@ -442,7 +551,7 @@ class AsyncCache:
     def using(self, serializer: Serializer) -> AsyncCache:
         """This cache (same client, keys, settings and counters) with its values written and
         read by ``serializer`` (any :class:`redkit.serializers.Serializer`)."""
-        return AsyncCache(self._core.using(serializer), self._x)
+        return AsyncCache(self._core.using(serializer), self._x, self._kit)
 
     async def invalidate(self, tags: Iterable[str]) -> int:
         """Make every entry carrying any of ``tags`` miss, in one round trip."""
@@ -460,10 +569,12 @@ class AsyncCache:
         *,
         stale_ttl: Duration | None = None,
         early_refresh: float | None = None,
+        writer: AsyncWriteThrough[Any] | AsyncWriteBehind[Any] | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], AsyncCachedFunction[P, R]]:
         """Decorate an async function so its result is cached (see :meth:`Cache.cached`)."""
 
         _check_options(ttl, stale_ttl, tags, early_refresh)
+        _check_cache_writer(writer, (AsyncWriteThrough, AsyncWriteBehind), "redkit.asyncio.Redkit")
 
         def decorate(func: Callable[P, Awaitable[R]]) -> AsyncCachedFunction[P, R]:
             if not inspect.iscoroutinefunction(func):
@@ -471,7 +582,38 @@ class AsyncCache:
                     f"{func.__qualname__} is not async: decorate it with the cache of redkit.Redkit"
                 )
             return AsyncCachedFunction(
-                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh
+                self, func, KeyBuilder(func, key, tags), ttl, stale_ttl, early_refresh, writer
             )
 
         return decorate
+
+    def write_through(
+        self,
+        fn: Callable[[Any, Any], Awaitable[Any]] | None = None,
+        /,
+        *,
+        serialize: bool = True,
+        lock_ttl: Duration = 30.0,
+    ) -> Any:
+        """Decorate an async ``writer(key, value)`` (see :meth:`Cache.write_through`)."""
+
+        def decorate(writer: Callable[[Any, Any], Awaitable[Any]]) -> AsyncWriteThrough[Any]:
+            check_writer(writer, True, "write_through")
+            return AsyncWriteThrough(self, writer, serialize, lock_ttl)
+
+        return decorate(fn) if fn is not None else decorate
+
+    def write_behind(
+        self,
+        queue: Any,
+        *,
+        debounce: Duration = 1.0,
+        name: str | None = None,
+        pending_ttl: Duration = PENDING_TTL,
+        lock_ttl: Duration = 60.0,
+        **options: Any,
+    ) -> Callable[[Callable[[Any, Any], Awaitable[Any]]], AsyncWriteBehind[Any]]:
+        """Decorate an async ``writer(key, value)`` whose jobs run on ``queue`` (an
+        :class:`~redkit.queue.AsyncQueue` of this client; see :meth:`Cache.write_behind`)."""
+        options.update(name=name, debounce=debounce, pending_ttl=pending_ttl, lock_ttl=lock_ttl)
+        return behind_decorator(self, queue, AsyncWriteBehind, options)

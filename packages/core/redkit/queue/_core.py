@@ -201,10 +201,16 @@ class QueueCore:
             encode(kids, "children", 2**24).decode() if kids else "",
         ]
 
-    def add(self, prepared: Sequence[list[Any]]) -> Batch[list[tuple[str, str | None, list[Any]]]]:
+    def add(
+        self,
+        prepared: Sequence[list[Any]],
+        extra_keys: Sequence[str] = (),
+        tail: Sequence[Any] = (),
+    ) -> Batch[list[tuple[str, str | None, list[Any]]]]:
         """Add prepared jobs (at most :data:`BULK_CHUNK`): one script call, safe to re-send
         (an id it has seen is not added again). Returns (id, state or None when it existed,
-        the prepared arguments)."""
+        the prepared arguments). ``extra_keys`` and ``tail``: a write-behind write's pending
+        value (and entry) written with the jobs (see ``queue_add.lua``)."""
         argv: list[Any] = [self.job_prefix, self.maxlen, len(prepared)]
         for job in prepared:
             argv.append(len(job))
@@ -212,8 +218,8 @@ class QueueCore:
         calls = [
             script(
                 ADD,
-                self.add_keys,
-                argv,
+                [*self.add_keys, *extra_keys] if extra_keys else self.add_keys,
+                [*argv, *tail] if tail else argv,
             )
         ]
         if not self.registered:

@@ -11,6 +11,11 @@
 --   ('' for none: see queue_notify.lua) and its children (JSON list of [queue, id], '' for none):
 --   a job with children waits for them (state 'waiting_children', 'dep' children unresolved)
 -- Dedup ids are keys '<queue>:dd:<dedup id>' holding the id of the job that holds them.
+-- A write-behind write (cache/_writes.py) adds its persist job with KEYS[8], the pending value
+-- of its cache entry (a hash in the queue's slot: 'v' the entry's bytes, 't' the write's token),
+-- and, where the entry is in the same slot (not a cluster), KEYS[9] the entry itself; ARGV then
+-- ends with the value, the token and the pending value's lifetime ms (then the entry's bytes and
+-- lifetime ms with KEYS[9]): the value and the job that persists it are written together.
 -- Returns per job: 1 added, 0 existed already, or the id of the job its dedup id is held by.
 local n = tonumber(ARGV[3])
 local maxlen = tonumber(ARGV[2])
@@ -60,7 +65,8 @@ for i = 1, n do
   starts[i] = b
   at = b + size
 end
-if at ~= #ARGV + 1 then
+local tail = (KEYS[9] and 5) or (KEYS[8] and 3) or 0
+if at ~= #ARGV + 1 - tail or (tail > 0 and not tonumber(ARGV[at + 2])) then
   return redis.error_reply('ERR queue_add: bad argument count')
 end
 
@@ -75,8 +81,12 @@ local function check(key, want)
       ', not a ' .. want .. ': nothing was added')
   end
 end
-local kinds = {'list', 'zset', 'zset', 'hash', 'stream', 'zset', 'zset'}
-for _, k in ipairs(sets and {1, 2, 3, 4, 5, 7} or (flows and {1, 5, 7} or {1, 5})) do
+local kinds = {'list', 'zset', 'zset', 'hash', 'stream', 'zset', 'zset', 'hash', 'string'}
+local checked = sets and {1, 2, 3, 4, 5, 7} or (flows and {1, 5, 7} or {1, 5})
+for k = 8, 7 + (tail > 0 and (tail - 1) / 2 or 0) do
+  checked[#checked + 1] = k
+end
+for _, k in ipairs(checked) do
   local refused = check(KEYS[k], kinds[k])
   if refused then
     return refused
@@ -237,5 +247,12 @@ for i = 1, #ready, 4000 do
 end
 if wake then
   redis.call('ZADD', KEYS[6], 0, '0')
+end
+if tail > 0 then -- the pending value of a write-behind write, then its entry
+  redis.call('HSET', KEYS[8], 'v', ARGV[at], 't', ARGV[at + 1])
+  redis.call('PEXPIRE', KEYS[8], ARGV[at + 2])
+  if tail == 5 then
+    redis.call('SET', KEYS[9], ARGV[at + 3], 'PX', ARGV[at + 4])
+  end
 end
 return out
