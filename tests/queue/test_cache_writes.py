@@ -162,13 +162,14 @@ async def test_a_retry_persists_the_latest_value_never_an_older_one(kit: Any) ->
     first = await call(save.set("k", "old"))
     async with serving(q):
         await eventually(lambda: failures["left"] == 0, 10, "the first attempt failed")
-        # the first job's retry takes the new value when it waits for it already, else the
-        # new value gets a job of its own: either way "old" is never persisted after "new"
+        # the first job's retry or the new value's own job, whichever runs first, persists
+        # "new"; the other finds nothing pending: "old" is never persisted after "new"
         second = await call(save.set("k", "new"))
         await eventually(ended(q, first, "completed"), 10, "the retry")
         await eventually(ended(q, second, "completed"), 10)
-    assert written == ["new"]  # the retry wrote the latest value; the later job found none
-    assert (await call(q.get_job(first))).result is True
+    assert written == ["new"]  # "old" is never persisted: one job wrote "new", once
+    results = [(await call(q.get_job(job))).result for job in dict.fromkeys((first, second))]
+    assert results.count(True) == 1  # whichever ran first persisted it; any other found none
     assert await call(kit.cache.get("k")) == "new"
 
 
