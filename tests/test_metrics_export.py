@@ -125,25 +125,87 @@ def asyncio_close(akit: Any) -> None:
     asyncio.run(akit.aclose())
 
 
-def test_redkit_metrics_serves_until_sigterm(kit: redkit.Redkit) -> None:
-    port = free_port()
-    argv = [sys.executable, "-m", "redkit", "metrics", "mail", "--port", str(port)]
-    argv += ["--url", REDIS_URL, "--prefix", kit.settings.prefix]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def served_until_sigterm(
+    argv: list[str], port: int, *, env: dict[str, str] | None = None, cwd: Any = None
+) -> str:
+    """Run a metrics command, scrape it once it says where it listens, stop it with SIGTERM
+    (exit status 0); the text scraped."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.strip() == f"redkit: metrics on http://127.0.0.1:{port}/metrics"
+        assert line.strip() == f"redkit: metrics on http://127.0.0.1:{port}/metrics", (
+            line or proc.communicate(timeout=20)
+        )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             text = r.read().decode()
-        assert 'redkit_queue_jobs_completed_total{queue="mail"} 3.0' in text
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
+        return text
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_redkit_metrics_serves_until_sigterm(kit: redkit.Redkit) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "redkit", "metrics", "mail", "--port", str(port)]
+    argv += ["--url", REDIS_URL, "--prefix", kit.settings.prefix]
+    text = served_until_sigterm(argv, port)
+    assert 'redkit_queue_jobs_completed_total{queue="mail"} 3.0' in text
+    assert 'queue="reports"' not in text  # only the queue named
+
+
+def test_a_port_in_use_is_a_usage_error(kit: redkit.Redkit) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "redkit", "metrics", "--port", str(port), "--url", REDIS_URL],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_metrics_stops_on_its_event_in_any_thread(kit: redkit.Redkit) -> None:
+    import threading
+
+    from redkit import cli
+
+    port = free_port()
+    stop = threading.Event()
+    said: list[str] = []
+    thread = threading.Thread(
+        target=cli.serve_metrics,
+        args=(kit, ["mail"]),
+        kwargs={"port": port, "stop": stop, "announce": said.append},
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert said == [f"redkit: metrics on http://127.0.0.1:{port}/metrics"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert b'redkit_queue_jobs_failed_total{queue="mail"} 1.0' in r.read()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(OSError):  # the port is closed again
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
 
 @pytest.mark.parametrize(

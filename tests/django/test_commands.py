@@ -146,6 +146,25 @@ def test_schedules(project: Any) -> None:
     assert q.schedules() == []
 
 
+def test_metrics(project: Any) -> None:
+    from tests.servers import free_port
+    from tests.test_metrics_export import served_until_sigterm
+
+    kit, env = project
+    kit.queue("default").add("tests.django.testapp.tasks.add", {"args": [1, 2]})
+    kit.queue("emails").add("tests.django.testapp.tasks.greet", {"args": ["Ada"]})
+    port = free_port()
+    text = served_until_sigterm(
+        argv("redkit_metrics", "--port", str(port)), port, env=env, cwd=ROOT
+    )
+    assert 'redkit_queue_jobs{queue="default",state="waiting"} 1.0' in text
+    assert 'redkit_queue_jobs{queue="emails",state="waiting"} 1.0' in text  # every known queue
+    bad = manage(env, "redkit_metrics", "--port", "70000")
+    assert bad.returncode == 2
+    assert "--port must be a port number" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

@@ -222,6 +222,26 @@ def test_schedules_on_the_apps_client(project: Path, prefix: str, app_kit: redki
     assert q.schedules() == []
 
 
+def test_metrics_on_the_apps_client(project: Path, prefix: str, app_kit: redkit.Redkit) -> None:
+    from tests.servers import free_port
+    from tests.test_metrics_export import served_until_sigterm
+
+    q = app_kit.queue("mail")
+    q.add("double", {"args": [1]})
+    app_kit.queue("other").add("double", {"args": [2]})
+    port = free_port()
+    text = served_until_sigterm(
+        flask_argv("metrics", "mail", "--port", str(port)),
+        port,
+        env=environment(prefix),
+        cwd=project,
+    )
+    assert 'redkit_queue_jobs{queue="mail",state="waiting"} 1.0' in text
+    assert 'queue="other"' not in text
+    bad = one_line(run(project, flask_argv("metrics", "--port", "0x"), prefix))
+    assert "--port must be a whole number" in bad
+
+
 def test_an_unreachable_redis_is_one_line_and_exit_1(project: Path, prefix: str) -> None:
     from tests.servers import free_port
 

@@ -1,8 +1,9 @@
 """``flask redkit ...``: the job-queue commands of an application using the extension.
 
 ``worker`` takes the options of ``redkit worker`` (checked, and answered, by the same code in
-:mod:`redkit.cli`); ``info``, ``drain`` and ``retry-failed`` use the application's own client, so
-they need no URL. A usage error is one line on stderr and exit status 2.
+:mod:`redkit.cli`); ``info``, ``drain``, ``retry-failed``, ``schedules`` and ``metrics`` use the
+application's own client, so they need no URL. A usage error is one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
@@ -168,5 +169,15 @@ def cli_group(ext: Any) -> click.Group:
     def schedules(queue: str, remove: str | None, as_json: bool) -> None:
         """The job schedulers of QUEUE and their next runs (or remove one)."""
         click.echo(_call(cli.schedules, kit(), queue, remove=remove, as_json=as_json))
+
+    @group.command("metrics")
+    @click.argument("queues", nargs=-1)
+    @click.option("--port", default="9108", show_default=True, help="Port to listen on.")
+    @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+    def metrics(queues: tuple[str, ...], port: str, host: str) -> None:
+        """Serve the metrics of QUEUES (default: every known queue) to Prometheus at
+        http://HOST:PORT/metrics until SIGTERM or SIGINT."""
+        checked = _call(cli.check_port, port)
+        _call(cli.serve_metrics, kit(), queues, port=checked, host=host, announce=click.echo)
 
     return group

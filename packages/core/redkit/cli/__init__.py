@@ -1,5 +1,5 @@
-"""The ``redkit`` command: ``worker``, ``info``, ``retry-failed``, ``drain``, ``schedules`` and
-``demo``.
+"""The ``redkit`` command: ``worker``, ``info``, ``retry-failed``, ``drain``, ``schedules``,
+``metrics`` and ``demo``.
 
 ``redkit worker myapp.jobs:queue`` imports ``myapp.jobs`` and serves its ``queue`` (several
 ``module:attribute`` arguments serve several queues in one process); ``--processes N`` runs N such
@@ -14,7 +14,15 @@ operator commands are shared with the framework adapters' commands (``flask redk
 
 from __future__ import annotations
 
-from ._operator import drain, info, queue_named, retry_failed, schedules
+from ._operator import (
+    check_port,
+    drain,
+    info,
+    queue_named,
+    retry_failed,
+    schedules,
+    serve_metrics,
+)
 from ._options import (
     DEFAULT_CONCURRENCY,
     LOOPS,
@@ -38,6 +46,7 @@ __all__ = [
     "WorkerOptions",
     "add_worker_options",
     "check_limit",
+    "check_port",
     "configure_logging",
     "drain",
     "info",
@@ -49,6 +58,7 @@ __all__ = [
     "retry_failed",
     "run_workers",
     "schedules",
+    "serve_metrics",
     "supervise",
     "version",
 ]

@@ -1,5 +1,6 @@
-"""The operator commands ``info``, ``retry-failed``, ``drain`` and ``schedules`` (their reports
-are shared with the framework adapters' commands), and ``demo``."""
+"""The operator commands ``info``, ``retry-failed``, ``drain``, ``schedules`` and ``metrics``
+(their reports and the metrics server are shared with the framework adapters' commands), and
+``demo``."""
 
 from __future__ import annotations
 
@@ -174,26 +175,62 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    port = check_port(args.port)
+    with _kit(args) as kit:
+        serve_metrics(kit, args.names, port=port, host=args.host)
+    return 0
+
+
+def check_port(value: Any) -> int:
+    """``--port``: a port number (1 to 65535), else a usage error."""
+    port = _whole("--port", value, 1)
+    if port > 65535:
+        raise UsageError(f"--port must be a port number (1 to 65535), got {value!r}")
+    return port
+
+
+def serve_metrics(
+    kit: Any,
+    names: Sequence[str] = (),
+    *,
+    port: int = 9108,
+    host: str = "127.0.0.1",
+    stop: Any = None,
+    announce: Any = None,
+) -> None:
+    """Serve the Prometheus exposition of ``names`` (none: every queue of the registry) at
+    ``http://host:port/metrics`` until SIGTERM or SIGINT, or until the ``threading.Event``
+    ``stop`` is set; ``announce(line)`` (default: print) says where, once listening.
+
+    The ``metrics`` extra missing, a bad port or an address that cannot be bound is a usage
+    error, raised before anything listens."""
     import signal
     import threading
 
     from ..metrics import registry
 
-    port = _whole("--port", args.port, 1)
-    if port > 65535:
-        raise UsageError(f"--port must be a port number (1 to 65535), got {args.port!r}")
+    port = check_port(port)
     prometheus = _prometheus()
-    stop = threading.Event()
-    with _kit(args) as kit:
-        reg = registry(kit, args.names or None)
-        server, thread = prometheus.start_http_server(port, addr=args.host, registry=reg)
+    reg = registry(kit, list(names) or None)
+    try:
+        server, thread = prometheus.start_http_server(port, addr=host, registry=reg)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    stopped = stop if stop is not None else threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        print(f"redkit: metrics on http://{args.host}:{port}/metrics", flush=True)
-        stop.wait()
+            previous[sig] = signal.signal(sig, lambda *_: stopped.set())
+    try:
+        line = f"redkit: metrics on http://{host}:{port}/metrics"
+        (announce or (lambda text: print(text, flush=True)))(line)
+        stopped.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.shutdown()
+        server.server_close()
         thread.join(5)
-    return 0
 
 
 def _prometheus() -> Any:
