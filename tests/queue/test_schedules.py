@@ -231,6 +231,22 @@ async def test_removing_the_next_run_skips_that_slot_and_drain_keeps_it(kit: Any
     assert await _delayed_runs(q) == [f"sched:s:{first + 60_000}"]
 
 
+@REDIS_AND_MEMORY
+async def test_drain_reaches_delayed_jobs_behind_more_than_a_calls_worth_of_scheduler_runs(
+    kit: Any,
+) -> None:
+    q = kit.queue("drain-behind")
+    for i in range(1_205):  # next runs within a minute, ahead of every delayed job
+        await call(q.schedule(f"s{i}", "tick", every=60))
+    later = await call(q.add_bulk([("x", {"i": i}, {"delay": 3600}) for i in range(30)]))
+    await call(q.add_bulk([("x", {"i": i}) for i in range(5)]))
+    assert await call(q.drain(delayed=True)) == 35
+    assert await call(q.get_job(later[-1].id)) is None
+    assert (await call(q.counts()))["delayed"] == 1_205  # every scheduler keeps its next run
+    assert len(await call(q.schedules(0, -1))) == 1_205
+    assert await call(q.drain(delayed=True)) == 0  # and a drain with only runs left ends
+
+
 async def test_a_worker_restores_a_next_run_whose_job_vanished(kit: Any) -> None:
     q = kit.queue("restore")
     runs, _ = _ledger(q)

@@ -369,13 +369,15 @@ class QueueCore:
         return moved
 
     def drain_all(self, delayed: bool) -> Flow[int]:
-        """Delete waiting (and delayed) jobs, 1,000 per call, until none is left; the count."""
-        removed = 0
+        """Delete waiting (and delayed) jobs, 1,000 looked at per call, until none is left
+        (schedulers' pending runs stay, and are passed over once); the count."""
+        removed = skip = 0
         while True:
-            n, left = yield self.drain(delayed)
+            n, left, passed = yield self.drain(delayed, skip=skip)
             removed += int(n)
-            if left == 0 or n == 0:
+            if left == 0 or (n == 0 and passed == skip):
                 return removed
+            skip = passed
 
     def remove(self, job_id: str) -> Batch[int]:
         check_name("job_id", job_id)
@@ -401,7 +403,7 @@ class QueueCore:
             int,
         )
 
-    def drain(self, delayed: bool, limit: int = 1000) -> Batch[tuple[int, int]]:
+    def drain(self, delayed: bool, limit: int = 1000, skip: int = 0) -> Batch[tuple[int, int, int]]:
         return Batch.one(
             script(
                 DRAIN,
@@ -415,9 +417,9 @@ class QueueCore:
                     self.meta,
                     self.waiting_children,
                 ],
-                [self.job_prefix, self.maxlen, "1" if delayed else "0", limit],
+                [self.job_prefix, self.maxlen, "1" if delayed else "0", limit, skip],
             ),
-            lambda r: (int(r[0]), int(r[1])),
+            lambda r: (int(r[0]), int(r[1]), int(r[2])),
         )
 
     def cancel(self, job_id: str, reason: object) -> Batch[int]:
