@@ -105,6 +105,31 @@ async def test_writes_are_cached_at_once_and_one_job_persists_the_last(kit: Any)
     assert db["direct"] == 1
 
 
+async def test_a_key_written_without_pause_persists_every_max_wait(kit: Any) -> None:
+    q = kit.queue("persist-hot")
+    written: list[Any] = []
+
+    def record(key: Any, value: Any) -> None:
+        written.append((key, value))
+
+    capped = behind(kit, q, record, debounce=0.3, max_wait=0.5, name="capped")
+    unbounded = behind(kit, q, record, debounce=0.3, max_wait=None, name="unbounded")
+    async with serving(q):
+        for n in range(24):  # a write every 0.05 s for 1.2 s, closer together than the debounce
+            await call(capped.set("hot", n))
+            await call(unbounded.set("cold", n))
+            await asyncio.sleep(0.05)
+        meanwhile = list(written)
+        await eventually(lambda: ("hot", 23) in written and ("cold", 23) in written, 10)
+    assert len([v for k, v in meanwhile if k == "hot"]) >= 1  # persisted while writes go on
+    assert [v for k, v in meanwhile if k == "cold"] == []  # the debounce alone waits for a pause
+    hot = [v for k, v in written if k == "hot"]
+    assert hot == sorted(hot)  # never an older value after a newer one
+    assert hot[-1] == 23
+    with pytest.raises(TypeError, match="max_wait"):
+        behind(kit, q, lambda k, v: None, max_wait="soon", name="bad-max-wait")
+
+
 async def test_a_write_while_its_key_persists_gets_its_own_job_and_its_value_wins(
     kit: Any,
 ) -> None:

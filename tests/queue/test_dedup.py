@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -135,6 +136,31 @@ async def test_debounce_runs_once_after_the_last_add_with_its_data(kit: Any) -> 
     assert [e.fields["replaced"] for e in events if e.event == "deduplicated"] == ["1"] * 4
 
 
+@REDIS_AND_MEMORY
+async def test_debounce_with_max_wait_runs_while_adds_keep_coming(kit: Any) -> None:
+    q = kit.queue("debounce-max")
+    runs: list[tuple[int, float]] = []
+
+    @q.task(name="save")
+    def save(v: int) -> None:
+        runs.append((v, time.monotonic()))
+
+    rule = Dedup.debounce("doc", 0.3, max_wait=0.6)
+    async with serving(q):
+        began = time.monotonic()
+        ids = []
+        for v in range(20):  # an add every 0.1 s for 2 s: the debounce alone never runs
+            ids.append((await call(save.options(dedup=rule).enqueue(v))).id)
+            await asyncio.sleep(0.1)
+        ran_meanwhile = len(runs)
+        await eventually(lambda: runs and runs[-1][0] == 19, 10, "the last value's run")
+    assert ran_meanwhile >= 2  # a run at most 0.6 s after each job's first add
+    assert runs[0][1] - began >= 0.58  # and never sooner than max_wait after it
+    values = [v for v, _ in runs]
+    assert values == sorted(values)  # in order
+    assert len(set(ids)) == len(runs)  # each job ran once
+
+
 async def test_debounce_after_the_job_started_adds_a_job_for_the_new_data(kit: Any) -> None:
     q = kit.queue("debounce-started")
     started = threading.Event()
@@ -239,6 +265,16 @@ def test_dedup_rules_are_checked() -> None:
         Dedup("x", ttl=1, extend="yes")  # type: ignore[arg-type]
     rule = Dedup.debounce("x", 5)
     assert (rule.ttl, rule.extend, rule.replace, rule.delay) == (5.0, True, True, 5.0)
+    assert rule.max_wait is None
+    assert Dedup.debounce("x", 5, max_wait=timedelta(minutes=1)).max_wait == 60.0
+    with pytest.raises(ValueError, match="needs replace=True"):
+        Dedup("x", ttl=5, max_wait=10)
+    with pytest.raises(ValueError, match=r"max_wait \(2s\) is shorter than its delay \(5s\)"):
+        Dedup.debounce("x", 5, max_wait=2)
+    with pytest.raises(ValueError, match="dedup max_wait"):
+        Dedup.debounce("x", 5, max_wait=0)
+    with pytest.raises(TypeError, match="dedup max_wait"):
+        Dedup.debounce("x", 5, max_wait="soon")  # type: ignore[arg-type]
 
 
 async def test_a_dedup_key_of_the_wrong_type_refuses_the_add_and_writes_nothing(kit: Any) -> None:

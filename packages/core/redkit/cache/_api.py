@@ -262,6 +262,7 @@ class Cache:
         queue: Any,
         *,
         debounce: Duration = 1.0,
+        max_wait: Duration | None = 60.0,
         name: str | None = None,
         pending_ttl: Duration = PENDING_TTL,
         lock_ttl: Duration = 60.0,
@@ -270,11 +271,14 @@ class Cache:
         """Decorate ``writer(key, value)`` as a :class:`~redkit.cache.WriteBehind` whose jobs
         run on ``queue`` (a :class:`~redkit.queue.Queue` of this client): ``.set(key, value)``
         caches the value and adds the job that runs the writer, in one script call. Writes to
-        a key within ``debounce`` seconds make one job, with the last value. A value waits
+        a key within ``debounce`` seconds make one job, with the last value, which runs no later
+        than ``max_wait`` seconds (at least ``debounce``; ``None``: no bound) after the first
+        of them. A value waits
         ``pending_ttl`` seconds at most for its job (a week). ``options``: the task's
         (``attempts`` default 5, ``backoff`` default exponential from 1 s, ``timeout``, ...)."""
-        options.update(name=name, debounce=debounce, pending_ttl=pending_ttl, lock_ttl=lock_ttl)
-        return behind_decorator(self, queue, WriteBehind, options)
+        return behind_decorator(
+            self, queue, WriteBehind, options, name, debounce, max_wait, pending_ttl, lock_ttl
+        )
 
 
 class _Wrapper(Generic[P, R]):
@@ -608,6 +612,7 @@ class AsyncCache:
         queue: Any,
         *,
         debounce: Duration = 1.0,
+        max_wait: Duration | None = 60.0,
         name: str | None = None,
         pending_ttl: Duration = PENDING_TTL,
         lock_ttl: Duration = 60.0,
@@ -615,5 +620,6 @@ class AsyncCache:
     ) -> Callable[[Callable[[Any, Any], Awaitable[Any]]], AsyncWriteBehind[Any]]:
         """Decorate an async ``writer(key, value)`` whose jobs run on ``queue`` (an
         :class:`~redkit.queue.AsyncQueue` of this client; see :meth:`Cache.write_behind`)."""
-        options.update(name=name, debounce=debounce, pending_ttl=pending_ttl, lock_ttl=lock_ttl)
-        return behind_decorator(self, queue, AsyncWriteBehind, options)
+        return behind_decorator(
+            self, queue, AsyncWriteBehind, options, name, debounce, max_wait, pending_ttl, lock_ttl
+        )

@@ -10,12 +10,14 @@ persists it in one script: the value as the key's *pending value* (a hash in the
 beside the job, and the entry too where it is in the same slot (anything but a cluster; on a
 cluster, and with tags, the entry is stored by the next call). Writes to one key within
 ``debounce`` seconds coalesce into one job (a dedup id per key in replace mode: the last value
-wins). The job runs the writer on a worker, with retries and dead letters like any job, under a
-lock per key; it persists the *latest* pending value, not the one it was added with, and deletes
-the pending value only when no later write replaced it (``cache_settle.lua``), so a retry, a
-slow job overtaken by a later one, or a job added twice never writes an older value over a newer
-one. Reads (:meth:`WriteBehind.get`, and a ``@cached`` function's miss) see the pending value
-until it is persisted, even when the entry was evicted.
+wins), which runs no later than ``max_wait`` seconds after the first of them, so a key written
+without pause is still persisted. The job runs the writer on a worker, with retries and dead
+letters like any job, under a lock per key; it persists the *latest* pending value, not the one
+it was added with, and deletes the pending value only when no later write replaced it
+(``cache_settle.lua``), so a retry, a slow job overtaken by a later one, or a job added twice
+never writes an older value over a newer one. Reads (:meth:`WriteBehind.get`, and a
+``@cached`` function's miss) see the pending value until it is persisted, even when the entry
+was evicted.
 """
 
 from __future__ import annotations
@@ -53,11 +55,21 @@ def _key(key: object) -> str | int:
 class _Behind:
     """What both write-behind shells share: keys, the write's script call, the reads (no I/O)."""
 
-    def __init__(self, cache: Any, queue: Any, debounce: Duration, pending_ttl: Duration) -> None:
+    def __init__(
+        self,
+        cache: Any,
+        queue: Any,
+        debounce: Duration,
+        pending_ttl: Duration,
+        max_wait: Duration | None = None,
+    ) -> None:
         self.cache = cache._core
         self.queue = queue._core
         self.debounce = to_seconds("debounce", debounce, zero=True)
         self.pending_ms = to_ms(to_seconds("pending_ttl", pending_ttl))
+        self.max_wait = None if max_wait is None else to_seconds("max_wait", max_wait)
+        if self.max_wait is not None:
+            self.max_wait = max(self.max_wait, self.debounce)  # never sooner than the debounce
 
     def record(self, key: object) -> str:
         """The Redis key of ``key``'s pending value, in the queue's slot."""
@@ -68,7 +80,7 @@ class _Behind:
     def dedup(self, record: str) -> Dedup:
         ident = "wb:" + record.rpartition(":")[2]
         if self.debounce > 0:
-            return Dedup.debounce(ident, self.debounce)
+            return Dedup.debounce(ident, self.debounce, max_wait=self.max_wait)
         return Dedup(ident, ttl=3600, replace=True)  # coalesced while it waits, no delay
 
     def write(
@@ -139,6 +151,7 @@ class _BehindShell(Generic[V]):
         *,
         name: str | None,
         debounce: Duration,
+        max_wait: Duration | None,
         pending_ttl: Duration,
         lock_ttl: Duration,
         options: dict[str, Any],
@@ -146,7 +159,7 @@ class _BehindShell(Generic[V]):
         self.writer = writer
         self.queue = queue
         self._cache = cache
-        self._core = _Behind(cache, queue, debounce, pending_ttl)
+        self._core = _Behind(cache, queue, debounce, pending_ttl, max_wait)
         self._lock_ttl = to_seconds("lock_ttl", lock_ttl)
         persist = self._persist  # type: ignore[attr-defined]
         self.task = queue.task(name=_name(writer, name), **_task_options(options))(persist)
@@ -387,7 +400,15 @@ def check_writer(writer: Callable[..., Any], want_async: bool, what: str) -> Non
 
 
 def behind_decorator(
-    cache: Any, queue: Any, cls: type[Any], options: dict[str, Any]
+    cache: Any,
+    queue: Any,
+    cls: type[Any],
+    options: dict[str, Any],
+    name: str | None,
+    debounce: Duration,
+    max_wait: Duration | None,
+    pending_ttl: Duration,
+    lock_ttl: Duration,
 ) -> Callable[[Callable[..., Any]], Any]:
     """The decorator ``kit.cache.write_behind(queue, **options)`` returns: ``cls`` (one of the
     write-behind writers) of a writer of the cache's kind, on a queue of the cache's client."""
@@ -397,8 +418,13 @@ def behind_decorator(
     kind = AsyncQueue if want_async else Queue
     if not isinstance(queue, kind) or (cache._kit is not None and queue._kit is not cache._kit):
         raise TypeError(f"queue must be a {kind.__name__} of this cache's client, not {queue!r}")
-    names = ("name", "debounce", "pending_ttl", "lock_ttl")
-    own = {k: options.pop(k) for k in names}
+    own = {
+        "name": name,
+        "debounce": debounce,
+        "max_wait": max_wait,
+        "pending_ttl": pending_ttl,
+        "lock_ttl": lock_ttl,
+    }
 
     def decorate(writer: Callable[..., Any]) -> Any:
         check_writer(writer, want_async, "write_behind")

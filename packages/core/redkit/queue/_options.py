@@ -224,8 +224,8 @@ class Dedup:
     (30 days at most); with ``ttl`` (seconds) it holds that long whatever the job does (a
     throttle), ``extend=True`` starts the ``ttl`` again at each duplicate, ``replace=True`` gives
     the job the duplicate's data while it has not started (and its ``delay``, counted again).
-    ``Dedup.debounce(id, wait)``: the job runs ``wait`` seconds after the last add, with its
-    data."""
+    ``Dedup.debounce(id, wait, max_wait=None)``: the job runs ``wait`` seconds after the last add,
+    with its data, and never more than ``max_wait`` seconds after the first."""
 
     id: str
     ttl: float | None = None
@@ -233,6 +233,8 @@ class Dedup:
     replace: bool = False
     delay: float | None = None
     """The job's delay when the add gives none (what ``debounce`` sets)."""
+    max_wait: float | None = None
+    """With ``replace``: the most a duplicate's delay may put the run after the holder's add."""
 
     def __post_init__(self) -> None:
         check_name("dedup id", self.id)
@@ -245,12 +247,24 @@ class Dedup:
                 raise TypeError(f"Dedup.{name} is a bool, not {shown(getattr(self, name))}")
         if self.delay is not None:
             object.__setattr__(self, "delay", to_delay(self.delay))
+        if self.max_wait is not None:
+            if not self.replace:
+                raise ValueError("Dedup(max_wait=...) needs replace=True")
+            most = _seconds("dedup max_wait", self.max_wait, allow_zero=False)
+            if self.delay is not None and most < self.delay:
+                raise ValueError(
+                    f"Dedup max_wait ({most:g}s) is shorter than its delay ({self.delay:g}s)"
+                )
+            object.__setattr__(self, "max_wait", most)
 
     @classmethod
-    def debounce(cls, id: str, wait: Duration) -> Dedup:
-        """Run once, ``wait`` seconds after the last add with this id, with the last data."""
+    def debounce(cls, id: str, wait: Duration, max_wait: Duration | None = None) -> Dedup:
+        """Run once, ``wait`` seconds after the last add with this id, with the last data; with
+        ``max_wait``, no later than ``max_wait`` seconds after the first add, however many
+        follow (a stream of adds closer together than ``wait`` still runs)."""
         wait = _seconds("debounce wait", wait, allow_zero=False)
-        return cls(id, ttl=wait, extend=True, replace=True, delay=wait)
+        most = None if max_wait is None else _seconds("dedup max_wait", max_wait, allow_zero=False)
+        return cls(id, ttl=wait, extend=True, replace=True, delay=wait, max_wait=most)
 
     @classmethod
     def coerce(cls, value: object) -> Dedup | None:
@@ -263,6 +277,8 @@ class Dedup:
     def args(self) -> list[Any]:
         """The add script's three dedup arguments: id, ttl ms (0: until the job ends), flags."""
         flags = ("e" if self.extend else "") + ("r" if self.replace else "")
+        if self.max_wait is not None:
+            flags += f":{to_ms(self.max_wait)}"
         return [self.id, 0 if self.ttl is None else to_ms(self.ttl), flags]
 
 

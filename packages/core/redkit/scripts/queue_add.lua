@@ -7,7 +7,8 @@
 --   (-1: queue default), keep completed age ms (-1), keep failed count (-1), keep failed age ms
 --   (-1), then, for a job with a dedup id, the dedup id, its ttl ms (0: until the job ends) and
 --   its flags ('e' a duplicate extends the ttl, 'r' it replaces the data and the delay of the
---   job while that one has not started); or, for a job of a flow (size 12), its parent
+--   job while that one has not started, then ':<ms>' the most a replaced delay may put the job's
+--   run after its first add); or, for a job of a flow (size 12), its parent
 --   ('' for none: see queue_notify.lua) and its children (JSON list of [queue, id], '' for none):
 --   a job with children waits for them (state 'waiting_children', 'dep' children unresolved)
 -- Dedup ids are keys '<queue>:dd:<dedup id>' holding the id of the job that holds them.
@@ -37,7 +38,8 @@ for i = 1, n do
     return redis.error_reply('ERR queue_add: empty job id or name')
   end
   if size == 13 and (ARGV[b + 10] == '' or not tonumber(ARGV[b + 11])
-      or tonumber(ARGV[b + 11]) < 0 or not string.match(ARGV[b + 12], '^e?r?$')) then
+      or tonumber(ARGV[b + 11]) < 0 or not string.match(ARGV[b + 12], '^e?r?$')
+      and not string.match(ARGV[b + 12], '^e?r:%d+$')) then
     return redis.error_reply('ERR queue_add: bad dedup')
   end
   if size == 12 then
@@ -119,7 +121,7 @@ local function holder(did, b)
     return nil
   end
   local okey = prefix .. other
-  local st, ord = unpack(redis.call('HMGET', okey, 'st', 'ord'))
+  local st, ord, ts = unpack(redis.call('HMGET', okey, 'st', 'ord', 'ts'))
   local flags = ARGV[b + 12]
   local replace = string.find(flags, 'r', 1, true)
   if not st and (replace or tonumber(ARGV[b + 11]) == 0) then
@@ -132,8 +134,13 @@ local function holder(did, b)
     redis.call('HSET', okey, 'd', ARGV[b + 2])
     local delay = tonumber(ARGV[b + 5])
     if st == 'delayed' and delay > 0 then
-      redis.call('ZADD', KEYS[3], now + delay, ord .. other)
-      redis.call('HSET', okey, 'dl', delay)
+      local due = now + delay
+      local most = tonumber(string.match(flags, ':(%d+)$') or '')
+      if most and tonumber(ts) then
+        due = math.max(math.min(due, tonumber(ts) + most), now) -- never later than its first add allows
+      end
+      redis.call('ZADD', KEYS[3], due, ord .. other)
+      redis.call('HSET', okey, 'dl', due - now)
       wake = true
     end
   end
