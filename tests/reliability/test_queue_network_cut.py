@@ -104,3 +104,35 @@ def test_a_cut_shorter_than_the_locks_left_runs_every_job_once(
         near.clear()
         near.close()
         far.close()
+
+
+def test_a_run_reported_after_a_cut_is_measured_as_it_ran(proxy: BlackholeProxy) -> None:
+    """The run time the metrics keep is the worker's own measure: a job of 50 ms whose outcome
+    waits 2 s for Redis counts as a run of 50 ms, not 2 s."""
+    prefix = new_prefix()
+    near = redkit.Redkit.from_url(REDIS_URL, prefix=prefix)
+    far = redkit.Redkit.from_url(proxied_url(proxy.port), prefix=prefix, socket_timeout=0.5)
+    started = threading.Event()
+    q = far.queue("measured-cut")
+
+    @q.task(name="work")
+    def work() -> None:
+        started.set()
+        time.sleep(0.05)
+
+    job = near.queue("measured-cut").add("work", {"args": [], "kwargs": {}})
+    worker = q.worker().start()
+    try:
+        _wait(started.is_set, 20, "the job to start")
+        proxy.cut()  # the job ends meanwhile; its outcome waits for the cut to heal
+        time.sleep(2.0)
+        proxy.heal()
+        _wait(lambda: near.queue("measured-cut").get_job(job.id).state == "completed", 30, "done")  # type: ignore[union-attr]
+        run = near.queue("measured-cut").metrics(2).run
+        assert run.count == 1
+        assert run.percentile(100) <= 0.1  # the 50 ms bucket, never the 2 s the report waited
+    finally:
+        worker.stop(5)
+        near.clear()
+        near.close()
+        far.close()

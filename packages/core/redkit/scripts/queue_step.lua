@@ -11,8 +11,9 @@
 --       12 keep failed age ms (0: none), 13 '1' when the queue has a dead-letter queue,
 --       14 number of finishes m, 15 minutes of metrics kept (0: no metrics), then the m
 --       finishes, each a
---       head '<kind><attempts started>:<job id>' (the job's token is '<worker id>:<attempts
---       started>') followed by the kind's own arguments:
+--       head '<kind><attempts started>[.<run ms>]:<job id>' (the job's token is '<worker
+--       id>:<attempts started>'; the run time is the worker's measure, else the time since the
+--       job was fetched) followed by the kind's own arguments:
 --         n  completed with a null result (none)
 --         c  completed (result JSON)
 --         f  failed for good (reason, traceback)
@@ -55,12 +56,12 @@ end
 local finishes = {}
 local at = 16
 for i = 1, m do
-  local kind, ats, id = string.match(ARGV[at] or '', '^([ncfrx])(%d+):(.+)$')
+  local kind, ats, ran, id = string.match(ARGV[at] or '', '^([ncfrx])(%d+)%.?(%d*):(.+)$')
   local size = SIZE[kind]
   if not size or at + size - 1 > #ARGV or (kind == 'r' and not tonumber(ARGV[at + 3])) then
     return redis.error_reply('ERR queue_step: bad finish')
   end
-  finishes[i] = {kind, ARGV[3] .. ':' .. ats, id, at, ats}
+  finishes[i] = {kind, ARGV[3] .. ':' .. ats, id, at, ats, tonumber(ran)}
   at = at + size
 end
 if at ~= #ARGV + 1 then
@@ -163,7 +164,7 @@ end
 -- 1. finishes
 local codes = {}
 for i = 1, m do
-  local kind, token, id, b, ats = unpack(finishes[i])
+  local kind, token, id, b, ats, ran = unpack(finishes[i])
   local key = prefix .. id
   local st, tok, atm, kc, ka, kf, kfa, ddk, ddu, cx, pon, par = unpack(redis.call('HMGET', key,
     'st', 'tok', 'atm', 'kc', 'ka', 'kf', 'kfa', 'ddk', 'ddu', 'cx', 'pon', 'par'))
@@ -176,8 +177,9 @@ for i = 1, m do
     codes[i] = 2
   else
     redis.call('ZREM', active, id)
-    if kind ~= 'x' and pon then
-      observe('r', now - tonumber(pon))
+    if kind ~= 'x' and pon then -- the worker's own measure, never more than Redis saw
+      local span = now - tonumber(pon)
+      observe('r', ran and math.min(ran, span) or span)
     end
     if kind == 'n' or kind == 'c' then
       release(id, ddk, ddu)
