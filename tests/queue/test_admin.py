@@ -14,7 +14,7 @@ import pytest
 import redkit
 import redkit.asyncio
 from redkit import ConfigurationError
-from redkit.queue import STATES, JobNotFound
+from redkit.queue import STATES, JobNotFound, Keep
 from tests.conftest import call, new_prefix
 from tests.queue.conftest import (
     REDIS_AND_MEMORY,
@@ -87,6 +87,108 @@ async def test_drain_deletes_waiting_jobs_and_delayed_ones_when_asked(kit: Any) 
     assert await call(q.counts()) == ZERO
     assert await call(q.drain(delayed=True)) == 0
     assert [e.event for e in await all_events(q) if e.job_id is None].count("drained") >= 2
+
+
+# -- promote and clean ----------------------------------------------------------------------------
+async def test_promote_makes_a_delayed_job_due_now(kit: Any) -> None:
+    q = kit.queue("promote")
+    ran: list[Any] = []
+
+    @q.task(name="later")
+    def later(n: int) -> int:
+        ran.append(n)
+        return n
+
+    plain = await call(later.options(delay=3600).enqueue(1))
+    urgent = await call(later.options(delay=3600, priority=2).enqueue(2))
+    waiting = await call(later.enqueue(3))
+    assert await call(plain.promote()) is True
+    assert plain.state == "waiting"
+    assert await call(urgent.promote()) is True
+    assert urgent.state == "prioritized"  # among the prioritized jobs, by its priority
+    assert (await call(urgent.refresh())).state == "prioritized"
+    assert await call(urgent.promote()) is False  # no longer delayed: nothing changes
+    assert await call(waiting.promote()) is False
+    assert (await call(q.counts()))["delayed"] == 0
+    async with serving(q):
+        await call(plain.wait(10))
+        await call(urgent.wait(10))
+    assert sorted(ran) == [1, 2, 3]
+    assert await call(plain.promote()) is False  # completed
+    assert "promoted" in of_job(await all_events(q), plain.id)
+    gone = await call(later.options(delay=60).enqueue(4))
+    assert await call(gone.remove()) is True
+    assert await call(gone.promote()) is False
+
+
+async def test_promoting_a_schedulers_run_runs_it_now_and_the_scheduler_goes_on(kit: Any) -> None:
+    q = kit.queue("promote-sched")
+    made = await call(q.schedule("hourly", "tick", every=3600))
+    pending = await call(q.jobs("delayed"))
+    assert len(pending) == 1
+    run = await call(q.get_job(pending[0]))
+    assert await call(run.promote()) is True
+    after = await call(q.jobs("delayed"))
+    assert len(after) == 1  # the next slot's run
+    assert after != pending
+    assert (await call(q.get_schedule("hourly"))).next_run > made.next_run
+    assert (await call(q.counts()))["waiting"] == 1
+
+
+async def test_clean_deletes_ended_jobs_older_than_asked(kit: Any) -> None:
+    q = kit.queue("clean")
+
+    @q.task(name="work")
+    def work(n: int) -> int:
+        if n < 0:
+            raise ValueError("no")
+        return n
+
+    jobs = await call(q.add_bulk([("work", {"args": [n]}) for n in (1, 2, 3, -1, -2)]))
+    async with serving(q):
+        await eventually(lambda: _ended(q, 5), 10, "five jobs ended")
+    assert await call(q.clean("completed", 3600)) == 0  # none is an hour old
+    assert await call(q.clean("completed", limit=2)) == 2  # the two that ended first
+    assert (await call(q.counts()))["completed"] == 1
+    assert await call(q.clean("failed")) == 2
+    assert await call(q.clean("cancelled")) == 0
+    assert await call(q.counts()) == {**ZERO, "completed": 1}
+    left = [await call(q.get_job(j.id)) for j in jobs]
+    assert [j.state for j in left if j is not None] == ["completed"]
+    assert "cleaned" in [e.event for e in await all_events(q)]
+    for bad, error, says in [
+        ("waiting", ValueError, "jobs that ended"),
+        (5, TypeError, "state is a str"),
+    ]:
+        with pytest.raises(error, match=says):
+            await call(q.clean(bad))
+    with pytest.raises(ValueError, match="older_than"):
+        await call(q.clean("failed", -1))
+    with pytest.raises(ValueError, match="limit"):
+        await call(q.clean("failed", limit=0))
+    assert (await call(q.counts()))["completed"] == 1  # the bad calls deleted nothing
+
+
+@REDIS_AND_MEMORY
+async def test_clean_removes_more_than_a_calls_worth(kit: Any) -> None:
+    q = kit.queue("clean-many")
+
+    @q.task(name="noop")
+    def noop() -> None:
+        return None
+
+    keep = {"keep": Keep(completed=5_000)}  # more than the default retention
+    await call(q.add_bulk([("noop", {"args": []}, keep) for _ in range(1_500)]))
+    async with serving(q, concurrency=50):
+        await eventually(lambda: _ended(q, 1_500), 30, "1,500 jobs ended")
+    assert await call(q.clean("completed", limit=1_200)) == 1_200
+    assert await call(q.clean("completed")) == 300
+    assert (await call(q.counts()))["completed"] == 0
+
+
+async def _ended(q: Any, n: int) -> bool:
+    counts = await call(q.counts())
+    return bool(counts["completed"] + counts["failed"] >= n)
 
 
 # -- workers --------------------------------------------------------------------------------------

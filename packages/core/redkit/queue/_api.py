@@ -149,6 +149,14 @@ class _JobBase:
 
         return then(self._core.remove(self.id), parse)
 
+    def _promoted(self) -> Batch[bool]:
+        def parse(code: int) -> bool:
+            if code > 0:
+                self.state = "prioritized" if code == 2 else "waiting"
+            return code > 0
+
+        return then(self._core.promote(self.id), parse)
+
     def _cancelled(self, reason: object) -> Batch[bool]:
         def parse(code: int) -> bool:
             if code == 1:
@@ -277,6 +285,11 @@ class Job(_JobBase):
         in ``failed``."""
         return self._x.run(self._retried())
 
+    def promote(self) -> bool:
+        """Make a delayed job due now (a scheduler's pending run: that run now, and the
+        scheduler goes on to its next slot); False when the job is not delayed."""
+        return self._x.run(self._promoted())
+
     def cancel(self, reason: str = "cancelled") -> bool:
         """Cancel the job: one that waits or is delayed ends as ``cancelled`` now; for one that
         runs, its worker cancels the task (an async one at once; a sync one sees
@@ -308,6 +321,9 @@ class AsyncJob(_JobBase):
 
     async def retry(self) -> bool:
         return await self._x.run(self._retried())
+
+    async def promote(self) -> bool:
+        return await self._x.run(self._promoted())
 
     async def cancel(self, reason: str = "cancelled") -> bool:
         return await self._x.run(self._cancelled(reason))

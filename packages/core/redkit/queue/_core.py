@@ -57,6 +57,8 @@ PAUSE = Script.load("queue_pause")
 RETRY = Script.load("queue_retry")
 REMOVE = Script.load("queue_remove")
 DRAIN = Script.load("queue_drain")
+PROMOTE = Script.load("queue_promote")
+CLEAN = Script.load("queue_clean")
 LOG = Script.load("queue_log")
 CANCEL = Script.load("queue_cancel")
 CHILD = Script.load("queue_child")
@@ -378,6 +380,57 @@ class QueueCore:
             if left == 0 or (n == 0 and passed == skip):
                 return removed
             skip = passed
+
+    def promote(self, job_id: str) -> Batch[int]:
+        check_name("job_id", job_id)
+        return Batch.one(
+            script(
+                PROMOTE,
+                [
+                    self.wait,
+                    self.prioritized,
+                    self.delayed,
+                    self.events,
+                    self.schedulers,
+                    self.meta,
+                    self.marker,
+                ],
+                [self.job_key(job_id), self.maxlen, job_id],
+            ),
+            int,
+        )
+
+    def clean(self, state: str, age_ms: int, limit: int = 1000) -> Batch[tuple[int, int]]:
+        return Batch.one(
+            script(
+                CLEAN,
+                [self.ended_set(state), self.events],
+                [self.job_prefix, self.maxlen, age_ms, limit],
+            ),
+            lambda r: (int(r[0]), int(r[1])),
+        )
+
+    def ended_set(self, state: str) -> str:
+        """The sorted set of the ended jobs of ``state``; another state is a ``ValueError``."""
+        sets = {"completed": self.completed, "failed": self.failed, "cancelled": self.cancelled}
+        if state not in sets:
+            raise ValueError(
+                f"state must be 'completed', 'failed' or 'cancelled' (jobs that ended), "
+                f"not {state!r}"
+            )
+        return sets[state]
+
+    def clean_all(self, state: str, age_ms: int, limit: int | None) -> Flow[int]:
+        """Delete ended jobs of ``state`` at least ``age_ms`` old (all, or the oldest
+        ``limit``), 1,000 per call; the count."""
+        removed = 0
+        while limit is None or removed < limit:
+            step = 1000 if limit is None else min(1000, limit - removed)
+            n, left = yield self.clean(state, age_ms, step)
+            removed += int(n)
+            if n == 0 or left == 0:
+                break
+        return removed
 
     def remove(self, job_id: str) -> Batch[int]:
         check_name("job_id", job_id)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
-from .._checks import shown
-from .._durations import Duration
+from .._checks import int64, shown
+from .._durations import Duration, seconds, to_ms
 from .._ops import Batch, Flow
 from ._api import (
     AsyncJob,
@@ -171,6 +171,16 @@ class _QueueBase(Generic[J]):
             out.append(queue._job(p.id, state, record, None if record else p.args))
         return out[0] if isinstance(item, Node) else out
 
+    def _cleaned(self, state: object, older_than: Duration, limit: int | None) -> Flow[int]:
+        """Flow of ``clean``: the arguments checked before the first call."""
+        if not isinstance(state, str):
+            raise TypeError(f"state is a str, not {shown(state)}")
+        self._core.ended_set(state)
+        age = to_ms(seconds("older_than", older_than, zero=True))
+        if limit is not None:
+            int64("limit", limit, 1)
+        return self._core.clean_all(state, age, limit)
+
     def register(self, spec: TaskSpec) -> None:
         """Register a task spec made elsewhere (framework adapters)."""
         self.tasks[spec.name] = spec
@@ -263,6 +273,12 @@ class Queue(_QueueBase[Job]):
     def retry_failed(self, limit: int | None = None) -> int:
         """Move failed jobs (all, or the oldest ``limit``) back to the queue; returns how many."""
         return self._x.drive(self._core.retry_all(limit))
+
+    def clean(self, state: str, older_than: Duration = 0, *, limit: int | None = None) -> int:
+        """Delete the ``completed``, ``failed`` or ``cancelled`` jobs that ended at least
+        ``older_than`` seconds ago (Redis' clock), oldest first, 1,000 per round trip: all of
+        them, or the oldest ``limit``. Returns how many were deleted."""
+        return self._x.drive(self._cleaned(state, older_than, limit))
 
     def drain(self, *, delayed: bool = False) -> int:
         """Delete every waiting job (and delayed ones when asked); running jobs go on."""
@@ -391,6 +407,9 @@ class AsyncQueue(_QueueBase[AsyncJob]):
 
     async def retry_failed(self, limit: int | None = None) -> int:
         return await self._x.drive(self._core.retry_all(limit))
+
+    async def clean(self, state: str, older_than: Duration = 0, *, limit: int | None = None) -> int:
+        return await self._x.drive(self._cleaned(state, older_than, limit))
 
     async def drain(self, *, delayed: bool = False) -> int:
         return await self._x.drive(self._core.drain_all(delayed))
