@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from redkit.queue import STATES, Backoff, Event, JobFailed, Keep, Unrecoverable
+from redkit.queue import STATES, AttemptError, Backoff, Event, JobFailed, Keep, Unrecoverable
 from tests.conftest import call
 from tests.queue.conftest import REDIS_AND_MEMORY, eventually, read_events, serving
 
@@ -199,6 +199,46 @@ async def test_an_exhausted_job_fails_with_its_traceback(kit: Any) -> None:
     events = await job_events(q, job.id)
     assert [e.event for e in events] == ["added", "active", "retried", "active", "failed"]
     assert events[-1].fields["reason"] == "ValueError: boom 7"
+    first, last = failed.errors  # each attempt's own error, oldest first
+    assert isinstance(first, AttemptError)
+    assert [(e.attempt, e.reason) for e in failed.errors] == [
+        (1, "ValueError: boom 7"),
+        (2, "ValueError: boom 7"),
+    ]
+    assert "inner_helper" in first.stacktrace
+    assert last.stacktrace == failed.stacktrace
+    assert first.failed_at <= last.failed_at == failed.record.finished_at
+
+
+async def test_each_attempts_error_is_kept_the_last_ten_and_across_a_retry(kit: Any) -> None:
+    q = kit.queue("attempt-errors")
+    seen = {"n": 0}
+
+    @q.task(name="flaky", attempts=12, backoff=Backoff.fixed(0))
+    def flaky() -> str:
+        seen["n"] += 1
+        if seen["n"] == 3:
+            raise RuntimeError("x" * 20_000)  # a long message, and so a long traceback
+        if seen["n"] <= 13:
+            raise ValueError(f"attempt {seen['n']}")
+        return "ok"
+
+    job = await call(flaky.enqueue())
+    async with serving(q):
+        with pytest.raises(JobFailed):
+            await call(job.wait(10))
+        failed = await call(q.get_job(job.id))
+        assert [e.attempt for e in failed.errors] == list(range(3, 13))  # the last ten
+        assert [e.reason for e in failed.errors][1:] == [
+            f"ValueError: attempt {n}" for n in range(4, 13)
+        ]
+        assert len(failed.errors[0].stacktrace) <= 8192  # the tail of a long traceback
+        assert failed.errors[0].stacktrace.startswith("...")
+        assert await call(job.retry()) is True
+        assert await call(job.wait(10)) == "ok"  # attempt 13 fails too, 14 completes
+        again = await call(q.get_job(job.id))
+    assert [e.attempt for e in again.errors] == list(range(4, 14))  # kept across the retry
+    assert again.errors[-1].reason == "ValueError: attempt 13"
 
 
 @REDIS_AND_MEMORY

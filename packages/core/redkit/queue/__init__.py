@@ -18,7 +18,7 @@ from ._flows import Group, Node, chain, chord, group
 from ._metrics import Histogram, Metrics
 from ._options import Backoff, Dedup, Keep
 from ._queue import AsyncQueue, Queue
-from ._records import STATES, ChildResult, Event, JobRecord
+from ._records import STATES, AttemptError, ChildResult, Event, JobRecord
 from ._schedules import Schedule
 from ._worker import Worker
 
@@ -27,6 +27,7 @@ __all__ = [
     "AsyncJob",
     "AsyncQueue",
     "AsyncTask",
+    "AttemptError",
     "Backoff",
     "ChildResult",
     "Dedup",

@@ -16,7 +16,7 @@ from .._ops import Batch, Flow
 from ._core import QueueCore, log_line, then
 from ._flows import Node
 from ._options import JobOptions, decode, to_delay
-from ._records import ChildResult, JobRecord
+from ._records import AttemptError, ChildResult, JobRecord
 
 if TYPE_CHECKING:
     from ._queue import AsyncQueue, Queue
@@ -228,6 +228,11 @@ class _JobBase:
     @property
     def stacktrace(self) -> str | None:
         return self._field("stacktrace")  # type: ignore[no-any-return]
+
+    @property
+    def errors(self) -> list[AttemptError]:
+        """How each of the last 10 failed attempts failed, oldest first."""
+        return list(self._field("errors") or [])
 
     @property
     def record(self) -> JobRecord | None:

@@ -3,6 +3,7 @@ the client makes (no I/O)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 from ..errors import SerializationError
 from ._options import decode
 
-__all__ = ["STATES", "ChildResult", "Event", "JobRecord"]
+__all__ = ["STATES", "AttemptError", "ChildResult", "Event", "JobRecord"]
 
 STATES = (
     "waiting",
@@ -69,7 +70,7 @@ def _worker_id(token: bytes | None) -> str | None:
     return None if not token else token.decode("utf-8", "replace").rpartition(":")[0] or None
 
 
-def _ms_time(raw: bytes | None) -> datetime | None:
+def _ms_time(raw: bytes | int | None) -> datetime | None:
     if raw is None:
         return None
     return datetime.fromtimestamp(int(raw) / 1000, timezone.utc)
@@ -150,6 +151,31 @@ def _parent(raw: bytes | None, queue: str) -> tuple[str, str] | None:
     return None if got is None else (got[0] or queue, got[1])
 
 
+@dataclass(frozen=True)
+class AttemptError:
+    """How one attempt of a job failed: ``attempt`` (1 for the first run), ``reason``
+    (``"ExceptionType: message"``), ``stacktrace`` (its last 8 KiB) and ``failed_at`` (Redis'
+    clock)."""
+
+    attempt: int
+    reason: str
+    stacktrace: str
+    failed_at: datetime | None
+
+
+def _attempt_errors(raw: bytes | None) -> list[AttemptError]:
+    if not raw:
+        return []
+    try:
+        items = json.loads(raw)
+        return [
+            AttemptError(int(n), str(reason), str(stack), _ms_time(int(at)))
+            for n, reason, stack, at in items
+        ]
+    except (ValueError, TypeError):
+        return []  # written by hand, or by another program: the job still reads
+
+
 @dataclass
 class JobRecord:
     """What Redis holds about one job, decoded."""
@@ -186,6 +212,8 @@ class JobRecord:
     """The jobs of a flow this one waits for (or waited for), in order, with their outcomes."""
     unresolved: int = 0
     """How many of its children it still waits for (``waiting_children``)."""
+    errors: list[AttemptError] = field(default_factory=list)
+    """How each of its last 10 failed attempts failed, oldest first (kept across a retry)."""
 
     @classmethod
     def parse(cls, job_id: str, raw: Mapping[bytes, bytes], queue: str = "") -> JobRecord:
@@ -217,6 +245,7 @@ class JobRecord:
             unresolved=max(0, int(raw.get(b"dep", 0)))
             if raw.get(b"st") == b"waiting_children"
             else 0,
+            errors=_attempt_errors(raw.get(b"eh")),
         )
 
 

@@ -124,6 +124,21 @@ local function trim(set, c, a)
   end
 end
 
+-- the errors of a job's last 10 failed attempts, in the job's hash as one JSON list ('eh':
+-- [attempt, reason, the traceback's last 8 KiB, ms]); the full traceback of the last is 'stk'
+local function attempt_failed(key, ats, reason, stack)
+  local kept = redis.call('HGET', key, 'eh')
+  local list = kept and cjson.decode(kept) or {}
+  if #stack > 8192 then
+    stack = '...\n' .. string.sub(stack, -8188)
+  end
+  list[#list + 1] = {tonumber(ats) or 0, reason, stack, now}
+  while #list > 10 do
+    table.remove(list, 1)
+  end
+  redis.call('HSET', key, 'eh', cjson.encode(list))
+end
+
 -- atm: the attempts made before this one; kf, kfa: the job's own retention of failed jobs;
 -- ats: the attempt that failed
 local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu, unrun)
@@ -132,6 +147,7 @@ local function fail(key, id, reason, stack, atm, kf, kfa, ats, ddk, ddu, unrun)
   local made = (tonumber(atm) or 0) + (unrun and 0 or 1) -- attempts made: one more unless unrun
   notify(flowq, prefix, KEYS[11], id, redis.call('HGET', key, 'par'), 'f', ats, reason)
   redis.call('HSET', key, 'st', 'failed', 'err', reason, 'stk', stack, 'fon', now, 'atm', made)
+  attempt_failed(key, ats, reason, stack)
   if letters then
     local n, d = unpack(redis.call('HMGET', key, 'n', 'd'))
     redis.call('XADD', KEYS[11], '*', 'id', id, 'ats', ats or '0', 'n', n or '', 'd', d or 'null',
@@ -203,6 +219,7 @@ for i = 1, m do
       codes[i] = 5
     else
       redis.call('HSET', key, 'err', ARGV[b + 1], 'stk', ARGV[b + 2], 'atm', (tonumber(atm) or 0) + 1)
+      attempt_failed(key, ats, ARGV[b + 1], ARGV[b + 2])
       local delay = tonumber(ARGV[b + 3])
       if delay > 0 then
         local ord = new_ord()
