@@ -14,7 +14,7 @@ import pytest
 import redkit
 import redkit.asyncio
 from redkit import ConfigurationError
-from redkit.queue import STATES, JobNotFound, Keep
+from redkit.queue import STATES, JobNotFound, Keep, WorkerInfo
 from tests.conftest import call, new_prefix
 from tests.queue.conftest import (
     REDIS_AND_MEMORY,
@@ -207,6 +207,38 @@ async def test_running_workers_are_listed_and_leave_the_list_when_they_stop(kit:
     assert [wid for wid, _ in await call(q.workers())] == ["second"]
     await second.stop()
     assert await call(q.workers()) == []
+
+
+async def test_worker_details_tell_what_each_worker_last_said(kit: Any) -> None:
+    import os
+    import socket
+
+    q = kit.queue("details")
+    assert await call(q.worker_details()) == []
+    worker = await start_worker(q, name="busy", concurrency=7)
+    try:
+        info = await eventually(lambda: q.worker_details(), 10, "the heartbeat")
+        (only,) = info
+        assert isinstance(only, WorkerInfo)
+        assert (only.id, only.host, only.pid, only.concurrency) == (
+            "busy",
+            socket.gethostname(),
+            os.getpid(),
+            7,
+        )
+        assert (only.running, only.processed, only.failed) == (0, 0, 0)
+        assert only.last_seen.tzinfo is not None
+    finally:
+        await worker.stop()
+    assert await call(q.worker_details()) == []
+
+
+async def test_queue_names_lists_every_queue_added_to(kit: Any) -> None:
+    assert await call(kit.queue_names()) == []
+    await call(kit.queue("zeta").add("x", None))
+    await call(kit.queue("alpha").add("x", None))
+    await call(kit.queue("odd name/é").add("x", None))
+    assert await call(kit.queue_names()) == ["alpha", "odd name/é", "zeta"]
 
 
 # -- eviction policy ------------------------------------------------------------------------------

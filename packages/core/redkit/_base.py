@@ -149,3 +149,13 @@ class KitBase:
             f"<{self._public_name} "
             f"url={redact_url(self.settings.url)!r} prefix={self.settings.prefix!r}>"
         )
+
+
+def _queue_names(keyspace: Keyspace) -> Any:
+    """The batch of ``queue_names()``: the registry's members, decoded and sorted."""
+    from ._ops import Batch, command
+
+    def parse(raw: list[bytes]) -> list[str]:
+        return sorted(n.decode("utf-8", "replace") for n in raw)
+
+    return Batch.one(command("ZRANGE", keyspace.key("queues"), 0, -1), parse)

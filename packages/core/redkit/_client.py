@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ._base import KitBase
+from ._base import KitBase, _queue_names
 from ._connection import make_client
 from ._durations import NOT_GIVEN, Duration, renamed
 from ._executor import SyncExecutor
@@ -112,6 +112,11 @@ class Redkit(KitBase):
     def ping(self) -> bool:
         """True when Redis answers (raises ``RedkitConnectionError`` when it does not)."""
         return bool(self._executor.run(Batch.one(command("PING"))))
+
+    def queue_names(self) -> list[str]:
+        """The names of the queues this prefix knows (each queue is listed once a job is added
+        to it; listed 30 days from the last add), sorted."""
+        return self._executor.run(_queue_names(self.keyspace))
 
     def scan(self, match: str = "*") -> Iterator[str]:
         """Iterate over this prefix's keys matching ``match`` (relative to the prefix), by SCAN."""

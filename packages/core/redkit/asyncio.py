@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ._base import KitBase
+from ._base import KitBase, _queue_names
 from ._connection import make_client
 from ._durations import NOT_GIVEN, Duration, renamed
 from ._executor import AsyncExecutor
@@ -134,6 +134,10 @@ class Redkit(KitBase):
     async def ping(self) -> bool:
         """True when Redis answers."""
         return bool(await self._executor.run(Batch.one(command("PING"))))
+
+    async def queue_names(self) -> list[str]:
+        """The names of the queues this prefix knows, sorted."""
+        return await self._executor.run(_queue_names(self.keyspace))
 
     async def scan(self, match: str = "*") -> AsyncIterator[str]:
         """Iterate over this prefix's keys matching ``match`` (relative to the prefix)."""

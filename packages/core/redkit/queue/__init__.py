@@ -18,7 +18,7 @@ from ._flows import Group, Node, chain, chord, group
 from ._metrics import Histogram, Metrics
 from ._options import Backoff, Dedup, Keep
 from ._queue import AsyncQueue, Queue
-from ._records import STATES, AttemptError, ChildResult, Event, JobRecord
+from ._records import STATES, AttemptError, ChildResult, Event, JobRecord, WorkerInfo
 from ._schedules import Schedule
 from ._worker import Worker
 
@@ -49,6 +49,7 @@ __all__ = [
     "Task",
     "Unrecoverable",
     "Worker",
+    "WorkerInfo",
     "chain",
     "chord",
     "current_job",

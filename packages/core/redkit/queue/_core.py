@@ -41,7 +41,7 @@ from ._options import (
     decode,
     encode,
 )
-from ._records import STATES, Event, JobRecord, new_ids, parse_events
+from ._records import STATES, Event, JobRecord, WorkerInfo, new_ids, parse_events
 
 __all__ = ["QueueCore", "check_since"]
 
@@ -550,6 +550,15 @@ class QueueCore:
             command("ZRANGE", self.workers, 0, -1, "WITHSCORES"),
             lambda r: [(m.decode("utf-8", "replace"), float(s)) for m, s in r],
         )
+
+    def worker_details(self) -> Flow[list[WorkerInfo]]:
+        """Flow of ``worker_details()``: the registry, then the workers' heartbeat details (one
+        ``MGET`` in the queue's slot)."""
+        seen = yield self.workers_info()
+        if not seen:
+            return []
+        raw = yield Batch.one(command("MGET", *(f"{self.base}:w:{wid}" for wid, _ in seen)))
+        return [WorkerInfo.parse(wid, ms, r) for (wid, ms), r in zip(seen, raw)]
 
     def end_event(self, job_id: str) -> Batch[Event | None]:
         """The latest ``completed`` or ``failed`` event of a job among the stream's last

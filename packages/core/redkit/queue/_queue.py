@@ -30,7 +30,7 @@ from ._core import BULK_CHUNK, EventReader, QueueCore, check_since, then
 from ._flows import Group, Node, batches, plan
 from ._metrics import Metrics
 from ._options import Backoff, JobOptions, check_backoff, check_name
-from ._records import Event, JobRecord
+from ._records import Event, JobRecord, WorkerInfo
 from ._schedules import Schedule, ScheduleSpec
 
 __all__ = ["AsyncQueue", "Queue"]
@@ -305,6 +305,11 @@ class Queue(_QueueBase[Job]):
         """Workers seen on this queue: (worker id, last heartbeat in ms since the epoch)."""
         return self._x.run(self._core.workers_info())
 
+    def worker_details(self) -> list[WorkerInfo]:
+        """The workers seen on this queue with what their last heartbeat told (host, pid,
+        concurrency, jobs in hand, jobs processed and failed), the least recently seen first."""
+        return self._x.drive(self._core.worker_details())
+
     def schedule(
         self,
         schedule_id: str,
@@ -435,6 +440,9 @@ class AsyncQueue(_QueueBase[AsyncJob]):
 
     async def workers(self) -> list[tuple[str, float]]:
         return await self._x.run(self._core.workers_info())
+
+    async def worker_details(self) -> list[WorkerInfo]:
+        return await self._x.drive(self._core.worker_details())
 
     async def schedule(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import SerializationError
 from ._options import decode
 
-__all__ = ["STATES", "AttemptError", "ChildResult", "Event", "JobRecord"]
+__all__ = ["STATES", "AttemptError", "ChildResult", "Event", "JobRecord", "WorkerInfo"]
 
 STATES = (
     "waiting",
@@ -149,6 +149,50 @@ def _parent(raw: bytes | None, queue: str) -> tuple[str, str] | None:
 
     got = parse_parent(raw.decode("utf-8", "replace"))
     return None if got is None else (got[0] or queue, got[1])
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker registered on a queue, as its last heartbeat told: ``id``, ``last_seen``
+    (Redis' clock), and, when its heartbeat's details are still kept, ``host``, ``pid``,
+    ``concurrency``, ``running`` (jobs in hand), ``processed`` and ``failed`` (since it
+    started); ``None`` for a detail it did not send."""
+
+    id: str
+    last_seen: datetime
+    host: str | None = None
+    pid: int | None = None
+    concurrency: int | None = None
+    running: int | None = None
+    processed: int | None = None
+    failed: int | None = None
+
+    @classmethod
+    def parse(cls, worker_id: str, seen_ms: float, raw: bytes | None) -> WorkerInfo:
+        details: Any = {}
+        if raw:
+            try:
+                details = json.loads(raw)
+            except ValueError:
+                details = {}
+        if not isinstance(details, dict):
+            details = {}
+
+        def whole(name: str) -> int | None:
+            value = details.get(name)
+            return value if type(value) is int else None
+
+        host = details.get("host")
+        return cls(
+            worker_id,
+            datetime.fromtimestamp(seen_ms / 1000, timezone.utc),
+            host if isinstance(host, str) else None,
+            whole("pid"),
+            whole("concurrency"),
+            whole("running"),
+            whole("processed"),
+            whole("failed"),
+        )
 
 
 @dataclass(frozen=True)
