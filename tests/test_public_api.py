@@ -23,6 +23,7 @@ PUBLIC = [
     "redkit",
     "redkit.asyncio",
     "redkit.cache",
+    "redkit.dashboard",
     "redkit.errors",
     "redkit.idempotency",
     "redkit.lock",

@@ -1,0 +1,145 @@
+"""Who may see the dashboard, and the headers every answer carries.
+
+The dashboard is never open: :class:`Access` lets a request in when the application's rule
+says so (``auth``, called the framework's way), when it carries the token (``Authorization:
+Bearer``, or the cookie the login form sets), or, only when asked for, when it comes from a
+loopback address. Every form posts a CSRF token that must equal the one in its cookie (HttpOnly,
+``SameSite=Strict``), and a browser's ``Sec-Fetch-Site`` or ``Origin`` must not say another site.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..web import Request
+
+__all__ = ["CSP", "Access", "csrf_ok", "security_headers"]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+CSRF_COOKIE = "redkit_dashboard_csrf"
+TOKEN_COOKIE = "redkit_dashboard_token"
+_MIN_TOKEN = 16
+
+
+def security_headers() -> list[tuple[str, str]]:
+    """What every answer carries: a strict Content-Security-Policy (no inline script or style,
+    nothing from another origin), no framing, no sniffing, no referrer to other sites, no
+    caching."""
+    return [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Cache-Control", "no-store"),
+    ]
+
+
+def _loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class Access:
+    """The dashboard's rule of who gets in: ``auth`` (a callable of the request, the framework's
+    way, that returns who it is, or something false to refuse), ``token`` (at least 16
+    characters), or ``loopback_only`` (anyone on a loopback address: the ``redkit dashboard``
+    command's ``--no-auth``). At least one is required."""
+
+    def __init__(
+        self,
+        auth: Callable[..., Any] | None,
+        token: str | None,
+        loopback_only: bool,
+    ) -> None:
+        if auth is not None and not callable(auth):
+            raise TypeError(f"auth must be a callable of the request, not {type(auth).__name__}")
+        if token is not None and (not isinstance(token, str) or len(token) < _MIN_TOKEN):
+            raise ValueError(
+                f"the dashboard's token must be a str of at least {_MIN_TOKEN} characters"
+            )
+        if auth is None and token is None and not loopback_only:
+            raise ConfigurationError(
+                "the dashboard refuses to serve without an auth rule: pass auth= (a callable "
+                "of the request that returns who it is), or token= (a secret of at least "
+                f"{_MIN_TOKEN} characters); its data and actions are an admin's"
+            )
+        self.auth = auth
+        self.token = token
+        self.loopback_only = loopback_only
+        self._cookie = (
+            None
+            if token is None
+            else hmac.new(token.encode(), b"redkit-dashboard-session", hashlib.sha256).hexdigest()
+        )
+
+    @property
+    def has_login(self) -> bool:
+        """Whether a login form (for the token) is offered."""
+        return self.token is not None
+
+    def by_token(self, request: Request) -> str | None:
+        """``"token"`` when the request carries the token (a bearer header or the cookie)."""
+        if self.token is None:
+            return None
+        given = request.headers.get("authorization") or ""
+        if given[:7].lower() == "bearer " and _same(given[7:].strip(), self.token):
+            return "token"
+        cookie = request.cookies.get(TOKEN_COOKIE)
+        if cookie and self._cookie and _same(cookie, self._cookie):
+            return "token"
+        return None
+
+    def login(self, given: str) -> str | None:
+        """The cookie value a right token gives at the login form, else None."""
+        if self.token is None or not _same(given, self.token):
+            return None
+        return self._cookie
+
+    def by_address(self, request: Request) -> str | None:
+        """``"loopback"`` for a loopback peer when ``loopback_only`` is on."""
+        if self.loopback_only and _loopback(request.client):
+            return "loopback"
+        return None
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
+def new_csrf() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_ok(request: Request, form: dict[str, str]) -> bool:
+    """Whether a POST may act: its form's token equals its cookie's, and a browser that says
+    where it comes from says this site."""
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    posted = form.get("csrf") or ""
+    if len(cookie) < 20 or not _same(posted, cookie):
+        return False
+    site = (request.headers.get("sec-fetch-site") or "").lower()
+    if site and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        host = origin.split("://", 1)[-1]
+        if host.lower() != (request.host or "").lower():
+            return False
+    return True

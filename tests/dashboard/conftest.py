@@ -1,0 +1,94 @@
+"""A browser-like client of the dashboard for both shells: WSGI (werkzeug's test client, for a
+blocking kit) and ASGI (httpx over the ASGI app, for an asyncio kit), with cookies kept."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+import redkit
+from redkit.dashboard import Dashboard, make_asgi_app, make_wsgi_app
+
+TOKEN = "a-long-dashboard-token-0123456789"
+
+
+@dataclass
+class Page:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.text)
+        assert found, "the page has a form with a CSRF token"
+        return found.group(1)
+
+
+class Browser:
+    """GET and POST against the dashboard mounted at ``/dash``, as one browser would."""
+
+    def __init__(self, kit: Any, dashboard: Dashboard) -> None:
+        self.kit = kit
+        self.is_async = not isinstance(kit, redkit.Redkit)
+        if self.is_async:
+            self.app = make_asgi_app(kit, dashboard)
+            self.client: Any = httpx.AsyncClient(
+                transport=httpx.ASGITransport(
+                    app=self.app, root_path="/dash", client=("127.0.0.1", 5000)
+                ),
+                base_url="http://testserver",
+            )
+        else:
+            from werkzeug.middleware.dispatcher import DispatcherMiddleware
+            from werkzeug.test import Client
+
+            self.app = make_wsgi_app(kit, dashboard)
+            outer = DispatcherMiddleware(
+                lambda e, s: [s("404 Not Found", []) or b""], {"/dash": self.app}
+            )
+            self.client = Client(outer)
+
+    async def get(self, path: str, **headers: str) -> Page:
+        return await self._go("GET", path, None, headers)
+
+    async def post(self, path: str, form: dict[str, str], **headers: str) -> Page:
+        return await self._go("POST", path, form, headers)
+
+    async def _go(
+        self, method: str, path: str, form: dict[str, str] | None, headers: dict[str, str]
+    ) -> Page:
+        url = "/dash" + path
+        head = {k.replace("_", "-"): v for k, v in headers.items()}
+        if self.is_async:
+            r = await self.client.request(method, url, data=form, headers=head)
+            return Page(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.text)
+        r = self.client.open(url, method=method, data=form, headers=head)
+        out = Page(
+            r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.get_data(as_text=True)
+        )
+        r.close()
+        return out
+
+    async def aclose(self) -> None:
+        if self.is_async:
+            await self.client.aclose()
+            await self.app.hub.aclose()
+        else:
+            self.app.hub.close()
+
+
+@pytest.fixture
+async def browser(kit: Any) -> Any:
+    b = Browser(kit, Dashboard(token=TOKEN))
+    yield b
+    await b.aclose()
+
+
+async def signed_in(b: Browser) -> Browser:
+    page = await b.post("/login", {"token": TOKEN})
+    assert page.status == 303
+    return b
