@@ -31,14 +31,16 @@ class Page:
 class Browser:
     """GET and POST against the dashboard mounted at ``/dash``, as one browser would."""
 
-    def __init__(self, kit: Any, dashboard: Dashboard) -> None:
+    def __init__(self, kit: Any, dashboard: Dashboard, remote: str = "127.0.0.1") -> None:
         self.kit = kit
+        self.remote = remote
         self.is_async = not isinstance(kit, redkit.Redkit)
+        self.origin = "http://testserver" if self.is_async else "http://localhost"
         if self.is_async:
             self.app = make_asgi_app(kit, dashboard)
             self.client: Any = httpx.AsyncClient(
                 transport=httpx.ASGITransport(
-                    app=self.app, root_path="/dash", client=("127.0.0.1", 5000)
+                    app=self.app, root_path="/dash", client=(remote, 5000)
                 ),
                 base_url="http://testserver",
             )
@@ -64,9 +66,12 @@ class Browser:
         url = "/dash" + path
         head = {k.replace("_", "-"): v for k, v in headers.items()}
         if self.is_async:
-            r = await self.client.request(method, url, data=form, headers=head)
+            raw = {k: v if v.isascii() else v.encode("latin-1") for k, v in head.items()}
+            r = await self.client.request(method, url, data=form, headers=raw)
             return Page(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.text)
-        r = self.client.open(url, method=method, data=form, headers=head)
+        r = self.client.open(
+            url, method=method, data=form, headers=head, environ_base={"REMOTE_ADDR": self.remote}
+        )
         out = Page(
             r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.get_data(as_text=True)
         )

@@ -121,7 +121,7 @@ class Dashboard:
             ctx = _Ctx(
                 request, who, cookie if len(cookie) >= 20 else new_csrf(), len(cookie) < 20, {}
             )
-            ctx.args = dict(request.args)
+            ctx.args = {_clean(k): _clean(v) for k, v in request.args}
             if request.method == "POST":
                 if path == "/action":
                     return (yield from self._action(ctx, kit))
@@ -152,7 +152,11 @@ class Dashboard:
         if found:
             return found
         if self.access.auth is not None:
-            user = yield Load(lambda: request.invoke(self.access.auth))  # type: ignore[arg-type]
+            try:
+                user = yield Load(lambda: request.invoke(self.access.auth))  # type: ignore[arg-type]
+            except Exception:
+                log.exception("redkit dashboard: the auth rule raised; the request is refused")
+                return None
             if user:
                 return "authenticated" if user is True else str(user)[:200]
         return None
@@ -544,8 +548,16 @@ def _form(request: Request) -> Flow[dict[str, str]]:
         or len(raw) > MAX_FORM
     ):
         return {}
-    pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    try:
+        pairs = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    except ValueError:  # more fields than any form of the dashboard has
+        return {}
     return dict(pairs)
+
+
+def _clean(text: str) -> str:
+    """``text`` with bytes that were not UTF-8 (kept as surrogates) replaced."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _minutes(kit: Any, wanted: int) -> int:

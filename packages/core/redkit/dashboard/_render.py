@@ -39,7 +39,7 @@ def _environment() -> Any:
 def page(template: str, **values: Any) -> bytes:
     """The page ``template`` rendered with ``values``, UTF-8."""
     html: str = _environment().get_template(f"{template}.html").render(**values)
-    return html.encode("utf-8")
+    return html.encode("utf-8", "replace")  # a lone surrogate from anywhere: never a 500
 
 
 @lru_cache(maxsize=len(STATIC))
