@@ -1,5 +1,5 @@
 """The ``redkit`` command: ``worker``, ``info``, ``retry-failed``, ``drain``, ``schedules``,
-``metrics`` and ``demo``.
+``metrics``, ``dashboard`` and ``demo``.
 
 ``redkit worker myapp.jobs:queue`` imports ``myapp.jobs`` and serves its ``queue`` (several
 ``module:attribute`` arguments serve several queues in one process); ``--processes N`` runs N such
@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from ._operator import (
     check_port,
+    dashboard_for,
     drain,
     info,
     queue_named,
     retry_failed,
     schedules,
+    serve_dashboard,
     serve_metrics,
 )
 from ._options import (
@@ -48,6 +50,7 @@ __all__ = [
     "check_limit",
     "check_port",
     "configure_logging",
+    "dashboard_for",
     "drain",
     "info",
     "load_queue",
@@ -58,6 +61,7 @@ __all__ = [
     "retry_failed",
     "run_workers",
     "schedules",
+    "serve_dashboard",
     "serve_metrics",
     "supervise",
     "version",

@@ -233,6 +233,132 @@ def serve_metrics(
         thread.join(5)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    port = check_port(args.port)
+    with _kit(args) as kit:
+        serve_dashboard(
+            kit,
+            args.names,
+            port=port,
+            host=args.host,
+            token=args.token,
+            no_auth=args.no_auth,
+            read_only=args.read_only,
+        )
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard_for(
+    names: Sequence[str] = (),
+    *,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    no_auth: bool = False,
+    read_only: bool = False,
+) -> Any:
+    """The :class:`~redkit.dashboard.Dashboard` the commands serve: behind ``token`` (default:
+    the ``REDKIT_DASHBOARD_TOKEN`` variable), or, with ``no_auth``, open to loopback peers
+    only, which only a loopback ``host`` allows. A missing rule is a usage error."""
+    import os
+
+    from .._optional import require
+    from ..errors import MissingDependencyError
+
+    try:
+        require("jinja2", "dashboard")
+    except MissingDependencyError as exc:
+        raise UsageError(str(exc)) from None
+    from ..dashboard import Dashboard
+
+    token = token or os.environ.get("REDKIT_DASHBOARD_TOKEN") or None
+    if no_auth and not _loopback(host):
+        raise UsageError(
+            f"--no-auth serves only on a loopback address, not on {host!r}: the dashboard's "
+            "actions are an admin's (use --token, or REDKIT_DASHBOARD_TOKEN)"
+        )
+    if token is None and not no_auth:
+        raise UsageError(
+            "the dashboard needs --token (or REDKIT_DASHBOARD_TOKEN), or --no-auth on a "
+            "loopback address"
+        )
+    if token is not None and len(token) < 16:
+        raise UsageError("the dashboard's token must be at least 16 characters")
+    return Dashboard(
+        token=token,
+        queues=list(names) or None,
+        read_only=read_only,
+        loopback_only=no_auth and token is None,
+    )
+
+
+def serve_dashboard(
+    kit: Any,
+    names: Sequence[str] = (),
+    *,
+    port: int = 9181,
+    host: str = "127.0.0.1",
+    token: str | None = None,
+    no_auth: bool = False,
+    read_only: bool = False,
+    stop: Any = None,
+    announce: Any = None,
+) -> None:
+    """Serve the dashboard (see :func:`dashboard_for`) at ``http://host:port/`` on a threaded
+    WSGI server until SIGTERM or SIGINT, or until the ``threading.Event`` ``stop`` is set."""
+    import signal
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from ..dashboard import make_wsgi_app
+
+    port = check_port(port)
+    dashboard = dashboard_for(names, host=host, token=token, no_auth=no_auth, read_only=read_only)
+    app = make_wsgi_app(kit, dashboard)
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    try:
+        server = make_server(host, port, app, server_class=Server, handler_class=Quiet)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    thread = threading.Thread(target=server.serve_forever, name="redkit-dashboard", daemon=True)
+    thread.start()
+    stopped = stop if stop is not None else threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: stopped.set())
+    try:
+        shown = f"[{host}]" if ":" in host else host
+        line = f"redkit: dashboard on http://{shown}:{port}/"
+        (announce or (lambda text: print(text, flush=True)))(line)
+        stopped.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        app.hub.close()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 def _prometheus() -> Any:
     from .._optional import require
     from ..errors import MissingDependencyError

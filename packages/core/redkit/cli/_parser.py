@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ._operator import (
+    cmd_dashboard,
     cmd_demo,
     cmd_drain,
     cmd_info,
@@ -76,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     connection(p)
     p.set_defaults(func=cmd_metrics, parser=p)
+
+    b = sub.add_parser("dashboard", help="serve the queues' web dashboard")
+    b.add_argument("names", nargs="*", metavar="queue", help="queues (default: every known one)")
+    b.add_argument("--port", default="9181", help="port to listen on (default: 9181)")
+    b.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    b.add_argument("--token", help="the token that signs in (default: REDKIT_DASHBOARD_TOKEN)")
+    b.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="no sign-in, for loopback peers only (loopback --host)",
+    )
+    b.add_argument("--read-only", action="store_true", help="show, never act")
+    connection(b)
+    b.set_defaults(func=cmd_dashboard, parser=b)
 
     m = sub.add_parser("demo", help="a tour of redkit on the embedded memory:// backend")
     m.add_argument("--part", help="run one part only: cache, web, queue or shop")
