@@ -83,7 +83,7 @@ class Browser:
             await self.client.aclose()
             await self.app.hub.aclose()
         else:
-            self.app.hub.close()
+            self.app.close()
 
 
 @pytest.fixture

@@ -353,7 +353,7 @@ def serve_dashboard(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        app.hub.close()  # type: ignore[attr-defined]
+        app.close()
         server.shutdown()
         server.server_close()
         thread.join(5)

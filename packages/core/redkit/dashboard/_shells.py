@@ -14,7 +14,7 @@ from ..web import Answer, Headers, Request
 from ._app import MAX_FORM, Dashboard
 from ._live import LiveHub, live_stream
 
-__all__ = ["make_asgi_app", "make_wsgi_app", "parse_cookies"]
+__all__ = ["WSGIDashboard", "make_asgi_app", "make_wsgi_app", "parse_cookies"]
 
 
 def parse_cookies(fields: Iterable[str]) -> dict[str, str]:
@@ -39,11 +39,28 @@ def _status(code: int) -> str:
         return str(code)
 
 
-def make_wsgi_app(kit: Any, dashboard: Dashboard) -> Callable[..., Any]:
-    """A WSGI application serving ``dashboard`` with ``kit`` (a blocking ``redkit.Redkit``)."""
-    hub = LiveHub(kit, dashboard)
+class WSGIDashboard:
+    """The dashboard as a WSGI application (``make_wsgi_app``). ``respond(request)`` answers a
+    :class:`redkit.web.Request` made by a framework adapter: the answer, and for a live stream
+    the iterator of its body's chunks (``None`` otherwise)."""
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __init__(self, kit: Any, dashboard: Dashboard) -> None:
+        self.kit = kit
+        self.dashboard = dashboard
+        self.hub = LiveHub(kit, dashboard)
+
+    def respond(self, request: Request) -> tuple[Answer, Iterable[bytes] | None]:
+        if request.path == "/live":
+            return self.hub.open(request)
+        return self.kit._executor.drive(self.dashboard.handle(request, self.kit)), None
+
+    def close(self) -> None:
+        """Stop the live updates' reader."""
+        self.hub.close()
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or ""
         if path == "":
             base = quote(environ.get("SCRIPT_NAME", "") or "") + "/"
@@ -80,23 +97,26 @@ def make_wsgi_app(kit: Any, dashboard: Dashboard) -> Callable[..., Any]:
             scheme=environ.get("wsgi.url_scheme", "http"),
         )
         request.call = lambda fn: fn(request)
-        if path == "/live":
-            answer, stream = hub.open(request)
-            if stream is not None:
-                start_response(_status(200), list(answer.headers))
-                return stream
-        else:
-            answer = kit._executor.drive(dashboard.handle(request, kit))
+        answer, stream = self.respond(request)
         start_response(_status(answer.status), list(answer.headers))
+        if stream is not None:
+            return stream
         return [b"" if request.method == "HEAD" else answer.body]
 
-    app.hub = hub  # type: ignore[attr-defined]
-    return app
+
+def make_wsgi_app(kit: Any, dashboard: Dashboard) -> WSGIDashboard:
+    """A WSGI application serving ``dashboard`` with ``kit`` (a blocking ``redkit.Redkit``);
+    its auth rule is called with the :class:`redkit.web.Request`."""
+    return WSGIDashboard(kit, dashboard)
 
 
-def make_asgi_app(kit: Any, dashboard: Dashboard) -> Callable[..., Any]:
+def make_asgi_app(
+    kit: Any, dashboard: Dashboard, request_for: Callable[[dict[str, Any]], Any] | None = None
+) -> Callable[..., Any]:
     """An ASGI application serving ``dashboard`` with ``kit`` (an asyncio
-    ``redkit.asyncio.Redkit``); mount it under any path (``root_path`` is honoured)."""
+    ``redkit.asyncio.Redkit``); mount it under any path (``root_path`` is honoured). Its auth
+    rule is called with ``request_for(scope)`` (a framework's request object), by default
+    with the :class:`redkit.web.Request`."""
     hub = LiveHub(kit, dashboard)
 
     async def app(
@@ -150,7 +170,10 @@ def make_asgi_app(kit: Any, dashboard: Dashboard) -> Callable[..., Any]:
             body=body,
             scheme=scope.get("scheme", "http"),
         )
-        request.call = lambda fn: fn(request)
+        if request_for is None:
+            request.call = lambda fn: fn(request)
+        else:
+            request.call = lambda fn: fn(request_for(scope))
         if path == "/live":
             await live_stream(hub, request, receive, send)
             return
