@@ -195,6 +195,39 @@ class Redkit(ViewDecorators):
         state.kit.close()
 
     # -- SQLAlchemy -----------------------------------------------------------------------------
+    def dashboard(
+        self,
+        app: Flask | None = None,
+        *,
+        url_prefix: str = "/redkit",
+        auth: Callable[[], Any] | None = None,
+        token: str | None = None,
+        redact: Callable[[str, Any], Any] | None = None,
+        queues: Iterable[str] | None = None,
+        read_only: bool = False,
+        title: str = "redkit",
+    ) -> Any:
+        """Mount redkit's :mod:`dashboard <redkit.dashboard>` on ``app`` (default: the only
+        application the extension is registered on) under ``url_prefix``, as a blueprint,
+        which it returns. It refuses to be made without ``auth`` (a callable of no argument,
+        called in the request's context, that returns who the user is, or something false
+        to refuse) or ``token``. ``redact(field, value)`` returns what is shown of a job's
+        data, result, progress, logs and errors."""
+        from .dashboard import mount_dashboard
+
+        state = self.state(app)
+        return mount_dashboard(
+            state.app,
+            state.kit,
+            url_prefix=url_prefix,
+            auth=auth,
+            token=token,
+            redact=redact,
+            queues=queues,
+            read_only=read_only,
+            title=title,
+        )
+
     def bind_sqlalchemy(
         self,
         target: Any,

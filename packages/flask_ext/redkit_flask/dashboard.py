@@ -1,0 +1,80 @@
+"""redkit's dashboard mounted in a Flask application: ``ext.dashboard(app, auth=...)``.
+
+A blueprint whose one view hands each request under its prefix to the dashboard, inside
+Flask's request context: the ``auth`` rule is called with no argument, the Flask way, so it
+reads ``flask.request``, ``flask.session`` or Flask-Login's ``current_user``. The dashboard's
+forms carry their own CSRF token; Flask-WTF's ``CSRFProtect``, when registered, is told to
+leave the blueprint to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from redkit import web
+from redkit.dashboard import Dashboard, make_wsgi_app
+
+__all__ = ["mount_dashboard"]
+
+MAX_FORM = 16 * 1024
+
+
+def mount_dashboard(
+    app: Flask,
+    kit: Any,
+    *,
+    url_prefix: str = "/redkit",
+    name: str = "redkit_dashboard",
+    auth: Callable[[], Any] | None = None,
+    token: str | None = None,
+    redact: Callable[[str, Any], Any] | None = None,
+    queues: Iterable[str] | None = None,
+    read_only: bool = False,
+    title: str = "redkit",
+) -> Blueprint:
+    """Register the dashboard's blueprint on ``app`` (see :meth:`redkit_flask.Redkit.dashboard`)."""
+    server = make_wsgi_app(
+        kit,
+        Dashboard(
+            auth=auth, token=token, redact=redact, queues=queues, read_only=read_only, title=title
+        ),
+    )
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix.rstrip("/") or None)
+
+    def view(rest: str = "") -> Response:
+        r = request._get_current_object()  # type: ignore[attr-defined]
+
+        def body() -> bytes:
+            if (r.content_length or 0) > MAX_FORM:
+                return b""
+            return r.get_data(cache=True)  # type: ignore[no-any-return]
+
+        described = web.Request(
+            r.method,
+            "/" + rest,
+            r.query_string.decode("latin-1"),
+            web.Headers.of(r.headers, joined=True),
+            r.remote_addr,
+            r.host,
+            dict(r.cookies),
+            body=body,
+            scheme=r.scheme,
+            call=lambda fn: fn(),
+        )
+        answer, stream = server.respond(described)
+        if stream is not None:
+            return Response(stream, answer.status, list(answer.headers), direct_passthrough=True)
+        return Response(answer.body, answer.status, list(answer.headers))
+
+    methods = ["GET", "HEAD", "POST"]
+    blueprint.add_url_rule("/", "index", view, methods=methods)
+    blueprint.add_url_rule("/<path:rest>", "page", view, methods=methods)
+    csrf = app.extensions.get("csrf")  # Flask-WTF's CSRFProtect
+    if csrf is not None and hasattr(csrf, "exempt"):
+        csrf.exempt(blueprint)
+    app.register_blueprint(blueprint)
+    kit.on_close(server.close)
+    blueprint.server = server  # type: ignore[attr-defined]
+    return blueprint
