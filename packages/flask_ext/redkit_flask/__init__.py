@@ -216,17 +216,9 @@ class Redkit(ViewDecorators):
         from .dashboard import mount_dashboard
 
         state = self.state(app)
-        return mount_dashboard(
-            state.app,
-            state.kit,
-            url_prefix=url_prefix,
-            auth=auth,
-            token=token,
-            redact=redact,
-            queues=queues,
-            read_only=read_only,
-            title=title,
-        )
+        options: dict[str, Any] = {"auth": auth, "token": token, "redact": redact}
+        options.update(queues=queues, read_only=read_only, title=title)
+        return mount_dashboard(state.app, state.kit, url_prefix=url_prefix, **options)
 
     def bind_sqlalchemy(
         self,

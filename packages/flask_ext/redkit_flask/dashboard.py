@@ -9,7 +9,6 @@ leave the blueprint to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -27,20 +26,11 @@ def mount_dashboard(
     *,
     url_prefix: str = "/redkit",
     name: str = "redkit_dashboard",
-    auth: Callable[[], Any] | None = None,
-    token: str | None = None,
-    redact: Callable[[str, Any], Any] | None = None,
-    queues: Iterable[str] | None = None,
-    read_only: bool = False,
-    title: str = "redkit",
+    **options: Any,
 ) -> Blueprint:
-    """Register the dashboard's blueprint on ``app`` (see :meth:`redkit_flask.Redkit.dashboard`)."""
-    server = make_wsgi_app(
-        kit,
-        Dashboard(
-            auth=auth, token=token, redact=redact, queues=queues, read_only=read_only, title=title
-        ),
-    )
+    """Register the dashboard's blueprint on ``app``; ``options`` are the
+    :class:`~redkit.dashboard.Dashboard`'s (see :meth:`redkit_flask.Redkit.dashboard`)."""
+    server = make_wsgi_app(kit, Dashboard(**options))
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix.rstrip("/") or None)
 
     def view(rest: str = "") -> Response:
