@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -148,6 +148,35 @@ class Redkit(RouteDecorators, Dependencies):
         self._bindings: list[_BindingSpec] = []
         self._running: weakref.WeakKeyDictionary[Any, Running] = weakref.WeakKeyDictionary()
         self._started = False
+
+    def dashboard(
+        self,
+        *,
+        auth: Callable[[Any], Any] | None = None,
+        token: str | None = None,
+        redact: Callable[[str, Any], Any] | None = None,
+        queues: Iterable[str] | None = None,
+        read_only: bool = False,
+        title: str = "redkit",
+    ) -> Any:
+        """redkit's :mod:`dashboard <redkit.dashboard>` as an ASGI application to mount
+        (``Mount("/redkit", app=rk.dashboard(auth=...))``), on each application's client. It
+        refuses to be made without ``auth`` (a callable of Starlette's ``Request``, sync or
+        async, that returns who the user is, or something false to refuse) or ``token``."""
+        from redkit.dashboard import Dashboard
+
+        from ._dashboard import DashboardApp
+
+        return DashboardApp(
+            Dashboard(
+                auth=auth,
+                token=token,
+                redact=redact,
+                queues=queues,
+                read_only=read_only,
+                title=title,
+            )
+        )
 
     def middleware(self, *, cache_every_get: bool = False) -> list[Middleware]:
         """Starlette's ``middleware=`` list of redkit's middleware in their order: rate limits

@@ -8,6 +8,13 @@ and no asset from elsewhere; the small script only keeps what is on screen up to
 """
 
 from ._app import Dashboard
-from ._shells import WSGIDashboard, make_asgi_app, make_wsgi_app, parse_cookies
+from ._shells import ASGIDashboard, WSGIDashboard, make_asgi_app, make_wsgi_app, parse_cookies
 
-__all__ = ["Dashboard", "WSGIDashboard", "make_asgi_app", "make_wsgi_app", "parse_cookies"]
+__all__ = [
+    "ASGIDashboard",
+    "Dashboard",
+    "WSGIDashboard",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "parse_cookies",
+]

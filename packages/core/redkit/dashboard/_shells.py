@@ -14,7 +14,7 @@ from ..web import Answer, Headers, Request
 from ._app import MAX_FORM, Dashboard
 from ._live import LiveHub, live_stream
 
-__all__ = ["WSGIDashboard", "make_asgi_app", "make_wsgi_app", "parse_cookies"]
+__all__ = ["ASGIDashboard", "WSGIDashboard", "make_asgi_app", "make_wsgi_app", "parse_cookies"]
 
 
 def parse_cookies(fields: Iterable[str]) -> dict[str, str]:
@@ -110,9 +110,27 @@ def make_wsgi_app(kit: Any, dashboard: Dashboard) -> WSGIDashboard:
     return WSGIDashboard(kit, dashboard)
 
 
+class ASGIDashboard:
+    """The dashboard as an ASGI application (``make_asgi_app``): ``hub`` is its reader of live
+    updates, ``close()`` stops it."""
+
+    def __init__(self, app: Callable[..., Any], hub: LiveHub) -> None:
+        self._app = app
+        self.hub = hub
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
+
+    def close(self) -> None:
+        self.hub.close()
+
+    async def aclose(self) -> None:
+        await self.hub.aclose()
+
+
 def make_asgi_app(
     kit: Any, dashboard: Dashboard, request_for: Callable[[dict[str, Any]], Any] | None = None
-) -> Callable[..., Any]:
+) -> ASGIDashboard:
     """An ASGI application serving ``dashboard`` with ``kit`` (an asyncio
     ``redkit.asyncio.Redkit``); mount it under any path (``root_path`` is honoured). Its auth
     rule is called with ``request_for(scope)`` (a framework's request object), by default
@@ -180,8 +198,7 @@ def make_asgi_app(
         answer = await kit._executor.drive(dashboard.handle(request, kit))
         await _send(send, answer, scope)
 
-    app.hub = hub  # type: ignore[attr-defined]
-    return app
+    return ASGIDashboard(app, hub)
 
 
 async def _send(send: Callable[..., Any], answer: Answer, scope: dict[str, Any]) -> None:
