@@ -69,7 +69,7 @@ PAGES = [
     *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
 ]
 NOT_RUN = re.compile(r"#\s*not run:\s*(?P<reason>\S.*)")
-DJANGO_PAGES = {"docs/django.md"}
+DJANGO_PAGES = {"docs/django.md", "docs/dashboard.md"}
 KEPT_SCHEMES = ("rediss", "redis+sentinel", "redis+cluster")
 
 SETUP: dict[str, dict[int, str]] = {
