@@ -14,6 +14,7 @@ from redkit.dashboard import Dashboard
 from redkit.errors import ConfigurationError
 from tests.conftest import call, new_prefix
 from tests.dashboard.conftest import TOKEN, Browser, signed_in
+from tests.queue.conftest import eventually, serving
 from tests.servers import free_port
 
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
@@ -107,11 +108,24 @@ async def test_a_forged_or_cross_site_form_does_nothing(kit: Any, browser: Brows
     assert (await call(q.counts()))["waiting"] == 0
 
 
+async def _failed(q: Any, job_id: str) -> bool:
+    job = await call(q.get_job(job_id))
+    return job is not None and job.state == "failed"
+
+
 async def test_whatever_a_job_holds_is_escaped(kit: Any, browser: Browser) -> None:
     name = "q" + HOSTILE[:60]
     q = kit.queue(name)
     job = await call(q.add(HOSTILE[:150], {"html": HOSTILE, "key": "</pre><script>x</script>"}))
     await call(q.add(HOSTILE[:150], None, delay=60))
+
+    @q.task(name="explode")
+    def explode() -> None:
+        raise ValueError(f"</pre>{HOSTILE}")  # in the error, the traceback and the events
+
+    failed = await call(explode.enqueue())
+    async with serving(q):
+        await eventually(lambda: _failed(q, failed.id), 10, "the failure")
     await signed_in(browser)
     from urllib.parse import quote
 
@@ -120,6 +134,8 @@ async def test_whatever_a_job_holds_is_escaped(kit: Any, browser: Browser) -> No
         f"/queue?name={quote(name)}",
         f"/queue?name={quote(name)}&state=delayed",
         f"/job?queue={quote(name)}&id={job.id}",
+        f"/queue?name={quote(name)}&state=failed",
+        f"/job?queue={quote(name)}&id={failed.id}",
     ):
         page = await browser.get(path)
         assert page.status == 200, path
