@@ -98,6 +98,21 @@ def test_a_token_and_read_only(redkit_on: Any) -> None:
     stream.close()
 
 
+async def test_the_live_stream_under_asgi_is_an_async_iterator(redkit_on: Any) -> None:
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    stream = await client.get("/token/live?q=reports", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert stream.status_code == 200
+    assert stream.is_async
+    first = await anext(aiter(stream.streaming_content))
+    assert first.startswith(b"retry: ")
+    if hasattr(stream, "aclose"):  # Django 5.0 and later
+        await stream.aclose()
+    else:
+        stream.close()
+
+
 def test_no_rule_no_urls() -> None:
     with pytest.raises(ConfigurationError, match="refuses to serve without an auth rule"):
         dashboard_urls(auth=None)

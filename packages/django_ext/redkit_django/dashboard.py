@@ -3,14 +3,17 @@
 Staff only by default: the rule lets in an active staff user (Django's authentication must
 run first, ``AuthenticationMiddleware``); ``auth=`` replaces it with a callable of the request,
 ``token=`` adds a bearer token. The views carry the dashboard's own CSRF check, so Django's
-``CsrfViewMiddleware`` is told to leave them alone (``csrf_exempt``). Served by WSGI, the live
-stream holds one worker thread per open tab for at most five minutes.
+``CsrfViewMiddleware`` is told to leave them alone (``csrf_exempt``). The live stream holds one
+thread per open tab for at most five minutes (a worker thread under WSGI; under ASGI, a thread
+that waits for its next message).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -82,7 +85,8 @@ def dashboard_urls(
         answer, stream = server().respond(described)
         response: HttpResponse | StreamingHttpResponse
         if stream is not None:
-            response = StreamingHttpResponse(stream, status=answer.status)
+            chunks: Any = _async_chunks(stream) if _is_asgi(request) else stream
+            response = StreamingHttpResponse(chunks, status=answer.status)
         else:
             response = HttpResponse(answer.body, status=answer.status)
         for name, value in answer.headers:
@@ -94,6 +98,29 @@ def dashboard_urls(
 
     exempt = csrf_exempt(view)
     return [path("", exempt, name="redkit-dashboard"), re_path(r"^(?P<rest>.+)$", exempt)]
+
+
+def _is_asgi(request: HttpRequest) -> bool:
+    from django.core.handlers.asgi import ASGIRequest
+
+    return isinstance(request, ASGIRequest)
+
+
+async def _async_chunks(stream: Iterable[bytes]) -> AsyncIterator[bytes]:
+    """The live stream's chunks for Django under ASGI, which wants an async iterator: each is
+    waited for on a thread, as the blocking stream waits for its next message."""
+    it = iter(stream)
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next, it, None)
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            with contextlib.suppress(ValueError):  # still waiting on its thread: it ends alone
+                close()
 
 
 def _set_cookie(response: HttpResponse | StreamingHttpResponse, header: str) -> None:
