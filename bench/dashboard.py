@@ -13,6 +13,7 @@ database's keys under the two prefixes are deleted at the end.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 from typing import Any
@@ -21,21 +22,23 @@ from werkzeug.test import Client
 
 import redkit
 from redkit.dashboard import Dashboard, make_wsgi_app
-from redkit.queue import Unrecoverable
+from redkit.queue import Keep, Unrecoverable
 
 TOKEN = "bench-dashboard-token-0123456789"
 NAMES = ("send-email", "build-report", "resize-image", "sync-crm")
 
 
 def fill(kit: redkit.Redkit, waiting: int, failed: int) -> None:
+    logging.getLogger("redkit.worker").setLevel(logging.CRITICAL)  # a line per failed job
     q = kit.queue("big")
 
     @q.task(name="explode")
     def explode() -> None:
         raise Unrecoverable("the bench fails every job of this task")
 
+    keep = {"keep": Keep(failed=failed + 1)}  # more than the default retention of 10,000
     for start in range(0, failed, 10_000):
-        q.add_bulk([("explode", {"args": []})] * min(10_000, failed - start))
+        q.add_bulk([("explode", {"args": []}, keep)] * min(10_000, failed - start))
     worker = q.worker(concurrency=500, name="bench").start()
     began = time.monotonic()
     while q.counts()["failed"] < failed:
