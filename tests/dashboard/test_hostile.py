@@ -265,3 +265,9 @@ async def test_loopback_only_lets_in_loopback_alone(kit: Any) -> None:
             assert (await b.get("/")).status == status, remote
         finally:
             await b.aclose()
+    b = Browser(kit, dashboard)
+    try:  # a reverse proxy on the same host forwards anyone from loopback: refused
+        for header in ("x_forwarded_for", "forwarded", "x_real_ip", "via"):
+            assert (await b.get("/", **{header: "203.0.113.9"})).status == 403, header
+    finally:
+        await b.aclose()

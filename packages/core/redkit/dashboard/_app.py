@@ -41,6 +41,8 @@ TIMELINE_EVENTS = 2_000
 AUDIT_MAXLEN = 1_000
 AUDIT_TTL_MS = 90 * 86400 * 1000
 MAX_FORM = 16 * 1024
+MAX_CORES = 256
+"""Queue objects kept between requests (one per queue name asked for, the oldest dropped)."""
 LIST_FIELDS = ("n", "st", "ts", "pon", "fon", "atm", "err", "p", "sch")
 JOB_ACTIONS = {
     "retry": ("failed",),
@@ -176,7 +178,9 @@ class Dashboard:
             raise _Refused(404, "this dashboard shows no such queue")
         key = (id(kit), name)
         core = self._cores.get(key)
-        if core is None:
+        if core is None or core.settings is not kit.settings:
+            if len(self._cores) >= MAX_CORES:  # names come from requests: bounded
+                self._cores.pop(next(iter(self._cores)))
             core = QueueCore(kit, name)
             self._cores[key] = core
         return core

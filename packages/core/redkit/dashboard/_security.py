@@ -28,6 +28,7 @@ CSP = (
 CSRF_COOKIE = "redkit_dashboard_csrf"
 TOKEN_COOKIE = "redkit_dashboard_token"
 _MIN_TOKEN = 16
+_FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host", "via")
 
 
 def security_headers() -> list[tuple[str, str]]:
@@ -111,10 +112,14 @@ class Access:
         return self._cookie
 
     def by_address(self, request: Request) -> str | None:
-        """``"loopback"`` for a loopback peer when ``loopback_only`` is on."""
-        if self.loopback_only and _loopback(request.client):
-            return "loopback"
-        return None
+        """``"loopback"`` for a loopback peer when ``loopback_only`` is on, unless the request
+        came through a proxy (a reverse proxy on the same host forwards anyone from loopback:
+        a forwarding header refuses it)."""
+        if not self.loopback_only or not _loopback(request.client):
+            return None
+        if any(h in request.headers for h in _FORWARDED):
+            return None
+        return "loopback"
 
 
 def _same(given: str, expected: str) -> bool:
