@@ -53,6 +53,7 @@ class Browser:
                 lambda e, s: [s("404 Not Found", []) or b""], {"/dash": self.app}
             )
             self.client = Client(outer)
+            self.jarless = Client(outer, use_cookies=False)
 
     async def get(self, path: str, **headers: str) -> Page:
         return await self._go("GET", path, None, headers)
@@ -69,9 +70,12 @@ class Browser:
             raw = {k: v if v.isascii() else v.encode("latin-1") for k, v in head.items()}
             r = await self.client.request(method, url, data=form, headers=raw)
             return Page(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.text)
-        r = self.client.open(
-            url, method=method, data=form, headers=head, environ_base={"REMOTE_ADDR": self.remote}
-        )
+        environ = {"REMOTE_ADDR": self.remote}
+        client = self.client
+        if "cookie" in head:  # werkzeug's client sends the cookies of its own jar instead
+            environ["HTTP_COOKIE"] = head.pop("cookie")
+            client = self.jarless
+        r = client.open(url, method=method, data=form, headers=head, environ_base=environ)
         out = Page(
             r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.get_data(as_text=True)
         )

@@ -72,6 +72,24 @@ async def test_nothing_is_shown_or_done_before_sign_in(kit: Any, browser: Browse
         assert "def handle" not in escaped.text
 
 
+async def test_a_sign_in_ends_on_the_servers_clock(browser: Browser) -> None:
+    import hashlib
+    import hmac
+    import time
+
+    from redkit.dashboard._security import SESSION_SECONDS
+
+    def cookie(issued: int) -> str:
+        mac = hmac.new(TOKEN.encode(), f"redkit-dashboard:{issued}".encode(), hashlib.sha256)
+        return f"redkit_dashboard_token={issued}.{mac.hexdigest()}"
+
+    now = int(time.time())
+    assert (await browser.get("/", cookie=cookie(now - 60))).status == 200
+    expired = cookie(now - SESSION_SECONDS - 60)  # whatever Max-Age the browser kept
+    assert (await browser.get("/", cookie=expired)).status == 401
+    assert (await browser.get("/", cookie=cookie(now + 3600))).status == 401  # from the future
+
+
 @pytest.mark.parametrize(
     "cookie",
     [
@@ -99,6 +117,7 @@ async def test_a_forged_or_cross_site_form_does_nothing(kit: Any, browser: Brows
         ({**drain, "csrf": "x" * 43}, {}),  # a wrong one
         ({**drain, "csrf": csrf}, {"sec_fetch_site": "cross-site"}),
         ({**drain, "csrf": csrf}, {"origin": "https://evil.example"}),
+        ({**drain, "csrf": csrf}, {"origin": "null"}),  # a sandboxed frame's form
     ]:
         page = await browser.post("/action", form, **headers)
         assert page.status == 403
@@ -163,6 +182,8 @@ async def test_whatever_a_job_holds_is_escaped(kit: Any, browser: Browser) -> No
         "/nope",
         "/live?q=a%00",
         "/queue?name=%E2%80%AE%F0%9F%92%A5",
+        "/queue?name=ok&page=%C2%B2",  # a digit to str.isdigit, not to int()
+        "/queue?name=ok&q=x&at=%D9%A3",
     ],
 )
 async def test_malformed_requests_get_a_clean_4xx(browser: Browser, path: str) -> None:
@@ -220,25 +241,49 @@ async def test_an_auth_rule_and_redaction(kit: Any) -> None:
     job = await call(q.add("x", {"email": "ada@example.com"}))
     seen: list[Any] = []
 
+    class Anonymous:  # like Starlette's UnauthenticatedUser or Django's AnonymousUser: truthy
+        is_authenticated = False
+
     def auth(request: Any) -> Any:
         seen.append(request.path)
-        return request.headers.get("x-user") if request.headers.get("x-user") != "boom" else 1 / 0
+        user = request.headers.get("x-user")
+        if user == "anonymous":
+            return Anonymous()
+        return user if user != "boom" else 1 / 0
 
     def redact(field: str, value: Any) -> Any:
         if field == "data":
             return dict.fromkeys(value, "***")
+        if field in ("error", "stacktrace", "progress"):
+            return "[redacted]"
         return value
 
     b = Browser(kit, Dashboard(auth=auth, redact=redact))
     try:
         assert (await b.get("/")).status == 403  # no user: refused, no login form
         assert (await b.get("/", x_user="boom")).status == 403  # a raising rule refuses
+        assert (await b.get("/", x_user="anonymous")).status == 403  # not authenticated
         page = await b.get(f"/job?queue=people&id={job.id}", x_user="ada")
         assert page.status == 200
         assert "ada@example.com" not in page.text
         assert "***" in page.text
         assert "Signed in as <strong>ada</strong>" in page.text
         assert seen
+
+        @q.task(name="leaky")
+        def leaky() -> None:
+            from redkit.queue import current_job
+
+            current_job().update_progress({"email": "grace@example.com"})
+            raise ValueError("no mailbox for grace@example.com")
+
+        failed = await call(leaky.enqueue())
+        async with serving(q):
+            await eventually(lambda: _failed(q, failed.id), 10, "the failure")
+        for path in ("/queue?name=people&state=failed", f"/job?queue=people&id={failed.id}"):
+            shown = await b.get(path, x_user="ada")
+            assert "grace@example.com" not in shown.text, path  # the list, the timeline too
+            assert "[redacted]" in shown.text
     finally:
         await b.aclose()
 
@@ -259,15 +304,22 @@ async def test_redis_down_is_a_503(mode: str) -> None:
 
 async def test_loopback_only_lets_in_loopback_alone(kit: Any) -> None:
     dashboard = Dashboard(loopback_only=True)
+    local = {"host": "127.0.0.1:9181"}
     for remote, status in [("127.0.0.1", 200), ("::1", 200), ("10.1.2.3", 403), ("", 403)]:
         b = Browser(kit, dashboard, remote=remote)
         try:
-            assert (await b.get("/")).status == status, remote
+            assert (await b.get("/", **local)).status == status, remote
         finally:
             await b.aclose()
     b = Browser(kit, dashboard)
-    try:  # a reverse proxy on the same host forwards anyone from loopback: refused
+    try:
+        for host in ("localhost:9181", "[::1]:9181", "127.0.0.1"):
+            assert (await b.get("/", host=host)).status == 200, host
+        # a page of another site whose name now points at 127.0.0.1 (DNS rebinding)
+        for host in ("rebind.attacker.example:9181", "127.0.0.1.nip.io"):
+            assert (await b.get("/", host=host)).status == 403, host
+        # a reverse proxy on the same host forwards anyone from loopback: refused
         for header in ("x_forwarded_for", "forwarded", "x_real_ip", "via"):
-            assert (await b.get("/", **{header: "203.0.113.9"})).status == 403, header
+            assert (await b.get("/", **local, **{header: "203.0.113.9"})).status == 403, header
     finally:
         await b.aclose()

@@ -14,7 +14,7 @@ import pytest
 
 import redkit
 from redkit.dashboard import Dashboard, _live, make_asgi_app, make_wsgi_app
-from tests.conftest import call
+from tests.conftest import REDIS_URL, call, new_prefix
 from tests.dashboard.conftest import TOKEN
 from tests.queue.conftest import eventually
 
@@ -174,6 +174,26 @@ async def test_many_tabs_share_one_reader(kit: Any) -> None:
             await call(t.close())
         if not isinstance(kit, redkit.Redkit):
             await app.hub.aclose()
+
+
+def test_a_head_or_an_unread_stream_leaves_no_tab() -> None:
+    kit = redkit.Redkit.from_url(REDIS_URL, prefix=new_prefix())  # the WSGI application's streams
+    app = make_wsgi_app(kit, Dashboard(token=TOKEN))
+    environ = {
+        "PATH_INFO": "/live",
+        "QUERY_STRING": "q=a",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "localhost",
+        "HTTP_AUTHORIZATION": f"Bearer {TOKEN}",
+        "wsgi.url_scheme": "http",
+    }
+    head = app({**environ, "REQUEST_METHOD": "HEAD"}, lambda status, headers: None)
+    assert list(head) == [b""]
+    unread = app({**environ, "REQUEST_METHOD": "GET"}, lambda status, headers: None)
+    unread.close()  # a server that never read it: an error after the view, say
+    assert not app.hub.tabs
+    assert app.hub._thread is None
+    kit.close()
 
 
 async def test_a_stream_refuses_a_stranger(kit: Any) -> None:

@@ -94,6 +94,8 @@ async def test_destructive_actions_ask_first(kit: Any, browser: Browser) -> None
     )
     assert promoted.status == 303
     assert (await call(q.get_job(later.id))).state == "waiting"
+    audit = await browser.get("/audit")
+    assert audit.text.index("3 deleted") < audit.text.index("started")  # newest first
     paused = await browser.post("/action", {"csrf": csrf, "queue": "work", "do": "pause"})
     assert paused.status == 303
     assert await call(q.is_paused())
@@ -113,6 +115,12 @@ async def test_pages_of_a_big_state_are_read_a_page_at_a_time(kit: Any, browser:
     found = await browser.get("/queue?name=big&q=needle")
     assert found.text.count('href="job?queue=big') == 23
     assert "Jobs 1 to 230 of 230 looked at." in found.text
+    names = await browser.get("/queue?name=big&q=task-a")  # 207 match: a page of 50
+    assert names.text.count('href="job?queue=big') == 50
+    assert "Jobs 1 to 56 of 230 looked at." in names.text  # stopped at its 50th match
+    further = await browser.get("/queue?name=big&q=task-a&at=56")  # "Look further"
+    assert "Jobs 57 to 112 of 230 looked at." in further.text
+    assert 'at=56"' in names.text
     ids = await call(q.jobs("waiting", 0, 0))
     jump = await browser.get(f"/queue?name=big&q={ids[0]}")
     assert jump.status == 303  # an id goes straight to its job

@@ -76,7 +76,7 @@ def dashboard_urls(
             request.META.get("QUERY_STRING", ""),
             web.Headers.of(request.headers, joined=True),
             request.META.get("REMOTE_ADDR"),
-            request.META.get("HTTP_HOST", ""),
+            _host(request),
             dict(request.COOKIES),
             body=body,
             scheme=request.scheme or "http",
@@ -98,6 +98,17 @@ def dashboard_urls(
 
     exempt = csrf_exempt(view)
     return [path("", exempt, name="redkit-dashboard"), re_path(r"^(?P<rest>.+)$", exempt)]
+
+
+def _host(request: HttpRequest) -> str:
+    """The host the request is for, as Django resolves it (``USE_X_FORWARDED_HOST``); one
+    that ``ALLOWED_HOSTS`` refuses is empty (a form posted with an ``Origin`` then fails)."""
+    from django.core.exceptions import DisallowedHost
+
+    try:
+        return str(request.get_host())
+    except DisallowedHost:
+        return ""
 
 
 def _is_asgi(request: HttpRequest) -> bool:

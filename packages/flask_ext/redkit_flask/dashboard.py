@@ -39,7 +39,8 @@ def mount_dashboard(
         def body() -> bytes:
             if (r.content_length or 0) > MAX_FORM:
                 return b""
-            return r.get_data(cache=True)  # type: ignore[no-any-return]
+            data: bytes = r.stream.read(MAX_FORM + 1)  # a chunked body is bounded too
+            return b"" if len(data) > MAX_FORM else data
 
         described = web.Request(
             r.method,
@@ -61,9 +62,14 @@ def mount_dashboard(
     methods = ["GET", "HEAD", "POST"]
     blueprint.add_url_rule("/", "index", view, methods=methods)
     blueprint.add_url_rule("/<path:rest>", "page", view, methods=methods)
-    csrf = app.extensions.get("csrf")  # Flask-WTF's CSRFProtect
-    if csrf is not None and hasattr(csrf, "exempt"):
-        csrf.exempt(blueprint)
+
+    def exempt_from_flask_wtf() -> None:
+        csrf = app.extensions.get("csrf")  # Flask-WTF's CSRFProtect, registered before or after
+        if csrf is not None and hasattr(csrf, "exempt"):
+            csrf.exempt(blueprint)
+
+    exempt_from_flask_wtf()
+    app.before_request_funcs.setdefault(None, []).insert(0, exempt_from_flask_wtf)
     app.register_blueprint(blueprint)
     kit.on_close(server.close)
     blueprint.server = server  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,13 +28,23 @@ from ..queue._options import check_name
 from ..queue._records import STATES, JobRecord, WorkerInfo, parse_events
 from ..web import Answer, Request
 from . import _render
-from ._security import CSRF_COOKIE, TOKEN_COOKIE, Access, csrf_ok, new_csrf, security_headers
+from ._security import (
+    CSRF_COOKIE,
+    SESSION_SECONDS,
+    TOKEN_COOKIE,
+    Access,
+    csrf_ok,
+    new_csrf,
+    security_headers,
+)
 
 __all__ = ["Dashboard"]
 
 log = logging.getLogger("redkit.dashboard")
 
 PAGE_SIZE = 50
+OVERVIEW_PAGE = 60
+"""Queues shown per page of the overview."""
 SEARCH_WINDOW = 5_000
 """Jobs a name search looks at per request (in windows of 1,000 per round trip)."""
 TIMELINE_EVENTS = 2_000
@@ -46,12 +57,21 @@ MAX_CORES = 256
 LIST_FIELDS = ("n", "st", "ts", "pon", "fon", "atm", "err", "p", "sch")
 JOB_ACTIONS = {
     "retry": ("failed",),
-    "remove": ("waiting", "prioritized", "delayed", "completed", "failed", "cancelled"),
+    "remove": (
+        "waiting",
+        "prioritized",
+        "delayed",
+        "waiting_children",
+        "completed",
+        "failed",
+        "cancelled",
+    ),
     "promote": ("delayed",),
     "cancel": ("waiting", "prioritized", "delayed", "active", "waiting_children"),
 }
 QUEUE_ACTIONS = ("pause", "resume", "retry_failed", "drain", "drain_delayed", "clean")
 DESTRUCTIVE = {"remove", "cancel", "drain", "drain_delayed", "clean", "retry_failed"}
+BULK = {"drain", "drain_delayed", "clean", "retry_failed"}
 CLEAN_STATES = ("completed", "failed", "cancelled")
 
 
@@ -104,6 +124,7 @@ class Dashboard:
         self.read_only = bool(read_only)
         self.title = str(title)
         self._cores: dict[tuple[int, str], QueueCore] = {}
+        self._lock = threading.Lock()
 
     # -- the flow of one request -----------------------------------------------------------
     def handle(self, request: Request, kit: Any) -> Flow[Answer]:
@@ -159,9 +180,9 @@ class Dashboard:
             except Exception:
                 log.exception("redkit dashboard: the auth rule raised; the request is refused")
                 return None
-            if user:
+            if user and getattr(user, "is_authenticated", True) is not False:
                 return "authenticated" if user is True else str(user)[:200]
-        return None
+        return None  # nothing, False, or an anonymous user object (truthy, not authenticated)
 
     def _login(self, request: Request) -> Flow[Answer]:
         if request.method != "POST":
@@ -170,20 +191,21 @@ class Dashboard:
         value = self.access.login(form.get("token", ""))
         if value is None:
             return self._page(401, "login", None, error="That is not the token.")
-        return _redirect("./", [(TOKEN_COOKIE, value, 30 * 86400, request.scheme)])
+        return _redirect("./", [(TOKEN_COOKIE, value, SESSION_SECONDS, request.scheme)])
 
     # -- helpers ------------------------------------------------------------------------------
     def _core(self, kit: Any, name: str) -> QueueCore:
         if self.queues is not None and name not in self.queues:
             raise _Refused(404, "this dashboard shows no such queue")
         key = (id(kit), name)
-        core = self._cores.get(key)
-        if core is None or core.settings is not kit.settings:
-            if len(self._cores) >= MAX_CORES:  # names come from requests: bounded
-                self._cores.pop(next(iter(self._cores)))
-            core = QueueCore(kit, name)
-            self._cores[key] = core
-        return core
+        with self._lock:  # request threads and the live reader's thread
+            core = self._cores.get(key)
+            if core is None or core.settings is not kit.settings:
+                if len(self._cores) >= MAX_CORES:  # names come from requests: bounded
+                    self._cores.pop(next(iter(self._cores)), None)
+                core = QueueCore(kit, name)
+                self._cores[key] = core
+            return core
 
     def _names(self, kit: Any) -> Flow[list[str]]:
         if self.queues is not None:
@@ -227,7 +249,10 @@ class Dashboard:
 
     # -- pages --------------------------------------------------------------------------------
     def _overview(self, ctx: _Ctx, kit: Any) -> Flow[Answer]:
-        names = yield from self._names(kit)
+        every = yield from self._names(kit)
+        page = _whole(ctx.args.get("page"), 1)
+        pages = max(1, math.ceil(len(every) / OVERVIEW_PAGE))
+        names = every[(page - 1) * OVERVIEW_PAGE : page * OVERVIEW_PAGE]
         cores = [self._core(kit, n) for n in names]
         batches: list[Batch[Any]] = []
         for core in cores:
@@ -250,7 +275,9 @@ class Dashboard:
         details = yield _merge([_worker_batch(core, workers) for core, workers in seen])
         for item, infos in zip(queues, details):
             item["workers"] = infos
-        return self._page(200, "overview", ctx, queues=queues, states=STATES, now=time.time())
+        return self._page(
+            200, "overview", ctx, queues=queues, states=STATES, page=page, pages=pages
+        )
 
     def _queue(self, ctx: _Ctx, kit: Any) -> Flow[Answer]:
         name = self._arg(ctx, "name", "queue name")
@@ -278,7 +305,8 @@ class Dashboard:
             "schedules": [],
         }
         if state == "schedules":
-            values["schedules"] = yield from core.sched.listed(0, PAGE_SIZE - 1)
+            start = (page - 1) * PAGE_SIZE
+            values["schedules"] = yield from core.sched.listed(start, start + PAGE_SIZE - 1)
             return self._page(200, "queue", ctx, **values)
         total = counts.get(state, 0)
         values["pages"] = max(1, math.ceil(total / PAGE_SIZE))
@@ -288,13 +316,16 @@ class Dashboard:
                 exists = yield Batch.one(command("EXISTS", core.job_key(search)))
             if exists:
                 return _redirect(_url("job", queue=name, id=search), [])
-            start = (page - 1) * SEARCH_WINDOW
+            start = _whole(ctx.args.get("at"), 0, what="at")
             ids, scanned = yield from _search(core, state, search, start, total)
             values["scanned"] = scanned
         else:
             start = (page - 1) * PAGE_SIZE
             ids = yield core.ids(state, start, start + PAGE_SIZE - 1)
-        values["jobs"] = yield _summaries(core, ids)
+        jobs = yield _summaries(core, ids)
+        for job in jobs:
+            job["error"] = self._shown("error", job["error"]) if job["error"] else None
+        values["jobs"] = jobs
         return self._page(200, "queue", ctx, **values)
 
     def _job(self, ctx: _Ctx, kit: Any) -> Flow[Answer]:
@@ -312,7 +343,10 @@ class Dashboard:
         )
         if record is None:
             raise _Refused(404, "no such job (it may have been removed, or cleaned by retention)")
-        timeline = sorted((e for e in events if e.job_id == job_id), key=lambda e: e.id)
+        timeline = [
+            {"time": e.time, "event": e.event, "fields": self._event_fields(e.fields)}
+            for e in sorted((e for e in events if e.job_id == job_id), key=lambda e: e.id)
+        ]
         return self._page(
             200,
             "job",
@@ -323,6 +357,20 @@ class Dashboard:
             timeline=timeline,
             actions=[a for a, states in JOB_ACTIONS.items() if record.state in states],
         )
+
+    def _event_fields(self, fields: dict[str, str]) -> dict[str, Any]:
+        """An event's fields as shown: its reason and its progress through the redact hook."""
+        shown: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key in ("id", "event"):
+                continue
+            if key == "reason":
+                shown[key] = self._shown("error", value)
+            elif key in ("progress", "data"):
+                shown[key] = self._shown("progress", value)
+            else:
+                shown[key] = value
+        return shown
 
     def _job_fields(self, record: JobRecord) -> dict[str, Any]:
         errors = [
@@ -397,33 +445,19 @@ class Dashboard:
             }
         if do in DESTRUCTIVE and form.get("confirm") != "yes":
             return self._page(200, "confirm", ctx, queue=name, job=job_id, do=do, options=options)
-        outcome = yield from _run_action(core, do, job_id, options)
         target = f"job {job_id} of queue {name}" if job_id else f"queue {name}"
+        if do in BULK:  # rounds of 1,000: recorded before the first, whatever happens after
+            yield _audit_entry(kit, ctx.who, do, name, job_id, "started")
+        try:
+            outcome = yield from _run_action(core, do, job_id, options)
+        except RedkitError:
+            if do in BULK:
+                log.warning(
+                    "redkit dashboard: %s: %s %s: stopped by a Redis error", ctx.who, do, target
+                )
+            raise
         log.info("redkit dashboard: %s: %s %s: %s", ctx.who, do, target, outcome)
-        audit = kit.keyspace.key("dashboard", "audit")
-        yield Batch(
-            (
-                command(
-                    "XADD",
-                    audit,
-                    "MAXLEN",
-                    "~",
-                    AUDIT_MAXLEN,
-                    "*",
-                    "who",
-                    ctx.who,
-                    "action",
-                    do,
-                    "queue",
-                    name,
-                    "job",
-                    job_id or "",
-                    "outcome",
-                    outcome,
-                ),
-                command("PEXPIRE", audit, AUDIT_TTL_MS),
-            )
-        )
+        yield _audit_entry(kit, ctx.who, do, name, job_id, outcome)
         back = (
             _url("job", queue=name, id=job_id)
             if job_id and do not in ("remove",)
@@ -449,6 +483,23 @@ def _merge(batches: list[Batch[Any]]) -> Batch[list[Any]]:
         return out
 
     return Batch(tuple(calls), parse)
+
+
+def _audit_entry(
+    kit: Any, who: str, do: str, queue: str, job_id: str | None, outcome: str
+) -> Batch[Any]:
+    """The audit stream's entry of an action: capped in length, and entries older than
+    :data:`AUDIT_TTL_MS` trimmed (the key expires when no action comes for that long)."""
+    key = kit.keyspace.key("dashboard", "audit")
+    oldest = f"{max(0, int(time.time() * 1000) - AUDIT_TTL_MS)}-0"
+    fields = ["who", who, "action", do, "queue", queue, "job", job_id or "", "outcome", outcome]
+    return Batch(
+        (
+            command("XADD", key, "MAXLEN", "~", AUDIT_MAXLEN, "*", *fields),
+            command("XTRIM", key, "MINID", "~", oldest),
+            command("PEXPIRE", key, AUDIT_TTL_MS),
+        )
+    )
 
 
 def _worker_batch(core: QueueCore, seen: list[tuple[str, float]]) -> Batch[list[WorkerInfo]]:
@@ -498,7 +549,7 @@ def _search(
     positions looked at."""
     needle = text.casefold()
     found: list[str] = []
-    at = start
+    at = start  # the next position to look at
     end = min(total, start + SEARCH_WINDOW)
     while at < end and len(found) < PAGE_SIZE:
         ids = yield core.ids(state, at, min(end, at + 1000) - 1)
@@ -506,11 +557,11 @@ def _search(
             break
         names = yield Batch(tuple(command("HGET", core.job_key(i), "n") for i in ids))
         for job_id, raw in zip(ids, names):
+            at += 1
             if raw is not None and needle in raw.decode("utf-8", "replace").casefold():
                 found.append(job_id)
                 if len(found) >= PAGE_SIZE:
                     break
-        at += len(ids)
     return found, (start, at)
 
 
@@ -524,9 +575,13 @@ def _run_action(core: QueueCore, do: str, job_id: str | None, options: dict[str,
             return {1: "removed", 0: "not found", -1: "running: not removed"}.get(code, str(code))
         if do == "promote":
             code = yield core.promote(job_id)
-            return "promoted" if code > 0 else "not delayed (nothing done)"
+            return {0: "not found"}.get(
+                code, "promoted" if code > 0 else "not delayed (nothing done)"
+            )
         code = yield core.cancel(job_id, "cancelled from the dashboard")
-        return {1: "cancelled", 2: "asked to stop"}.get(code, "already ended (nothing done)")
+        return {1: "cancelled", 2: "asked to stop", -1: "not found"}.get(
+            code, "already ended (nothing done)"
+        )
     if do in ("pause", "resume"):
         changed = yield core.pause(do == "pause")
         return f"{do}d" if changed else f"already {do}d"
@@ -572,7 +627,7 @@ def _minutes(kit: Any, wanted: int) -> int:
 def _whole(raw: str | None, low: int, what: str = "page") -> int:
     if raw is None or raw == "":
         return low
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdecimal()) or len(raw) > 12:
         raise _Refused(400, f"{what} must be a whole number")
     return max(low, int(raw))
 

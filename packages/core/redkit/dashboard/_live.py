@@ -18,7 +18,7 @@ import logging
 import queue as _queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ INTERVAL = 0.5
 STREAM_LIFETIME = 300.0
 PING_EVERY = 15.0
 MAX_QUEUES = 100
+READ_COUNT = 500
+"""Events read per queue per round; a queue with more skips ahead to its newest."""
 
 
 @dataclass(eq=False)
@@ -108,6 +110,8 @@ class LiveHub:
         return queues, jobs
 
     def _read_batch(self, queues: set[str]) -> Batch[dict[str, Any]]:
+        for name in [n for n in self.state.last if n not in queues]:
+            del self.state.last[name]  # watched again later: from its newest event then
         order = sorted(queues)
         calls = []
         for name in order:
@@ -116,7 +120,7 @@ class LiveHub:
             if since is None:
                 calls.append(command("XREVRANGE", core.events, "+", "-", "COUNT", 1))
             else:
-                calls.append(command("XRANGE", core.events, f"({since}", "+", "COUNT", 500))
+                calls.append(command("XRANGE", core.events, f"({since}", "+", "COUNT", READ_COUNT))
 
         def parse(replies: list[Any]) -> dict[str, Any]:
             out = {}
@@ -125,7 +129,10 @@ class LiveHub:
                 if name not in self.state.last:
                     self.state.last[name] = events[0].id if events else "0-0"
                     continue
-                if events:
+                if len(events) >= READ_COUNT:
+                    del self.state.last[name]  # falling behind: from the newest event next
+                    out[name] = events
+                elif events:
                     self.state.last[name] = events[-1].id
                     out[name] = events
             return out
@@ -156,7 +163,10 @@ class LiveHub:
                         progress = json.loads(prg)
                     except ValueError:
                         progress = None
-                details[key] = {"state": st.decode() if st else "gone", "progress": progress}
+                shown = (
+                    self.dashboard._shown("progress", progress) if progress is not None else None
+                )
+                details[key] = {"state": st.decode() if st else "gone", "progress": shown}
             return got, details
 
         return Batch(tuple(calls), parse)
@@ -180,13 +190,19 @@ class LiveHub:
 
     # -- the blocking shell ---------------------------------------------------------------------
     def _run_thread(self) -> None:
+        try:
+            self._loop_thread()
+        finally:
+            with self._lock:
+                self._thread = None  # a later tab starts another one
+
+    def _loop_thread(self) -> None:
         run = self.kit._executor.run
         while not self._closed:
             queues, jobs = self._watched()
             if not queues:
                 with self._lock:
                     if not self.tabs:
-                        self._thread = None
                         return
                 time.sleep(INTERVAL)
                 continue
@@ -199,9 +215,11 @@ class LiveHub:
                     self._publish(counts, details)
             except RedkitError as exc:
                 log.warning("redkit dashboard: live updates paused, Redis did not answer: %s", exc)
+            except Exception:
+                log.exception("redkit dashboard: live updates failed a round; going on")
             time.sleep(INTERVAL)
 
-    def open(self, request: Request) -> tuple[Answer, Iterator[bytes] | None]:
+    def open(self, request: Request) -> tuple[Answer, Iterable[bytes] | None]:
         """A WSGI stream: the answer's head and the body's chunks, or a refusal (no stream)."""
         refused = self._refusal(self.kit._executor.drive(self.dashboard._who(request)))
         if refused is not None:
@@ -216,7 +234,12 @@ class LiveHub:
             with contextlib.suppress(_queue.Full):  # a tab that does not read loses updates
                 box.put_nowait(message)
 
+        if request.method == "HEAD":
+            return Answer(200, _stream_headers(), b""), None  # a head, never a stream
         tab = _Tab(queues, job, put)
+        return Answer(200, _stream_headers(), b""), _Stream(self, tab, box)
+
+    def _join(self, tab: _Tab) -> None:
         with self._lock:
             self.tabs.add(tab)
             if self._thread is None:
@@ -224,21 +247,6 @@ class LiveHub:
                     target=self._run_thread, name="redkit-dashboard-live", daemon=True
                 )
                 self._thread.start()
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield b"retry: 3000\n\n"
-                ends = time.monotonic() + STREAM_LIFETIME
-                while (left := ends - time.monotonic()) > 0 and not self._closed:
-                    try:
-                        yield box.get(timeout=min(PING_EVERY, left)).encode()
-                    except _queue.Empty:
-                        yield b": ping\n\n"
-            finally:
-                with self._lock:
-                    self.tabs.discard(tab)
-
-        return Answer(200, _stream_headers(), b""), chunks()
 
     def _refusal(self, who: str | None) -> Answer | None:
         if who is None:
@@ -265,6 +273,8 @@ class LiveHub:
                     log.warning(
                         "redkit dashboard: live updates paused, Redis did not answer: %s", exc
                     )
+                except Exception:
+                    log.exception("redkit dashboard: live updates failed a round; going on")
                 await asyncio.sleep(INTERVAL)
         finally:
             self._task = None
@@ -289,6 +299,44 @@ class LiveHub:
 
     def close(self) -> None:
         self._closed = True
+
+
+class _Stream:
+    """A WSGI stream's body: the tab joins the hub when the server starts reading it and
+    leaves when it is closed, read to its end or not (a server that never reads it, for a
+    HEAD or after an error, leaves no tab behind)."""
+
+    def __init__(self, hub: LiveHub, tab: _Tab, box: _queue.Queue[str]) -> None:
+        self._hub = hub
+        self._tab = tab
+        self._box = box
+        self._chunks: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._chunks is None:
+            self._chunks = self._read()
+        return self._chunks
+
+    def _read(self) -> Iterator[bytes]:
+        self._hub._join(self._tab)
+        try:
+            yield b"retry: 3000\n\n"
+            ends = time.monotonic() + STREAM_LIFETIME
+            while (left := ends - time.monotonic()) > 0 and not self._hub._closed:
+                try:
+                    yield self._box.get(timeout=min(PING_EVERY, left)).encode()
+                except _queue.Empty:
+                    yield b": ping\n\n"
+        finally:
+            self._hub.remove(self._tab)
+
+    def close(self) -> None:
+        if self._chunks is not None:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # closed from another thread mid-read
+                    close()
+        self._hub.remove(self._tab)
 
 
 def _stream_headers() -> tuple[tuple[str, str], ...]:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ CSP = (
 CSRF_COOKIE = "redkit_dashboard_csrf"
 TOKEN_COOKIE = "redkit_dashboard_token"
 _MIN_TOKEN = 16
+SESSION_SECONDS = 12 * 3600
+"""How long a sign-in with the token lasts (the server checks, whatever the cookie says)."""
 _FORWARDED = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host", "via")
 
 
@@ -82,11 +85,7 @@ class Access:
         self.auth = auth
         self.token = token
         self.loopback_only = loopback_only
-        self._cookie = (
-            None
-            if token is None
-            else hmac.new(token.encode(), b"redkit-dashboard-session", hashlib.sha256).hexdigest()
-        )
+        self._key = None if token is None else token.encode("utf-8", "surrogateescape")
 
     @property
     def has_login(self) -> bool:
@@ -100,26 +99,49 @@ class Access:
         given = request.headers.get("authorization") or ""
         if given[:7].lower() == "bearer " and _same(given[7:].strip(), self.token):
             return "token"
-        cookie = request.cookies.get(TOKEN_COOKIE)
-        if cookie and self._cookie and _same(cookie, self._cookie):
-            return "token"
-        return None
+        cookie = request.cookies.get(TOKEN_COOKIE) or ""
+        issued, _, mac = cookie.partition(".")
+        if not (issued.isascii() and issued.isdigit() and len(issued) <= 12) or not mac:
+            return None
+        age = time.time() - int(issued)
+        if not -300 <= age <= SESSION_SECONDS or not _same(mac, self._mac(issued)):
+            return None
+        return "token"
+
+    def _mac(self, issued: str) -> str:
+        assert self._key is not None
+        return hmac.new(
+            self._key, f"redkit-dashboard:{issued}".encode(), hashlib.sha256
+        ).hexdigest()
 
     def login(self, given: str) -> str | None:
-        """The cookie value a right token gives at the login form, else None."""
+        """The cookie value a right token gives at the login form (when it was issued, and
+        its MAC: the server refuses it after :data:`SESSION_SECONDS`), else None."""
         if self.token is None or not _same(given, self.token):
             return None
-        return self._cookie
+        issued = str(int(time.time()))
+        return f"{issued}.{self._mac(issued)}"
 
     def by_address(self, request: Request) -> str | None:
-        """``"loopback"`` for a loopback peer when ``loopback_only`` is on, unless the request
-        came through a proxy (a reverse proxy on the same host forwards anyone from loopback:
-        a forwarding header refuses it)."""
+        """``"loopback"`` for a loopback peer when ``loopback_only`` is on, asking for a
+        loopback host name, through no proxy: a forwarding header refuses it (a reverse proxy
+        on the same host forwards anyone from loopback), and so does any other ``Host`` (a
+        page of another site whose name was rebound to 127.0.0.1)."""
         if not self.loopback_only or not _loopback(request.client):
             return None
         if any(h in request.headers for h in _FORWARDED):
             return None
+        if _host_name(request.host) not in ("localhost", "127.0.0.1", "::1"):
+            return None
         return "loopback"
+
+
+def _host_name(host: str) -> str:
+    """The name part of a ``Host`` value (``[::1]:9181`` is ``::1``), lowercase."""
+    host = (host or "").strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _same(given: str, expected: str) -> bool:
@@ -143,8 +165,8 @@ def csrf_ok(request: Request, form: dict[str, str]) -> bool:
     if site and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin and origin != "null":
+    if origin is not None:
         host = origin.split("://", 1)[-1]
-        if host.lower() != (request.host or "").lower():
+        if origin == "null" or host.lower() != (request.host or "").lower():
             return False
     return True
