@@ -41,9 +41,11 @@ async def test_finished_jobs_are_counted_with_their_wait_and_run_times(kit: Any)
     assert m.totals == {"completed": 4, "failed": 1, "cancelled": 1}
     assert m.run.count == 5
     assert m.wait.count == 5  # the cancelled job never started
-    assert m.run.percentile(10) <= 0.01  # the 1 ms run
-    assert 0.025 <= m.run.percentile(50) <= 0.1  # the 40 ms runs
-    assert 0.1 <= m.run.percentile(100) <= 0.5  # the 200 ms run
+    # each run is measured at least as long as it slept (a loaded machine only adds), so the
+    # sorted runs are bounded below: the third (p50) by 40 ms, the last by 200 ms
+    assert 0.025 <= m.run.percentile(50)
+    assert 0.1 <= m.run.percentile(100)
+    assert m.run.percentile(10) <= m.run.percentile(50) <= m.run.percentile(100)
     assert (m.start.second, m.start.microsecond) == (0, 0)
 
 
