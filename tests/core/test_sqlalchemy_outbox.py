@@ -211,8 +211,10 @@ def test_a_row_relayed_twice_is_one_job_even_after_its_job_is_gone(
         OUTBOX.relay(engine, kit)  # added, then died before deleting the row
     monkeypatch.setattr(OUTBOX, "delete", real_delete)
     assert rows(engine) == [job_id]
+    job = q.get_job(job_id)  # before any worker: kept=False deletes it as it completes
+    assert job is not None
     worker = q.worker().start()
-    q.get_job(job_id).wait(10)
+    job.wait(10)
     assert q.get_job(job_id) is None  # deleted as it completed
     assert OUTBOX.relay(engine, kit) == 1  # the row again: its dedup id holds, nothing is added
     time.sleep(0.3)
@@ -303,8 +305,10 @@ def test_a_process_killed_between_commit_and_send_loses_nothing(engine: Any, kit
     def send(to: str) -> str:
         return to
 
+    job = q.get_job(job_id)
+    assert job is not None
     worker = q.worker().start()
-    assert q.get_job(job_id).wait(10) == "dave"
+    assert job.wait(10) == "dave"
     worker.stop()
     assert q.counts()["completed"] == 1
 
