@@ -204,8 +204,6 @@ def serve_metrics(
 
     The ``metrics`` extra missing, a bad port or an address that cannot be bound is a usage
     error, raised before anything listens."""
-    import signal
-    import threading
 
     from ..metrics import registry
 
@@ -216,21 +214,31 @@ def serve_metrics(
         server, thread = prometheus.start_http_server(port, addr=host, registry=reg)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        _serve_until_stopped(f"redkit: metrics on http://{host}:{port}/metrics", stop, announce)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _serve_until_stopped(line: str, stop: Any, announce: Any) -> None:
+    """Say ``line`` (``announce``, default print), then wait for SIGTERM or SIGINT (handled
+    while waiting, in the main thread only) or for the ``threading.Event`` ``stop``."""
+    import signal
+    import threading
+
     stopped = stop if stop is not None else threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stopped.set())
     try:
-        line = f"redkit: metrics on http://{host}:{port}/metrics"
         (announce or (lambda text: print(text, flush=True)))(line)
         stopped.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -316,7 +324,6 @@ def serve_dashboard(
 ) -> None:
     """Serve the dashboard (see :func:`dashboard_for`) at ``http://host:port/`` on a threaded
     WSGI server until SIGTERM or SIGINT, or until the ``threading.Event`` ``stop`` is set."""
-    import signal
     import threading
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -340,19 +347,10 @@ def serve_dashboard(
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     thread = threading.Thread(target=server.serve_forever, name="redkit-dashboard", daemon=True)
     thread.start()
-    stopped = stop if stop is not None else threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: stopped.set())
+    shown = f"[{host}]" if ":" in host else host
     try:
-        shown = f"[{host}]" if ":" in host else host
-        line = f"redkit: dashboard on http://{shown}:{port}/"
-        (announce or (lambda text: print(text, flush=True)))(line)
-        stopped.wait()
+        _serve_until_stopped(f"redkit: dashboard on http://{shown}:{port}/", stop, announce)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         app.close()
         server.shutdown()
         server.server_close()
